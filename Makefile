@@ -1,0 +1,77 @@
+# sluice — see README.md. `make run` and `make test` are the two commands that matter.
+
+CC       ?= gcc
+CLANG    ?= clang
+BUILD    := build
+GEN      := $(BUILD)/gen
+PYTHON   := /usr/bin/python3
+
+WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -MMD -MP
+LDLIBS   := -luring -lsqlite3 -lz -lzstd -llz4 -lsnappy -lpthread -lm
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SCHEMAS  := $(wildcard userspace/protocol/schema/*.def)
+LIB_SRC  := $(filter-out userspace/main.c,$(shell find userspace -name '*.c' | sort)) $(GEN)/messages.c
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+SAN_LIB_OBJ  := $(patsubst %.c,$(BUILD)/san/%.o,$(LIB_SRC))
+UNIT_OBJ     := $(patsubst %.c,$(BUILD)/san/%.o,$(UNIT_SRC))
+
+.PHONY: all deps run test unit integration fuzz bench install clean
+all: $(BUILD)/sluice
+
+deps:
+	@tools/deps.sh
+
+# The generated message tables: C structs + descriptors from the schema files.
+$(GEN)/messages.c $(GEN)/messages.h: tools/gen_messages.py $(SCHEMAS)
+	@mkdir -p $(GEN)
+	$(PYTHON) tools/gen_messages.py --out $(GEN) $(SCHEMAS)
+
+$(BUILD)/obj/%.o: %.c $(GEN)/messages.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/san/%.o: %.c $(GEN)/messages.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN_FLAGS) -Itests/unit -c $< -o $@
+
+$(BUILD)/sluice: $(BUILD)/obj/userspace/main.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The same agent under AddressSanitizer + UBSan: integration tests run this one.
+$(BUILD)/sluice-san: $(BUILD)/san/userspace/main.o $(SAN_LIB_OBJ)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(SAN_LIB_OBJ)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+# libFuzzer target for the request decoder (clang only).
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(GEN)/messages.h
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace \
+		-o $@ tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(LDLIBS)
+
+run: deps $(BUILD)/sluice
+	mkdir -p data
+	$(BUILD)/sluice agent
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+
+test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request
+	tests/run.sh
+
+bench: deps $(BUILD)/sluice
+	tools/bench.sh
+
+install: $(BUILD)/sluice
+	install -D -m 0755 $(BUILD)/sluice /usr/local/bin/sluice
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,41 @@
+/* Runs every TEST registered by the linked test files; optional argument: a substring of the
+ * test names to run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define MAX_TESTS 1024
+static struct test_case tests[MAX_TESTS];
+static int ntests;
+
+void test_register(const char *name, void (*fn)(int *failed))
+{
+    if (ntests == MAX_TESTS) {
+        fprintf(stderr, "too many tests\n");
+        exit(2);
+    }
+    tests[ntests].name = name;
+    tests[ntests].fn = fn;
+    ntests++;
+}
+
+int main(int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    int passed = 0, failed = 0;
+    for (int i = 0; i < ntests; i++) {
+        if (filter && !strstr(tests[i].name, filter))
+            continue;
+        int f = 0;
+        tests[i].fn(&f);
+        printf("%s %s\n", f ? "FAIL" : "ok  ", tests[i].name);
+        if (f)
+            failed++;
+        else
+            passed++;
+    }
+    printf("unit: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

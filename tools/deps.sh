@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs what sluice needs to build and test on Debian 12; a no-op when everything is present.
+set -e
+PKGS="build-essential pkg-config python3 clang llvm libbpf-dev bpftool
+liburing-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
+libcurl4-openssl-dev libssl-dev libpq-dev
+kcat librdkafka-dev python3-confluent-kafka libclang-rt-14-dev iproute2 procps psmisc"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: missing packages:$missing (run as root, or apt-get install them)" >&2
+        exit 1
+    fi
+    echo "deps: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

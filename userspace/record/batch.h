@@ -1,0 +1,84 @@
+/* Kafka record batch v2 (magic 2): parsing, validation and the few rewrites the broker does. */
+#ifndef SLUICE_BATCH_H
+#define SLUICE_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+#define BATCH_HEADER_SIZE 61
+#define BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength: bytes not counted in batchLength */
+
+enum batch_codec { CODEC_NONE = 0, CODEC_GZIP = 1, CODEC_SNAPPY = 2, CODEC_LZ4 = 3, CODEC_ZSTD = 4 };
+
+#define BATCH_ATTR_CODEC_MASK 0x07
+#define BATCH_ATTR_LOG_APPEND_TIME 0x08
+#define BATCH_ATTR_TRANSACTIONAL 0x10
+#define BATCH_ATTR_CONTROL 0x20
+
+struct batch_header {
+    int64_t base_offset;
+    int32_t batch_length;      /* bytes after this field: total size = batch_length + 12 */
+    int32_t leader_epoch;
+    int8_t magic;
+    uint32_t crc;
+    int16_t attributes;
+    int32_t last_offset_delta;
+    int64_t base_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t records_count;
+};
+
+/* Reads the 61-byte header at p (needs avail >= BATCH_HEADER_SIZE). Returns 0 or -1. */
+int batch_read_header(const uint8_t *p, size_t avail, struct batch_header *h);
+
+struct records_summary {
+    int32_t batch_count;
+    int64_t offset_count;      /* sum of (last_offset_delta + 1): offsets these batches take */
+    int64_t record_count;      /* sum of records_count */
+    int64_t first_timestamp;   /* base_timestamp of the first batch */
+    int64_t max_timestamp;     /* max of max_timestamp */
+    int32_t largest_batch;     /* bytes, for max.message.bytes */
+};
+
+/* Validates a Produce "records" field: one or more whole v2 batches, nothing trailing.
+ * Checks magic (2), lengths, CRC-32C, records_count/last_offset_delta consistency (uncompressed:
+ * last_offset_delta == records_count - 1; any: records_count >= 1 unless control batch), and, for
+ * uncompressed batches, that the records themselves parse and fill the batch exactly.
+ * Returns a Kafka error code (0, CORRUPT_MESSAGE, INVALID_RECORD, UNSUPPORTED_FOR_MESSAGE_FORMAT for
+ * magic 0/1) and sets *why to a short static reason on failure. */
+int records_validate(const uint8_t *p, size_t len, struct records_summary *s, const char **why);
+
+/* Rewrites baseOffset of the batch at p (outside the CRC, so no CRC update). */
+static inline void batch_set_base_offset(uint8_t *p, int64_t base_offset) { be64_put(p, (uint64_t)base_offset); }
+
+/* LogAppendTime: set attribute bit 3 and maxTimestamp, then recompute the CRC. */
+void batch_set_log_append_time(uint8_t *p, int64_t ts);
+
+/* Decompresses the records section of a batch (bytes 61..end) into out (uncompressed batches are
+ * copied). Returns 0 or -1 (unsupported codec, corrupt data). */
+int batch_records_decompress(const uint8_t *batch, size_t len, struct buf *out);
+
+/* One record inside a (decompressed) records section. */
+struct record_view {
+    int64_t offset_delta;
+    int64_t timestamp_delta;
+    const uint8_t *key; int32_t key_len;       /* key_len < 0: null key */
+    const uint8_t *value; int32_t value_len;   /* value_len < 0: null value */
+    int32_t header_count;
+};
+
+/* Iterates records of a decompressed records section. Returns 1 with *rec filled, 0 at the end,
+ * -1 on malformed data. *pos starts at 0. */
+int record_next(const uint8_t *p, size_t len, size_t *pos, struct record_view *rec);
+
+/* For ListOffsets by timestamp: the offset delta of the first record in the batch whose timestamp
+ * is >= ts, or -1 if none (decompresses when needed). */
+int64_t batch_find_timestamp(const uint8_t *batch, size_t len, int64_t ts);
+
+#endif

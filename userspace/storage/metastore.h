@@ -1,0 +1,92 @@
+/* Metadata store: topics, partitions, objects and chunks. Backends: sqlite:// (embedded default),
+ * later postgres://. The store, not the agent, assigns offsets: one transaction per flushed object.
+ * Each thread opens its own handle. All functions return 0 on success, -1 on a store error (one log
+ * line written), or a positive Kafka error code where stated. */
+#ifndef SLUICE_METASTORE_H
+#define SLUICE_METASTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TOPIC_NAME_MAX 249
+#define CONFIG_KEY_MAX 128
+#define CONFIG_VALUE_MAX 1024
+
+struct metastore;
+
+struct topic_config {
+    char key[CONFIG_KEY_MAX + 1];
+    char value[CONFIG_VALUE_MAX + 1];
+};
+
+struct topic_info {
+    int64_t id;                   /* store-local row id */
+    char name[TOPIC_NAME_MAX + 1];
+    uint8_t uuid[16];             /* Kafka topic id */
+    int32_t partitions;
+    int64_t created_ms;
+};
+
+struct commit_chunk {
+    int64_t topic_id;
+    int32_t partition;
+    uint64_t pos;                 /* byte range of the chunk inside the object */
+    uint32_t len;
+    int32_t batch_count;
+    int64_t offset_count;         /* offsets the chunk's batches take */
+    int64_t first_timestamp;
+    int64_t max_timestamp;
+    /* out: */
+    int64_t base_offset;          /* first offset assigned to the chunk */
+    int error;                    /* Kafka error for this chunk (UNKNOWN_TOPIC_OR_PARTITION if the
+                                     topic was deleted meanwhile); no offsets assigned then */
+};
+
+struct chunk_ref {
+    char object_key[128];
+    uint64_t pos;
+    uint32_t len;
+    int32_t batch_count;
+    int64_t base_offset;
+    int64_t last_offset;          /* base_offset + offset_count - 1 */
+    int64_t max_timestamp;
+};
+
+/* url: "sqlite:///abs/path.db" or "sqlite://relative/path.db". Creates/migrates the schema. */
+struct metastore *metastore_open(const char *url, char *err, size_t errlen);
+void metastore_close(struct metastore *m);
+
+/* Returns 0, KERR_TOPIC_ALREADY_EXISTS, or -1. configs may be NULL. */
+int metastore_create_topic(struct metastore *m, const char *name, int32_t partitions,
+                           const struct topic_config *configs, int nconfigs, struct topic_info *out);
+/* Returns 0, KERR_UNKNOWN_TOPIC_OR_PARTITION, or -1. Chunks of the topic become unreachable. */
+int metastore_delete_topic(struct metastore *m, const char *name);
+/* Returns 0, KERR_UNKNOWN_TOPIC_OR_PARTITION, or -1. */
+int metastore_get_topic(struct metastore *m, const char *name, struct topic_info *out);
+/* *out is malloc'd (free it); live topics sorted by name. */
+int metastore_list_topics(struct metastore *m, struct topic_info **out, int *n);
+/* *out is malloc'd. */
+int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
+
+/* One transaction: records the object and assigns each chunk its base offset, in array order
+ * (several chunks of the same partition get consecutive ranges). */
+int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
+                            struct commit_chunk *chunks, int nchunks);
+
+/* log start offset and high watermark (next offset to be assigned). */
+int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition,
+                                int64_t *log_start, int64_t *high_watermark);
+
+/* Up to max chunks whose last_offset >= from_offset, by base offset. Returns the count or -1. */
+int metastore_find_chunks(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
+                          struct chunk_ref *out, int max);
+
+/* Up to max chunks whose max_timestamp >= ts, by base offset (ListOffsets by timestamp). */
+int metastore_find_chunks_by_time(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
+                                  struct chunk_ref *out, int max);
+
+/* The largest max_timestamp of the partition and the chunk holding it (ListOffsets -3). Returns 0,
+ * 1 if the partition is empty, or -1. */
+int metastore_max_timestamp(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out);
+
+#endif

@@ -1,0 +1,48 @@
+/* Object store: where record data lives. Backends: file:// (embedded default), later s3://.
+ * A put is durable when it returns 0 (file: fsync of the file and its directory). */
+#ifndef SLUICE_OBJSTORE_H
+#define SLUICE_OBJSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+struct objstore;
+
+struct objstore_ops {
+    int (*put)(struct objstore *s, const char *key, const void *data, size_t len);
+    /* Appends bytes [off, off+len) of the object to out. */
+    int (*get_range)(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out);
+    int (*del)(struct objstore *s, const char *key);
+    int (*list)(struct objstore *s, const char *prefix,
+                void (*cb)(const char *key, uint64_t size, void *arg), void *arg);
+    void (*close)(struct objstore *s);
+};
+
+struct objstore {
+    const struct objstore_ops *ops;
+    char url[512];
+};
+
+/* Opens the store named by url ("file:///abs/path" or "file://relative/path"); creates the
+ * folder. On failure returns NULL and writes one line into err. */
+struct objstore *objstore_open(const char *url, char *err, size_t errlen);
+
+static inline int objstore_put(struct objstore *s, const char *key, const void *data, size_t len)
+{
+    return s->ops->put(s, key, data, len);
+}
+static inline int objstore_get_range(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out)
+{
+    return s->ops->get_range(s, key, off, len, out);
+}
+static inline int objstore_delete(struct objstore *s, const char *key) { return s->ops->del(s, key); }
+static inline int objstore_list(struct objstore *s, const char *prefix,
+                                void (*cb)(const char *key, uint64_t size, void *arg), void *arg)
+{
+    return s->ops->list(s, prefix, cb, arg);
+}
+static inline void objstore_close(struct objstore *s) { s->ops->close(s); }
+
+#endif
