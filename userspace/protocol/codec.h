@@ -1,4 +1,4 @@
-/* The Kafka wire codec. Messages are described once, in userspace/protocol/schema/*.def; a small
+/* The Kafka wire codec. Messages are described once, in the userspace/protocol/schema .def files; a small
  * generator (tools/gen_messages.py) turns those into C structs plus descriptor tables, and the
  * generic functions here walk the tables to decode and encode any API at any version. */
 #ifndef SLUICE_CODEC_H
@@ -97,6 +97,12 @@ int kdecode_request_header(struct kreader *r, struct krequest_header *h, const s
 
 /* Response header v0 (correlation id) or v1 (+ empty tagged fields). ApiVersions always uses v0. */
 void kencode_response_header(struct buf *w, int32_t correlation_id, bool header_v1);
+
+/* The client side of the same headers (for tools that talk to a broker, and for tests):
+ * request header v1 or v2 (header_v2 iff the API version is flexible; no tagged fields written),
+ * and a response header v0 or v1 (tagged fields skipped). Decoding returns 0 or -1. */
+void kencode_request_header(struct buf *w, const struct krequest_header *h, bool header_v2);
+int kdecode_response_header(struct kreader *r, int32_t *correlation_id, bool header_v1);
 
 /* Primitive readers used by the codec and by record-batch parsing; set r->error on underflow. */
 int8_t kread_i8(struct kreader *r);

@@ -69,11 +69,14 @@ int metastore_list_topics(struct metastore *m, struct topic_info **out, int *n);
 int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
 
 /* One transaction: records the object and assigns each chunk its base offset, in array order
- * (several chunks of the same partition get consecutive ranges). */
+ * (several chunks of the same partition get consecutive ranges). A chunk whose topic is gone or
+ * whose partition does not exist gets error = UNKNOWN_TOPIC_OR_PARTITION and base_offset -1; the
+ * others still commit. On -1 nothing is committed and every chunk has KAFKA_STORAGE_ERROR. */
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks);
 
-/* log start offset and high watermark (next offset to be assigned). */
+/* log start offset and high watermark (next offset to be assigned). Returns 0,
+ * KERR_UNKNOWN_TOPIC_OR_PARTITION (no such partition, or its topic was deleted), or -1. */
 int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition,
                                 int64_t *log_start, int64_t *high_watermark);
 

@@ -29,6 +29,9 @@ struct objstore {
  * folder. On failure returns NULL and writes one line into err. */
 struct objstore *objstore_open(const char *url, char *err, size_t errlen);
 
+/* Backends, for objstore_open (dir: the folder part of a file:// URL). */
+struct objstore *objstore_file_open(const char *dir, char *err, size_t errlen);
+
 static inline int objstore_put(struct objstore *s, const char *key, const void *data, size_t len)
 {
     return s->ops->put(s, key, data, len);

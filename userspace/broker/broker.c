@@ -1,0 +1,142 @@
+#include "broker/broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_internal.h"
+#include "server/server.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* The APIs sluice serves. Every one is advertised from version 0 (see KAFKA-NOTES.md: librdkafka
+ * only enables compression and consumer groups when the ranges include 0); the handlers answer the
+ * old versions they cannot honour with an error. */
+const struct api_handler api_handlers[] = {
+    {KAPI_PRODUCE, 11, handle_produce},
+    {KAPI_FETCH, 12, handle_fetch},
+    {KAPI_LIST_OFFSETS, 9, handle_list_offsets},
+    {KAPI_METADATA, 12, handle_metadata},
+    {KAPI_API_VERSIONS, 3, handle_api_versions},
+    {KAPI_CREATE_TOPICS, 7, handle_create_topics},
+    {KAPI_DELETE_TOPICS, 5, handle_delete_topics},
+};
+const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
+
+static const struct api_handler *handler_for(int16_t key)
+{
+    for (int i = 0; i < api_handlers_len; i++)
+        if (api_handlers[i].key == key)
+            return &api_handlers[i];
+    return NULL;
+}
+
+bool broker_serves(int16_t api_key, int16_t version)
+{
+    const struct api_handler *h = handler_for(api_key);
+    const struct kapi *api = kapi_find(api_key);
+    return h && api && version >= 0 && version <= h->max_ver && version >= api->min_ver && version <= api->max_ver;
+}
+
+struct broker *broker_create(const struct config *cfg, struct server *srv)
+{
+    struct broker *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->cfg = cfg;
+    b->srv = srv;
+    b->node_id = 0;
+    char err[512] = "";
+    b->objects = objstore_open(cfg->bucket_url, err, sizeof(err));
+    if (!b->objects) {
+        log_error("object store %s: %s", cfg->bucket_url, err);
+        goto fail;
+    }
+    b->meta = metastore_open(cfg->metadata_url, err, sizeof(err));
+    if (!b->meta) {
+        log_error("metadata store %s: %s", cfg->metadata_url, err);
+        goto fail;
+    }
+    if (topics_refresh(b) != 0) {
+        log_error("metadata store %s: cannot list topics", cfg->metadata_url);
+        goto fail;
+    }
+    read_cache_init(&b->cache, (size_t)cfg->fetch_cache_bytes);
+    if (flusher_start(&b->flusher, cfg, srv, err, sizeof(err)) != 0) {
+        log_error("flusher: %s", err);
+        goto fail;
+    }
+    log_info("storage: objects in %s, metadata in %s, %d topics", cfg->bucket_url, cfg->metadata_url, b->topics.n);
+    return b;
+fail:
+    broker_destroy(b);
+    return NULL;
+}
+
+void broker_destroy(struct broker *b)
+{
+    if (!b)
+        return;
+    flusher_stop(&b->flusher);
+    if (b->meta)
+        metastore_close(b->meta);
+    if (b->objects)
+        objstore_close(b->objects);
+    for (int i = 0; i < b->topics.n; i++)
+        free(b->topics.topics[i].parts);
+    free(b->topics.topics);
+    if (b->cache.slots)
+        read_cache_free(&b->cache);
+    free(b);
+}
+
+void broker_handle(struct broker *b, struct request *rq)
+{
+    const struct api_handler *h = handler_for(rq->hdr.api_key);
+    log_debug("%s v%d correlation=%d %s", rq->api->name, rq->hdr.api_version, rq->hdr.correlation_id,
+              request_who(rq));
+    h->fn(b, rq);
+}
+
+int64_t broker_next_deadline(struct broker *b)
+{
+    int64_t d = fetch_next_deadline(b);
+    if (b->current && b->current->deadline_ms < d)
+        d = b->current->deadline_ms;
+    return d;
+}
+
+void broker_tick(struct broker *b, int64_t now_ms)
+{
+    produce_maybe_flush(b, now_ms, b->draining);
+    fetch_wake(b, now_ms, false);
+}
+
+void broker_on_wakeup(struct broker *b)
+{
+    struct flush_batch *done = flusher_take_done(&b->flusher);
+    bool committed = false;
+    while (done) {
+        struct flush_batch *next = done->next;
+        produce_complete(b, done);
+        committed = committed || !done->error;
+        flush_batch_free(done);
+        done = next;
+    }
+    /* A flush finished: room in the queue, so a due batch can go now. */
+    produce_maybe_flush(b, mono_ms(), b->draining);
+    if (committed)
+        fetch_wake(b, mono_ms(), true);
+}
+
+void broker_begin_drain(struct broker *b)
+{
+    b->draining = true;
+    produce_maybe_flush(b, mono_ms(), true);
+    fetch_cancel_all(b);
+}
+
+bool broker_drained(struct broker *b)
+{
+    return !b->current && b->flusher.queued == 0 && !b->waiters;
+}

@@ -1,0 +1,177 @@
+/* State shared by the broker's files (not for code outside broker/). */
+#ifndef SLUICE_BROKER_INTERNAL_H
+#define SLUICE_BROKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/read_cache.h"
+#include "config.h"
+#include "messages.h"
+#include "protocol/errors.h"
+#include "server/request.h"
+#include "storage/metastore.h"
+#include "storage/objstore.h"
+
+/* ---- topics (topics.c) ---- */
+
+struct partition_state {
+    bool loaded;
+    int64_t log_start;
+    int64_t high_watermark;      /* next offset; everything below is committed */
+};
+
+struct topic_entry {
+    struct topic_info info;
+    struct partition_state *parts; /* info.partitions entries */
+};
+
+struct topic_cache {
+    struct topic_entry *topics;  /* sorted by name */
+    int n;
+    int64_t refreshed_ms;
+};
+
+/* The cached topic, refreshing from the store on a miss. NULL if it does not exist. */
+struct topic_entry *topics_lookup(struct broker *b, const char *name, int32_t name_len);
+struct topic_entry *topics_lookup_id(struct broker *b, int64_t topic_id);
+/* Reloads the cache from the metadata store. */
+int topics_refresh(struct broker *b);
+/* Partition state with its offsets loaded (NULL if the partition does not exist or the store failed;
+ * *err then says which Kafka error to answer). */
+struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err);
+/* Kafka topic name rules: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
+bool topic_name_valid(const char *name, int32_t len);
+/* Creates a topic (KERR_* or 0); the cache learns it at once. */
+int topics_create(struct broker *b, const char *name, int32_t partitions, const struct topic_config *configs,
+                  int nconfigs, struct topic_entry **out);
+int topics_delete(struct broker *b, const char *name);
+
+/* ---- produce buffering and flushing (produce.c, flusher.c) ---- */
+
+/* Where a committed chunk's offsets go: one partition entry of one produce response. */
+struct produce_ctx;
+struct produce_waiter {
+    struct produce_ctx *ctx;     /* the waiting request */
+    int64_t *base_offset;
+    int16_t *error_code;
+    int64_t rel_offset;          /* offsets before this request's records within the chunk */
+};
+
+struct flush_chunk {
+    int64_t topic_id;
+    uint8_t topic_uuid[16];
+    int32_t partition;
+    struct buf data;             /* the batches, as produced */
+    int32_t batch_count;
+    int64_t offset_count;
+    int64_t first_timestamp, max_timestamp;
+    struct produce_waiter *waiters;
+    int nwaiters, cap_waiters;
+    /* filled by the flusher: */
+    int64_t base_offset;
+    int error;
+};
+
+struct flush_batch {
+    struct flush_chunk *chunks;
+    int nchunks, cap_chunks;
+    int32_t *index;              /* open-addressing hash: (topic, partition) -> chunk index + 1 */
+    int index_cap;
+    size_t bytes;
+    int64_t deadline_ms;         /* flush by then (set by the first append) */
+    /* filled by the flusher: */
+    int error;                   /* 0, or the Kafka error for every waiter */
+    char object_key[128];
+    struct flush_batch *next;
+};
+
+struct flusher {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct flush_batch *todo_head, *todo_tail;
+    struct flush_batch *done_head, *done_tail;
+    int queued;                  /* batches handed over and not yet completed */
+    bool stop;
+    bool started;
+    struct metastore *meta;      /* the flusher thread's own handle */
+    struct objstore *objects;
+    struct server *srv;
+    char key_prefix[64];
+    uint64_t seq;
+};
+
+int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, char *err, size_t errlen);
+void flusher_stop(struct flusher *f);
+/* Hands a batch to the flusher thread (FIFO: commits keep the order batches were sealed in). */
+void flusher_submit(struct flusher *f, struct flush_batch *fb);
+/* Takes the completed batches (loop thread). */
+struct flush_batch *flusher_take_done(struct flusher *f);
+
+void flush_batch_free(struct flush_batch *fb);
+/* Seals the current batch and hands it over if due (or if force). */
+void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force);
+/* Answers the producers of a committed (or failed) batch and advances high watermarks. */
+void produce_complete(struct broker *b, struct flush_batch *fb);
+
+/* ---- fetch long-poll (fetch.c) ---- */
+
+struct fetch_waiter;
+/* Re-runs waiting fetches after new data (or at their deadline). */
+void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived);
+int64_t fetch_next_deadline(struct broker *b);
+void fetch_cancel_all(struct broker *b);
+
+/* Reads a committed chunk's bytes (through the cache). Returns NULL on a store error. */
+const struct buf *broker_read_chunk(struct broker *b, const struct chunk_ref *ref);
+
+/* ---- the broker ---- */
+
+struct broker {
+    const struct config *cfg;
+    struct server *srv;
+    struct metastore *meta;      /* the loop thread's handle */
+    struct objstore *objects;
+    struct topic_cache topics;
+    struct flusher flusher;
+    struct flush_batch *current; /* accumulating produce data */
+    struct read_cache cache;
+    struct fetch_waiter *waiters;
+    int node_id;
+    bool draining;
+};
+
+/* Handlers, one per API (api_*.c). */
+void handle_api_versions(struct broker *b, struct request *rq);
+void handle_metadata(struct broker *b, struct request *rq);
+void handle_produce(struct broker *b, struct request *rq);
+void handle_fetch(struct broker *b, struct request *rq);
+void handle_list_offsets(struct broker *b, struct request *rq);
+void handle_create_topics(struct broker *b, struct request *rq);
+void handle_delete_topics(struct broker *b, struct request *rq);
+
+/* The served API table (broker.c): key, version range, handler. */
+struct api_handler {
+    int16_t key;
+    int16_t max_ver;              /* min is always 0 (see KAFKA-NOTES: librdkafka needs it) */
+    void (*fn)(struct broker *b, struct request *rq);
+};
+extern const struct api_handler api_handlers[];
+extern const int api_handlers_len;
+
+/* Allocates a zeroed array of n T in the request's arena. */
+#define RQ_ALLOC(rq, T, n) ((T *)arena_alloc(&(rq)->arena, sizeof(T) * (size_t)((n) > 0 ? (n) : 1)))
+/* A NUL-terminated copy of a kstr in the request's arena. */
+static inline const char *rq_cstr(struct request *rq, struct kstr s)
+{
+    return arena_strndup(&rq->arena, s.len > 0 ? s.ptr : "", s.len > 0 ? (size_t)s.len : 0);
+}
+static inline struct kstr kstr_c(const char *s)
+{
+    return (struct kstr){s, s ? (int32_t)__builtin_strlen(s) : -1};
+}
+
+#endif

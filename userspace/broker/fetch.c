@@ -1,0 +1,249 @@
+/* Fetch: find the chunks holding the requested offsets, read them (through the cache), rewrite each
+ * batch's baseOffset to its committed offset, and answer; with too little data, wait up to
+ * max_wait_ms and answer as soon as a commit brings enough (long poll). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_internal.h"
+#include "record/batch.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+typedef struct fetch_request_topic req_topic_t;
+typedef struct fetch_request_topic_partition req_part_t;
+typedef struct fetch_response_topic resp_topic_t;
+typedef struct fetch_response_topic_partition resp_part_t;
+
+/* Chunks looked up per partition per try: enough to fill typical partition_max_bytes. */
+#define CHUNKS_PER_READ 16
+
+struct fetch_waiter {
+    struct request *rq;
+    int64_t deadline_ms;
+    struct fetch_waiter *next;
+};
+
+const struct buf *broker_read_chunk(struct broker *b, const struct chunk_ref *ref)
+{
+    const struct buf *hit = read_cache_get(&b->cache, ref->object_key, ref->pos, ref->len);
+    if (hit)
+        return hit;
+    struct buf data;
+    buf_init(&data);
+    if (objstore_get_range(b->objects, ref->object_key, ref->pos, ref->len, &data) != 0 || data.len != ref->len) {
+        log_error("fetch: reading %u bytes at %llu of object %s failed", ref->len, (unsigned long long)ref->pos,
+                  ref->object_key);
+        buf_free(&data);
+        return NULL;
+    }
+    return read_cache_put(&b->cache, ref->object_key, ref->pos, ref->len, &data);
+}
+
+/* Appends to out the batches of one partition from fetch_offset on, within budget bytes (the
+ * first batch of the whole response is always included, KIP-74). Returns a Kafka error or 0. */
+static int read_partition(struct broker *b, int64_t topic_id, int32_t partition, int64_t fetch_offset,
+                          int64_t high_watermark, int64_t budget, bool response_empty, struct buf *out)
+{
+    struct chunk_ref refs[CHUNKS_PER_READ];
+    int64_t next = fetch_offset;
+    while (next < high_watermark) {
+        int n = metastore_find_chunks(b->meta, topic_id, partition, next, refs, CHUNKS_PER_READ);
+        if (n < 0)
+            return KERR_KAFKA_STORAGE_ERROR;
+        if (n == 0)
+            return 0;
+        for (int i = 0; i < n; i++) {
+            const struct buf *data = broker_read_chunk(b, &refs[i]);
+            if (!data)
+                return KERR_KAFKA_STORAGE_ERROR;
+            int64_t base = refs[i].base_offset;
+            size_t pos = 0;
+            while (pos + BATCH_HEADER_SIZE <= data->len) {
+                struct batch_header h;
+                if (batch_read_header(data->data + pos, data->len - pos, &h) != 0)
+                    break;
+                size_t size = (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
+                if (pos + size > data->len)
+                    break;
+                int64_t span = (int64_t)h.last_offset_delta + 1;
+                if (base + span > next) {
+                    bool first = response_empty && out->len == 0;
+                    if (!first && (int64_t)(out->len + size) > budget)
+                        return 0;
+                    uint8_t *dst = buf_extend(out, size);
+                    memcpy(dst, data->data + pos, size);
+                    batch_set_base_offset(dst, base);
+                    next = base + span;
+                }
+                base += span;
+                pos += size;
+            }
+            if (base != refs[i].last_offset + 1) {
+                log_error("fetch: chunk %s@%llu of partition %lld/%d is shorter than its offsets", refs[i].object_key,
+                          (unsigned long long)refs[i].pos, (long long)topic_id, partition);
+                return KERR_KAFKA_STORAGE_ERROR;
+            }
+            next = refs[i].last_offset + 1 > next ? refs[i].last_offset + 1 : next;
+        }
+    }
+    return 0;
+}
+
+/* Builds the response from current data. Returns the bytes of records it holds; *errors counts
+ * partitions answered with an error (those are answered at once, not long-polled). */
+static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_response *resp, int *errors)
+{
+    struct fetch_request *req = rq->body;
+    int16_t ver = rq->hdr.api_version;
+    int64_t max_bytes = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
+    int64_t total = 0;
+    int ntopics = req->topics_count > 0 ? req->topics_count : 0;
+    memset(resp, 0, sizeof(*resp));
+    resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
+    resp->responses_count = ntopics;
+    for (int i = 0; i < ntopics; i++) {
+        const req_topic_t *tin = &req->topics[i];
+        resp_topic_t *tout = &resp->responses[i];
+        tout->topic = tin->topic;
+        int nparts = tin->partitions_count > 0 ? tin->partitions_count : 0;
+        tout->partitions = RQ_ALLOC(rq, resp_part_t, nparts);
+        tout->partitions_count = nparts;
+        for (int j = 0; j < nparts; j++) {
+            const req_part_t *pin = &tin->partitions[j];
+            resp_part_t *pout = &tout->partitions[j];
+            pout->partition_index = pin->partition;
+            pout->high_watermark = -1;
+            pout->last_stable_offset = -1;
+            pout->log_start_offset = -1;
+            pout->preferred_read_replica = -1;
+            pout->records = (struct kbytes){NULL, 0};
+            if (ver < 4) { /* would need down-conversion to message format v0/v1 */
+                pout->error_code = KERR_UNSUPPORTED_VERSION;
+                continue;
+            }
+            struct topic_entry *t = topics_lookup(b, tin->topic.ptr, tin->topic.len);
+            int err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            struct partition_state *ps = t ? topics_partition(b, t, pin->partition, &err) : NULL;
+            if (!ps) {
+                pout->error_code = (int16_t)err;
+                continue;
+            }
+            pout->high_watermark = ps->high_watermark;
+            pout->last_stable_offset = ps->high_watermark;
+            pout->log_start_offset = ps->log_start;
+            if (pin->fetch_offset < ps->log_start || pin->fetch_offset > ps->high_watermark) {
+                pout->error_code = KERR_OFFSET_OUT_OF_RANGE;
+                continue;
+            }
+            if (pin->fetch_offset == ps->high_watermark)
+                continue;
+            int64_t budget = pin->partition_max_bytes;
+            if (budget > max_bytes - total)
+                budget = max_bytes - total;
+            if (budget <= 0 && total > 0)
+                continue;
+            struct buf out;
+            buf_init(&out);
+            err = read_partition(b, t->info.id, pin->partition, pin->fetch_offset, ps->high_watermark, budget,
+                                 total == 0, &out);
+            if (err) {
+                pout->error_code = (int16_t)err;
+            } else if (out.len) {
+                uint8_t *p = arena_alloc(&rq->arena, out.len);
+                memcpy(p, out.data, out.len);
+                pout->records = (struct kbytes){p, (int32_t)out.len};
+                total += (int64_t)out.len;
+            }
+            buf_free(&out);
+        }
+    }
+    for (int i = 0; i < ntopics; i++)
+        for (int j = 0; j < resp->responses[i].partitions_count; j++)
+            if (resp->responses[i].partitions[j].error_code)
+                (*errors)++;
+    return total;
+}
+
+/* Could a retry of this waiting fetch find data now? (cheap: compares cached high watermarks) */
+static bool fetch_has_new_data(struct broker *b, struct request *rq)
+{
+    struct fetch_request *req = rq->body;
+    for (int i = 0; i < req->topics_count; i++) {
+        const req_topic_t *tin = &req->topics[i];
+        struct topic_entry *t = topics_lookup(b, tin->topic.ptr, tin->topic.len);
+        if (!t)
+            continue;
+        for (int j = 0; j < tin->partitions_count; j++) {
+            int32_t p = tin->partitions[j].partition;
+            if (p >= 0 && p < t->info.partitions && t->parts[p].loaded &&
+                t->parts[p].high_watermark > tin->partitions[j].fetch_offset)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Answers if there is enough data (or final); returns true when answered. */
+static bool fetch_try(struct broker *b, struct request *rq, bool final)
+{
+    struct fetch_request *req = rq->body;
+    struct fetch_response *resp = RQ_ALLOC(rq, struct fetch_response, 1);
+    int errors = 0;
+    int64_t bytes = fetch_build(b, rq, resp, &errors);
+    if (!final && !errors && bytes < (req->min_bytes > 0 ? req->min_bytes : 1) && req->max_wait_ms > 0 &&
+        !b->draining)
+        return false;
+    resp->session_id = 0; /* no incremental fetch sessions: clients send full fetches */
+    request_respond(rq, resp);
+    return true;
+}
+
+void handle_fetch(struct broker *b, struct request *rq)
+{
+    if (fetch_try(b, rq, false))
+        return;
+    struct fetch_request *req = rq->body;
+    struct fetch_waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        fetch_try(b, rq, true);
+        return;
+    }
+    w->rq = rq;
+    w->deadline_ms = rq->received_ms + req->max_wait_ms;
+    w->next = b->waiters;
+    b->waiters = w;
+}
+
+void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived)
+{
+    struct fetch_waiter **pp = &b->waiters;
+    while (*pp) {
+        struct fetch_waiter *w = *pp;
+        bool expired = now_ms >= w->deadline_ms || b->draining;
+        bool answered = false;
+        if (expired)
+            answered = fetch_try(b, w->rq, true);
+        else if (data_arrived && fetch_has_new_data(b, w->rq))
+            answered = fetch_try(b, w->rq, false);
+        if (answered) {
+            *pp = w->next;
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+int64_t fetch_next_deadline(struct broker *b)
+{
+    int64_t d = INT64_MAX;
+    for (struct fetch_waiter *w = b->waiters; w; w = w->next)
+        if (w->deadline_ms < d)
+            d = w->deadline_ms;
+    return d;
+}
+
+void fetch_cancel_all(struct broker *b)
+{
+    fetch_wake(b, INT64_MAX, false);
+}

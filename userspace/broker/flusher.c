@@ -1,0 +1,172 @@
+/* The flusher thread: turns a sealed batch of produce data into one object, stores it, then commits
+ * its chunks to the metadata store, which assigns the offsets. Only after both succeed are the
+ * producers answered (by the loop thread, see produce_complete). Batches are handled strictly in
+ * the order they were sealed, so a partition's offsets follow the order its data arrived in. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "broker/broker_internal.h"
+#include "server/server.h"
+#include "storage/object_format.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static void store_batch(struct flusher *f, struct flush_batch *fb)
+{
+    struct object_builder ob;
+    object_builder_init(&ob);
+    for (int i = 0; i < fb->nchunks; i++) {
+        struct flush_chunk *ch = &fb->chunks[i];
+        object_builder_begin_chunk(&ob, ch->topic_uuid, ch->partition);
+        object_builder_append(&ob, ch->data.data, ch->data.len, ch->batch_count, ch->offset_count,
+                              ch->first_timestamp, ch->max_timestamp);
+        object_builder_end_chunk(&ob);
+    }
+    object_builder_finish(&ob);
+
+    /* Keys sort by creation time; the random prefix keeps agents from colliding. */
+    snprintf(fb->object_key, sizeof(fb->object_key), "objects/%013lld-%s-%06llu.obj", (long long)wall_ms(),
+             f->key_prefix, (unsigned long long)++f->seq);
+    int64_t t0 = mono_ms();
+    if (objstore_put(f->objects, fb->object_key, ob.data.data, ob.data.len) != 0) {
+        log_error("flush: storing object %s (%zu bytes) failed; %d partitions answered KAFKA_STORAGE_ERROR",
+                  fb->object_key, ob.data.len, fb->nchunks);
+        fb->error = KERR_KAFKA_STORAGE_ERROR;
+        object_builder_free(&ob);
+        return;
+    }
+    int64_t t1 = mono_ms();
+
+    struct commit_chunk *cc = calloc((size_t)fb->nchunks, sizeof(*cc));
+    if (!cc)
+        abort();
+    for (int i = 0; i < fb->nchunks; i++) {
+        struct flush_chunk *ch = &fb->chunks[i];
+        cc[i] = (struct commit_chunk){
+            .topic_id = ch->topic_id,
+            .partition = ch->partition,
+            .pos = ob.chunks[i].pos,
+            .len = ob.chunks[i].len,
+            .batch_count = ch->batch_count,
+            .offset_count = ch->offset_count,
+            .first_timestamp = ch->first_timestamp,
+            .max_timestamp = ch->max_timestamp,
+        };
+    }
+    if (metastore_commit_object(f->meta, fb->object_key, ob.data.len, cc, fb->nchunks) != 0) {
+        /* The object stays unreferenced: invisible to fetches, garbage to collect. */
+        log_error("flush: committing object %s failed; %d partitions answered KAFKA_STORAGE_ERROR",
+                  fb->object_key, fb->nchunks);
+        fb->error = KERR_KAFKA_STORAGE_ERROR;
+    } else {
+        for (int i = 0; i < fb->nchunks; i++) {
+            fb->chunks[i].base_offset = cc[i].base_offset;
+            fb->chunks[i].error = cc[i].error;
+        }
+        log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, ob.data.len,
+                  fb->nchunks, (long long)(t1 - t0), (long long)(mono_ms() - t1));
+    }
+    free(cc);
+    object_builder_free(&ob);
+}
+
+static void *flusher_main(void *arg)
+{
+    struct flusher *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->todo_head && !f->stop)
+            pthread_cond_wait(&f->cv, &f->mu);
+        if (!f->todo_head && f->stop)
+            break;
+        struct flush_batch *fb = f->todo_head;
+        f->todo_head = fb->next;
+        if (!f->todo_head)
+            f->todo_tail = NULL;
+        fb->next = NULL;
+        pthread_mutex_unlock(&f->mu);
+
+        store_batch(f, fb);
+
+        pthread_mutex_lock(&f->mu);
+        if (f->done_tail)
+            f->done_tail->next = fb;
+        else
+            f->done_head = fb;
+        f->done_tail = fb;
+        server_wakeup(f->srv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof(*f));
+    f->srv = srv;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+        rnd = (uint32_t)getpid() ^ (uint32_t)wall_ms();
+    snprintf(f->key_prefix, sizeof(f->key_prefix), "%08x", rnd);
+    f->objects = objstore_open(cfg->bucket_url, err, errlen);
+    if (!f->objects)
+        return -1;
+    f->meta = metastore_open(cfg->metadata_url, err, errlen);
+    if (!f->meta)
+        return -1;
+    if (pthread_create(&f->thread, NULL, flusher_main, f) != 0) {
+        snprintf(err, errlen, "cannot start the flusher thread: %s", strerror(errno));
+        return -1;
+    }
+    f->started = true;
+    return 0;
+}
+
+void flusher_stop(struct flusher *f)
+{
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = true;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+        f->started = false;
+    }
+    if (f->meta)
+        metastore_close(f->meta);
+    if (f->objects)
+        objstore_close(f->objects);
+    f->meta = NULL;
+    f->objects = NULL;
+}
+
+void flusher_submit(struct flusher *f, struct flush_batch *fb)
+{
+    pthread_mutex_lock(&f->mu);
+    fb->next = NULL;
+    if (f->todo_tail)
+        f->todo_tail->next = fb;
+    else
+        f->todo_head = fb;
+    f->todo_tail = fb;
+    f->queued++;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+struct flush_batch *flusher_take_done(struct flusher *f)
+{
+    pthread_mutex_lock(&f->mu);
+    struct flush_batch *list = f->done_head;
+    f->done_head = f->done_tail = NULL;
+    for (struct flush_batch *fb = list; fb; fb = fb->next)
+        f->queued--;
+    pthread_mutex_unlock(&f->mu);
+    return list;
+}

@@ -1,0 +1,154 @@
+/* The loop thread's view of topics and partition offsets, cached from the metadata store. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_internal.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* How often a miss may trigger a reload (another agent may have created the topic). */
+#define REFRESH_ON_MISS_MS 100
+
+bool topic_name_valid(const char *name, int32_t len)
+{
+    if (len <= 0 || len > TOPIC_NAME_MAX)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (int32_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int cmp_name(const char *a, int32_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    size_t n = (size_t)alen < blen ? (size_t)alen : blen;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return (size_t)alen < blen ? -1 : (size_t)alen > blen ? 1 : 0;
+}
+
+static struct topic_entry *find(struct topic_cache *tc, const char *name, int32_t len)
+{
+    int lo = 0, hi = tc->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        int c = cmp_name(name, len, tc->topics[mid].info.name);
+        if (c == 0)
+            return &tc->topics[mid];
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct topic_entry *)a)->info.name, ((const struct topic_entry *)b)->info.name);
+}
+
+static void free_entries(struct topic_entry *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(t[i].parts);
+    free(t);
+}
+
+int topics_refresh(struct broker *b)
+{
+    struct topic_info *infos;
+    int n;
+    if (metastore_list_topics(b->meta, &infos, &n) != 0)
+        return -1;
+    struct topic_entry *entries = calloc((size_t)(n ? n : 1), sizeof(*entries));
+    if (!entries)
+        abort();
+    for (int i = 0; i < n; i++) {
+        entries[i].info = infos[i];
+        entries[i].parts = calloc((size_t)(infos[i].partitions ? infos[i].partitions : 1), sizeof(struct partition_state));
+        /* Keep the offsets already known for a topic that is still the same topic. */
+        struct topic_entry *old = find(&b->topics, infos[i].name, (int32_t)strlen(infos[i].name));
+        if (old && old->info.id == infos[i].id) {
+            int keep = old->info.partitions < infos[i].partitions ? old->info.partitions : infos[i].partitions;
+            memcpy(entries[i].parts, old->parts, sizeof(struct partition_state) * (size_t)keep);
+        }
+    }
+    free(infos);
+    qsort(entries, (size_t)n, sizeof(*entries), cmp_entry);
+    free_entries(b->topics.topics, b->topics.n);
+    b->topics.topics = entries;
+    b->topics.n = n;
+    b->topics.refreshed_ms = mono_ms();
+    return 0;
+}
+
+struct topic_entry *topics_lookup(struct broker *b, const char *name, int32_t name_len)
+{
+    struct topic_entry *t = find(&b->topics, name, name_len);
+    if (t)
+        return t;
+    if (mono_ms() - b->topics.refreshed_ms < REFRESH_ON_MISS_MS)
+        return NULL;
+    if (topics_refresh(b) != 0)
+        return NULL;
+    return find(&b->topics, name, name_len);
+}
+
+struct topic_entry *topics_lookup_id(struct broker *b, int64_t topic_id)
+{
+    for (int i = 0; i < b->topics.n; i++)
+        if (b->topics.topics[i].info.id == topic_id)
+            return &b->topics.topics[i];
+    return NULL;
+}
+
+struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err)
+{
+    if (partition < 0 || partition >= t->info.partitions) {
+        *err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return NULL;
+    }
+    struct partition_state *ps = &t->parts[partition];
+    if (!ps->loaded) {
+        if (metastore_partition_offsets(b->meta, t->info.id, partition, &ps->log_start, &ps->high_watermark) != 0) {
+            *err = KERR_KAFKA_STORAGE_ERROR;
+            return NULL;
+        }
+        ps->loaded = true;
+    }
+    *err = 0;
+    return ps;
+}
+
+int topics_create(struct broker *b, const char *name, int32_t partitions, const struct topic_config *configs,
+                  int nconfigs, struct topic_entry **out)
+{
+    struct topic_info info;
+    int rc = metastore_create_topic(b->meta, name, partitions, configs, nconfigs, &info);
+    if (rc != 0)
+        return rc < 0 ? KERR_KAFKA_STORAGE_ERROR : rc;
+    log_info("created topic %s with %d partitions", name, partitions);
+    if (topics_refresh(b) != 0)
+        return KERR_KAFKA_STORAGE_ERROR;
+    if (out)
+        *out = find(&b->topics, name, (int32_t)strlen(name));
+    return 0;
+}
+
+int topics_delete(struct broker *b, const char *name)
+{
+    int rc = metastore_delete_topic(b->meta, name);
+    if (rc != 0)
+        return rc < 0 ? KERR_KAFKA_STORAGE_ERROR : rc;
+    log_info("deleted topic %s", name);
+    topics_refresh(b);
+    return 0;
+}

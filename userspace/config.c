@@ -1,0 +1,237 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/log.h"
+
+enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_DURATION_MS, SET_BYTES, SET_BOOL };
+
+struct setting {
+    const char *flag;      /* --flag */
+    const char *env;       /* SLUICE_... */
+    enum setting_kind kind;
+    size_t offset;         /* into struct config */
+    size_t size;           /* strings: buffer size */
+    const char *def;       /* default, parsed like user input */
+    const char *help;
+};
+
+#define S(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+
+static const struct setting settings[] = {
+    {"kafka-host", "SLUICE_KAFKA_HOST", SET_STRING, S(bind_host), "0.0.0.0", "address the Kafka listener binds"},
+    {"kafka-port", "SLUICE_KAFKA_PORT", SET_PORT, S(kafka_port), "9092", "Kafka (bootstrap) port"},
+    {"advertise-host", "SLUICE_ADVERTISE_HOST", SET_STRING, S(advertise_host), "127.0.0.1",
+     "host name or address advertised to clients in Metadata"},
+    {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
+     "object store: file:///path"},
+    {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
+     "metadata store: sqlite:///path"},
+    {"batch-timeout", "SLUICE_BATCH_TIMEOUT", SET_DURATION_MS, S(batch_timeout_ms), "5ms",
+     "flush buffered produce data after this long (e.g. 5ms, 250ms, 1s)"},
+    {"batch-max-bytes", "SLUICE_BATCH_MAX_BYTES", SET_BYTES, S(batch_max_bytes), "8MiB",
+     "flush as soon as this much produce data is buffered"},
+    {"max-request-bytes", "SLUICE_MAX_REQUEST_BYTES", SET_BYTES, S(max_request_bytes), "100MiB",
+     "largest request accepted; a larger length prefix closes the connection"},
+    {"max-message-bytes", "SLUICE_MAX_MESSAGE_BYTES", SET_BYTES, S(max_message_bytes), "1048588",
+     "largest record batch accepted (Kafka's message.max.bytes)"},
+    {"fetch-cache-bytes", "SLUICE_FETCH_CACHE_BYTES", SET_BYTES, S(fetch_cache_bytes), "256MiB",
+     "memory for caching object ranges read by fetches"},
+    {"default-partitions", "SLUICE_DEFAULT_PARTITIONS", SET_INT, S(default_partitions), "1",
+     "partitions of auto-created topics and of CreateTopics with num_partitions -1"},
+    {"auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", SET_BOOL, S(auto_create_topics), "true",
+     "create unknown topics on Metadata/Produce requests (true/false)"},
+    {"cluster-id", "SLUICE_CLUSTER_ID", SET_STRING, S(cluster_id), "sluice", "cluster id reported to clients"},
+    {"log-level", "SLUICE_LOG_LEVEL", SET_STRING, S(log_level), "info", "debug, info, warn or error"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* Parses "1234", "5ms", "2s", "1m" into milliseconds. */
+static int parse_duration_ms(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    long long mult = 1;
+    if (*end == 0 || strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000;
+    else
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+/* Parses "1048576", "64KiB", "8MiB", "1GiB" (also KB/MB/GB as powers of 1000). */
+static int parse_bytes(const char *s, int64_t *out)
+{
+    static const struct { const char *suffix; long long mult; } units[] = {
+        {"", 1}, {"B", 1}, {"KiB", 1LL << 10}, {"MiB", 1LL << 20}, {"GiB", 1LL << 30},
+        {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
+    };
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > INT64_MAX / units[i].mult)
+                return -1;
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
+        *out = true;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+/* Sets one setting from text; `source` names where the text came from, for the error line. */
+static int apply(struct config *c, const struct setting *st, const char *value, const char *source)
+{
+    char *field = (char *)c + st->offset;
+    long long n;
+    int rc = 0;
+    switch (st->kind) {
+    case SET_STRING:
+        if (strlen(value) >= st->size)
+            rc = -1;
+        else
+            memcpy(field, value, strlen(value) + 1);
+        break;
+    case SET_PORT:
+        rc = parse_int(value, 1, 65535, &n);
+        if (!rc)
+            *(int *)field = (int)n;
+        break;
+    case SET_INT:
+        rc = parse_int(value, 1, 1000000, &n);
+        if (!rc)
+            *(int *)field = (int)n;
+        break;
+    case SET_DURATION_MS:
+        rc = parse_duration_ms(value, (int64_t *)field);
+        break;
+    case SET_BYTES:
+        rc = parse_bytes(value, (int64_t *)field);
+        break;
+    case SET_BOOL:
+        rc = parse_bool(value, (bool *)field);
+        break;
+    }
+    if (rc)
+        fprintf(stderr, "sluice: invalid value '%s' for %s\n", value, source);
+    return rc;
+}
+
+static int check_ranges(const struct config *c)
+{
+    if (c->batch_max_bytes < 1024) {
+        fprintf(stderr, "sluice: batch-max-bytes must be at least 1024\n");
+        return -1;
+    }
+    if (c->max_request_bytes < 1024 || c->max_request_bytes > INT32_MAX) {
+        fprintf(stderr, "sluice: max-request-bytes must be between 1024 and %d\n", INT32_MAX);
+        return -1;
+    }
+    if (c->batch_timeout_ms > 60000) {
+        fprintf(stderr, "sluice: batch-timeout must be at most 60s\n");
+        return -1;
+    }
+    const char *levels[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(c->log_level, levels[i])) {
+            log_min_level = (enum log_level)i;
+            return 0;
+        }
+    fprintf(stderr, "sluice: invalid value '%s' for log-level (debug, info, warn, error)\n", c->log_level);
+    return -1;
+}
+
+int config_load(struct config *c, int argc, char **argv)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (apply(c, &settings[i], settings[i].def, "default"))
+            return -1;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && apply(c, &settings[i], v, settings[i].env))
+            return -1;
+    }
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "sluice: unexpected argument '%s' (see --help)\n", arg);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct setting *st = NULL;
+        for (size_t i = 0; i < NSETTINGS; i++)
+            if (strlen(settings[i].flag) == nlen && !strncmp(settings[i].flag, name, nlen))
+                st = &settings[i];
+        if (!st) {
+            fprintf(stderr, "sluice: unknown flag '%.*s' (see --help)\n", (int)(nlen + 2), arg);
+            return -1;
+        }
+        const char *value = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        if (!value) {
+            fprintf(stderr, "sluice: flag --%s needs a value\n", st->flag);
+            return -1;
+        }
+        char source[64];
+        snprintf(source, sizeof(source), "--%s", st->flag);
+        if (apply(c, st, value, source))
+            return -1;
+    }
+    return check_ranges(c);
+}
+
+void config_print_help(const char *prog)
+{
+    printf("usage: %s agent [--flag value]...\n\nSettings (flag, environment variable, default):\n", prog);
+    for (size_t i = 0; i < NSETTINGS; i++)
+        printf("  --%-20s %-30s %-26s %s\n", settings[i].flag, settings[i].env, settings[i].def, settings[i].help);
+}
+
+void config_log(const struct config *c)
+{
+    log_info("config: kafka=%s:%d advertise=%s bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld "
+             "default_partitions=%d auto_create_topics=%s",
+             c->bind_host, c->kafka_port, c->advertise_host, c->bucket_url, c->metadata_url,
+             (long long)c->batch_timeout_ms, (long long)c->batch_max_bytes, c->default_partitions,
+             c->auto_create_topics ? "true" : "false");
+}

@@ -1,0 +1,33 @@
+/* Agent configuration: every setting has a flag (--kafka-port) and an environment variable
+ * (SLUICE_KAFKA_PORT); the flag wins. The table in config.c is the single list of settings. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct config {
+    char bind_host[256];
+    int kafka_port;
+    char advertise_host[256];
+    char bucket_url[512];
+    char metadata_url[512];
+    int64_t batch_timeout_ms;
+    int64_t batch_max_bytes;
+    int64_t max_request_bytes;
+    int64_t max_message_bytes;
+    int64_t fetch_cache_bytes;
+    int default_partitions;
+    bool auto_create_topics;
+    char cluster_id[64];
+    char log_level[16];
+};
+
+/* Fills defaults, then environment, then argv (after the subcommand). On a bad flag or value prints
+ * one line to stderr and returns -1 (callers exit with status 2). */
+int config_load(struct config *c, int argc, char **argv);
+void config_print_help(const char *prog);
+/* Logs the effective configuration, one line. */
+void config_log(const struct config *c);
+
+#endif

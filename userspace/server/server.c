@@ -1,0 +1,222 @@
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "server/conn.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int open_listener(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc) {
+        log_error("cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+struct io_uring_sqe *server_sqe(struct server *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {
+        io_uring_submit(&s->ring);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    if (!sqe) {
+        log_error("io_uring submission queue stuck full");
+        abort();
+    }
+    return sqe;
+}
+
+static void submit_accept(struct server *s)
+{
+    struct io_uring_sqe *sqe = server_sqe(s);
+    io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, &s->accept_op);
+}
+
+static void submit_event_read(struct server *s)
+{
+    struct io_uring_sqe *sqe = server_sqe(s);
+    io_uring_prep_read(sqe, s->event_fd, &s->event_value, sizeof(s->event_value), 0);
+    io_uring_sqe_set_data(sqe, &s->event_op);
+}
+
+void server_wakeup(struct server *s)
+{
+    uint64_t one = 1;
+    ssize_t n = write(s->event_fd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes the reader */
+}
+
+int server_init(struct server *s, const struct config *cfg, struct broker *b)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->broker = b;
+    s->accept_op = (struct io_op){OP_ACCEPT, s};
+    s->event_op = (struct io_op){OP_EVENTFD, s};
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    int rc = io_uring_queue_init_params(4096, &s->ring, &params);
+    if (rc < 0) {
+        log_error("io_uring setup failed: %s", strerror(-rc));
+        return -1;
+    }
+    s->event_fd = eventfd(0, EFD_CLOEXEC);
+    if (s->event_fd < 0) {
+        log_error("eventfd: %s", strerror(errno));
+        return -1;
+    }
+    s->listen_fd = open_listener(cfg->bind_host, cfg->kafka_port);
+    if (s->listen_fd < 0)
+        return -1;
+    submit_accept(s);
+    submit_event_read(s);
+    return 0;
+}
+
+static void on_accept(struct server *s, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !s->draining)
+        submit_accept(s); /* multishot ended (e.g. error); re-arm */
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED)
+            log_warn("accept failed: %s", strerror(-cqe->res));
+        return;
+    }
+    int fd = cqe->res;
+    if (s->draining) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!conn_new(s, fd)) {
+        log_warn("out of memory accepting a connection");
+        close(fd);
+    }
+}
+
+static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
+{
+    struct io_op *op = io_uring_cqe_get_data(cqe);
+    if (!op)
+        return;
+    switch (op->kind) {
+    case OP_ACCEPT:
+        on_accept(s, cqe);
+        break;
+    case OP_RECV:
+        conn_on_recv(op->owner, cqe->res);
+        break;
+    case OP_SEND:
+        conn_on_send(op->owner, cqe->res);
+        break;
+    case OP_EVENTFD:
+        submit_event_read(s);
+        broker_on_wakeup(s->broker);
+        break;
+    }
+}
+
+static void start_drain(struct server *s)
+{
+    s->draining = true;
+    log_info("stop requested: no new connections, flushing buffered produce data");
+    struct io_uring_sqe *sqe = server_sqe(s);
+    io_uring_prep_cancel(sqe, &s->accept_op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    broker_begin_drain(s->broker);
+}
+
+int server_run(struct server *s)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART: the wait returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (;;) {
+        if (stop_requested && !s->draining)
+            start_drain(s);
+        if (s->draining && broker_drained(s->broker))
+            break;
+        int64_t now = mono_ms();
+        broker_tick(s->broker, now);
+        int64_t deadline = broker_next_deadline(s->broker);
+        if (s->draining && deadline > now + 50)
+            deadline = now + 50;
+        struct io_uring_cqe *cqe;
+        int rc;
+        if (deadline == INT64_MAX) {
+            rc = io_uring_submit_and_wait(&s->ring, 1);
+        } else {
+            int64_t wait = deadline - now;
+            if (wait < 0)
+                wait = 0;
+            struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
+            rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+        }
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_error("io_uring wait failed: %s", strerror(-rc));
+            return -1;
+        }
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            handle_cqe(s, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&s->ring, n);
+    }
+    log_info("drained, exiting");
+    return 0;
+}
+
+void server_destroy(struct server *s)
+{
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    close(s->event_fd);
+    io_uring_queue_exit(&s->ring);
+}

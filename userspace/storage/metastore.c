@@ -1,0 +1,74 @@
+/* metastore_open picks the backend from the URL scheme; the other calls forward to it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "metastore_backend.h"
+
+struct metastore *metastore_open(const char *url, char *err, size_t errlen)
+{
+    if (strncmp(url, "sqlite://", 9) == 0)
+        return metastore_sqlite_open(url + 9, err, errlen);
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        snprintf(err, errlen, "postgres:// is not supported yet");
+    else
+        snprintf(err, errlen, "unknown metadata store URL '%s' (expected sqlite://PATH or postgres://...)", url);
+    return NULL;
+}
+
+void metastore_close(struct metastore *m)
+{
+    if (m)
+        m->ops->close(m);
+}
+
+int metastore_create_topic(struct metastore *m, const char *name, int32_t partitions,
+                           const struct topic_config *configs, int nconfigs, struct topic_info *out)
+{
+    return m->ops->create_topic(m, name, partitions, configs, nconfigs, out);
+}
+
+int metastore_delete_topic(struct metastore *m, const char *name) { return m->ops->delete_topic(m, name); }
+
+int metastore_get_topic(struct metastore *m, const char *name, struct topic_info *out)
+{
+    return m->ops->get_topic(m, name, out);
+}
+
+int metastore_list_topics(struct metastore *m, struct topic_info **out, int *n)
+{
+    return m->ops->list_topics(m, out, n);
+}
+
+int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n)
+{
+    return m->ops->topic_configs(m, topic_id, out, n);
+}
+
+int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
+                            struct commit_chunk *chunks, int nchunks)
+{
+    return m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
+}
+
+int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
+                                int64_t *high_watermark)
+{
+    return m->ops->partition_offsets(m, topic_id, partition, log_start, high_watermark);
+}
+
+int metastore_find_chunks(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
+                          struct chunk_ref *out, int max)
+{
+    return m->ops->find_chunks(m, topic_id, partition, from_offset, out, max);
+}
+
+int metastore_find_chunks_by_time(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
+                                  struct chunk_ref *out, int max)
+{
+    return m->ops->find_chunks_by_time(m, topic_id, partition, ts, out, max);
+}
+
+int metastore_max_timestamp(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out)
+{
+    return m->ops->max_timestamp(m, topic_id, partition, out);
+}

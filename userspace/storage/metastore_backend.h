@@ -1,0 +1,37 @@
+/* What a metadata store backend implements: metastore.c forwards each public call through
+ * these operations, so SQLite and (later) PostgreSQL share one interface. */
+#ifndef SLUICE_METASTORE_BACKEND_H
+#define SLUICE_METASTORE_BACKEND_H
+
+#include <stddef.h>
+
+#include "metastore.h"
+
+struct metastore_ops {
+    void (*close)(struct metastore *m);
+    int (*create_topic)(struct metastore *m, const char *name, int32_t partitions,
+                        const struct topic_config *configs, int nconfigs, struct topic_info *out);
+    int (*delete_topic)(struct metastore *m, const char *name);
+    int (*get_topic)(struct metastore *m, const char *name, struct topic_info *out);
+    int (*list_topics)(struct metastore *m, struct topic_info **out, int *n);
+    int (*topic_configs)(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
+    int (*commit_object)(struct metastore *m, const char *object_key, uint64_t object_size,
+                         struct commit_chunk *chunks, int nchunks);
+    int (*partition_offsets)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
+                             int64_t *high_watermark);
+    int (*find_chunks)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
+                       struct chunk_ref *out, int max);
+    int (*find_chunks_by_time)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
+                               struct chunk_ref *out, int max);
+    int (*max_timestamp)(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out);
+};
+
+/* Every backend's handle starts with this. */
+struct metastore {
+    const struct metastore_ops *ops;
+};
+
+/* path: the part of a sqlite:// URL after the scheme. */
+struct metastore *metastore_sqlite_open(const char *path, char *err, size_t errlen);
+
+#endif

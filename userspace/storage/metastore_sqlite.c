@@ -1,0 +1,710 @@
+/* sqlite:// metadata store: one database file in WAL mode, shared by every thread and process of
+ * the agents on this host, each with its own handle. synchronous=FULL because a commit is what
+ * acknowledges produced data. Every write is a BEGIN IMMEDIATE transaction: it takes the write
+ * lock up front, so two writers never deadlock upgrading a read lock, and offsets are assigned
+ * under that lock. Statements are prepared once per handle. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../protocol/errors.h"
+#include "../util/clock.h"
+#include "../util/log.h"
+#include "metastore_backend.h"
+
+#define BUSY_TIMEOUT_MS 30000
+
+/* Schema migrations: entry i takes the database from version i to i + 1. Append, never edit. */
+static const char *const migrations[] = {
+    /* 1: the first schema. Topic ids are AUTOINCREMENT so a deleted topic's id is never reused
+     * (its chunks must stay unreachable); a name is unique among live topics only. Chunks are
+     * clustered by (topic, partition, base_offset); fetch looks them up by last_offset and
+     * ListOffsets by max_timestamp. */
+    "CREATE TABLE topics ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  uuid BLOB NOT NULL UNIQUE,"
+    "  partitions INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX topics_live_name ON topics(name) WHERE deleted = 0;"
+    "CREATE TABLE topic_configs ("
+    "  topic_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (topic_id, name)) WITHOUT ROWID;"
+    "CREATE TABLE partitions ("
+    "  topic_id INTEGER NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  next_offset INTEGER NOT NULL DEFAULT 0,"
+    "  log_start_offset INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (topic_id, partition)) WITHOUT ROWID;"
+    "CREATE TABLE objects ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL UNIQUE,"
+    "  size INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE chunks ("
+    "  topic_id INTEGER NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  base_offset INTEGER NOT NULL,"
+    "  last_offset INTEGER NOT NULL,"
+    "  object_id INTEGER NOT NULL,"
+    "  pos INTEGER NOT NULL,"
+    "  len INTEGER NOT NULL,"
+    "  batch_count INTEGER NOT NULL,"
+    "  first_timestamp INTEGER NOT NULL,"
+    "  max_timestamp INTEGER NOT NULL,"
+    "  PRIMARY KEY (topic_id, partition, base_offset)) WITHOUT ROWID;"
+    "CREATE INDEX chunks_by_last_offset ON chunks(topic_id, partition, last_offset);"
+    "CREATE INDEX chunks_by_max_timestamp ON chunks(topic_id, partition, max_timestamp);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_TOPIC_BY_NAME,
+    S_TOPIC_INSERT,
+    S_PARTITION_INSERT,
+    S_CONFIG_INSERT,
+    S_TOPIC_MARK_DELETED,
+    S_TOPIC_DELETE_CHUNKS,
+    S_TOPIC_DELETE_PARTITIONS,
+    S_TOPIC_DELETE_CONFIGS,
+    S_TOPICS_LIST,
+    S_CONFIGS_LIST,
+    S_OBJECT_INSERT,
+    S_PARTITION_ADVANCE,
+    S_CHUNK_INSERT,
+    S_PARTITION_OFFSETS,
+    S_FIND_CHUNKS,
+    S_FIND_CHUNKS_BY_TIME,
+    S_MAX_TIMESTAMP,
+    S_COUNT
+};
+
+#define TOPIC_COLS "id, name, uuid, partitions, created_ms"
+#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp"
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_TOPIC_BY_NAME] = "SELECT " TOPIC_COLS " FROM topics WHERE name = ?1 AND deleted = 0",
+    [S_TOPIC_INSERT] = "INSERT INTO topics (name, uuid, partitions, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    [S_PARTITION_INSERT] = "INSERT INTO partitions (topic_id, partition) VALUES (?1, ?2)",
+    [S_CONFIG_INSERT] = "INSERT OR REPLACE INTO topic_configs (topic_id, name, value) VALUES (?1, ?2, ?3)",
+    [S_TOPIC_MARK_DELETED] = "UPDATE topics SET deleted = 1 WHERE id = ?1",
+    [S_TOPIC_DELETE_CHUNKS] = "DELETE FROM chunks WHERE topic_id = ?1",
+    [S_TOPIC_DELETE_PARTITIONS] = "DELETE FROM partitions WHERE topic_id = ?1",
+    [S_TOPIC_DELETE_CONFIGS] = "DELETE FROM topic_configs WHERE topic_id = ?1",
+    [S_TOPICS_LIST] = "SELECT " TOPIC_COLS " FROM topics WHERE deleted = 0 ORDER BY name",
+    [S_CONFIGS_LIST] = "SELECT name, value FROM topic_configs WHERE topic_id = ?1 ORDER BY name",
+    [S_OBJECT_INSERT] = "INSERT INTO objects (key, size, created_ms) VALUES (?1, ?2, ?3)",
+    /* Check (live topic, existing partition), read and advance next_offset in one statement. */
+    [S_PARTITION_ADVANCE] = "UPDATE partitions SET next_offset = next_offset + ?3"
+                            " WHERE topic_id = ?1 AND partition = ?2"
+                            " AND EXISTS (SELECT 1 FROM topics WHERE id = ?1 AND deleted = 0)"
+                            " RETURNING next_offset",
+    [S_CHUNK_INSERT] = "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                       " batch_count, first_timestamp, max_timestamp)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_PARTITION_OFFSETS] = "SELECT log_start_offset, next_offset FROM partitions"
+                            " WHERE topic_id = ?1 AND partition = ?2",
+    /* Chunks of a partition never overlap, so last_offset order is base_offset order. */
+    [S_FIND_CHUNKS] = "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                      " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.last_offset >= ?3"
+                      " ORDER BY c.last_offset LIMIT ?4",
+    [S_FIND_CHUNKS_BY_TIME] = "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                              " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.max_timestamp >= ?3"
+                              " ORDER BY c.base_offset LIMIT ?4",
+    [S_MAX_TIMESTAMP] = "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                        " WHERE c.topic_id = ?1 AND c.partition = ?2"
+                        " ORDER BY c.max_timestamp DESC, c.base_offset LIMIT 1",
+};
+
+struct sqlite_store {
+    struct metastore base;
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+    int64_t busy_deadline;
+    char path[PATH_MAX];
+};
+
+static int db_error(struct sqlite_store *s, const char *what)
+{
+    log_error("metastore: %s: %s (sqlite://%s)", what, sqlite3_errmsg(s->db), s->path);
+    return -1;
+}
+
+/* A cached statement, reset and unbound. Callers reset it again when done, which ends the
+ * implicit read transaction of a SELECT. */
+static sqlite3_stmt *stmt(struct sqlite_store *s, enum stmt_id id)
+{
+    sqlite3_stmt *q = s->stmt[id];
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return q;
+}
+
+/* Runs a statement that returns no rows. */
+static int run(struct sqlite_store *s, sqlite3_stmt *q, const char *what)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, what);
+    return 0;
+}
+
+static int begin(struct sqlite_store *s) { return run(s, stmt(s, S_BEGIN), "BEGIN IMMEDIATE"); }
+static int commit(struct sqlite_store *s) { return run(s, stmt(s, S_COMMIT), "COMMIT"); }
+
+static void rollback(struct sqlite_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        run(s, stmt(s, S_ROLLBACK), "ROLLBACK");
+}
+
+/* Fails the open transaction: rolls back and returns -1 (the error was logged). */
+static int abort_tx(struct sqlite_store *s)
+{
+    rollback(s);
+    return -1;
+}
+
+/* Waits for the write lock in short steps: workers commit all the time, and SQLite's default
+ * handler sleeps up to 100 ms between tries. */
+static int busy_wait(void *arg, int tries)
+{
+    struct sqlite_store *s = arg;
+    if (tries == 0)
+        s->busy_deadline = mono_ms() + BUSY_TIMEOUT_MS;
+    else if (mono_ms() > s->busy_deadline)
+        return 0;
+    struct timespec ts = {0, (tries < 10 ? tries + 1 : 10) * 100000L}; /* 0.1 .. 1 ms */
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+/* ---- topics ---- */
+
+static void random_uuid(uint8_t u[16])
+{
+    for (;;) {
+        size_t got = 0;
+        while (got < 16) {
+            ssize_t r = getrandom(u + got, 16 - got, 0);
+            if (r > 0)
+                got += (size_t)r;
+        }
+        u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
+        u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+        /* As Kafka's Uuid.randomUuid: no id whose base64 form starts with '-' (index 62). */
+        if (u[0] >> 2 != 62)
+            return;
+    }
+}
+
+static void read_topic(sqlite3_stmt *q, struct topic_info *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = sqlite3_column_int64(q, 0);
+    snprintf(t->name, sizeof(t->name), "%s", (const char *)sqlite3_column_text(q, 1));
+    if (sqlite3_column_bytes(q, 2) == 16)
+        memcpy(t->uuid, sqlite3_column_blob(q, 2), 16);
+    t->partitions = sqlite3_column_int(q, 3);
+    t->created_ms = sqlite3_column_int64(q, 4);
+}
+
+/* Looks up a live topic: 1 found, 0 not, -1 error. */
+static int find_topic(struct sqlite_store *s, const char *name, struct topic_info *t)
+{
+    sqlite3_stmt *q = stmt(s, S_TOPIC_BY_NAME);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        read_topic(q, t);
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_error(s, "find topic");
+}
+
+static int sq_create_topic(struct metastore *m, const char *name, int32_t partitions,
+                           const struct topic_config *configs, int nconfigs, struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    size_t name_len = strlen(name);
+    if (name_len == 0 || name_len > TOPIC_NAME_MAX)
+        return KERR_INVALID_TOPIC_EXCEPTION;
+    if (partitions < 1)
+        return KERR_INVALID_PARTITIONS;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 0) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_TOPIC_ALREADY_EXISTS;
+    }
+    memset(&t, 0, sizeof(t));
+    memcpy(t.name, name, name_len + 1);
+    random_uuid(t.uuid);
+    t.partitions = partitions;
+    t.created_ms = wall_ms();
+
+    sqlite3_stmt *q = stmt(s, S_TOPIC_INSERT);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, t.uuid, 16, SQLITE_STATIC);
+    sqlite3_bind_int(q, 3, partitions);
+    sqlite3_bind_int64(q, 4, t.created_ms);
+    if (run(s, q, "insert topic") < 0)
+        return abort_tx(s);
+    t.id = sqlite3_last_insert_rowid(s->db);
+
+    q = stmt(s, S_PARTITION_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int32_t p = 0; p < partitions; p++) {
+        sqlite3_bind_int(q, 2, p);
+        if (run(s, q, "insert partition") < 0)
+            return abort_tx(s);
+    }
+    q = stmt(s, S_CONFIG_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int i = 0; i < nconfigs; i++) {
+        sqlite3_bind_text(q, 2, configs[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, configs[i].value, -1, SQLITE_STATIC);
+        if (run(s, q, "insert topic config") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s) < 0)
+        return abort_tx(s);
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int sq_delete_topic(struct metastore *m, const char *name)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 1) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    /* The topic row stays (deleted = 1) so its id is never handed out again; its chunks and
+     * partitions go, which makes its objects garbage once no other chunk points into them. */
+    static const enum stmt_id steps[] = {S_TOPIC_MARK_DELETED, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_PARTITIONS,
+                                         S_TOPIC_DELETE_CONFIGS};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        sqlite3_stmt *q = stmt(s, steps[i]);
+        sqlite3_bind_int64(q, 1, t.id);
+        if (run(s, q, "delete topic") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s) < 0)
+        return abort_tx(s);
+    return 0;
+}
+
+static int sq_get_topic(struct metastore *m, const char *name, struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    int found = find_topic(s, name, out);
+    return found < 0 ? -1 : found ? 0 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+}
+
+static int sq_list_topics(struct metastore *m, struct topic_info **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_TOPICS_LIST);
+    struct topic_info *v = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct topic_info *nv = realloc(v, (size_t)cap * sizeof(*v));
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        read_topic(q, &v[count++]);
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list topics");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_CONFIGS_LIST);
+    sqlite3_bind_int64(q, 1, topic_id);
+    struct topic_config *v = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct topic_config *nv = realloc(v, (size_t)cap * sizeof(*v));
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        snprintf(v[count].key, sizeof(v[count].key), "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(v[count].value, sizeof(v[count].value), "%s", (const char *)sqlite3_column_text(q, 1));
+        count++;
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list topic configs");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+/* ---- produce: one transaction per object ---- */
+
+/* A failed commit assigns nothing: every chunk answers KAFKA_STORAGE_ERROR. */
+static int fail_commit(struct sqlite_store *s, struct commit_chunk *chunks, int nchunks)
+{
+    rollback(s);
+    for (int i = 0; i < nchunks; i++) {
+        chunks[i].base_offset = -1;
+        chunks[i].error = KERR_KAFKA_STORAGE_ERROR;
+    }
+    return -1;
+}
+
+/* Takes offset_count offsets of the chunk's partition if the topic is live and the partition
+ * exists: 1 and *next (the new next_offset), 0 if not, -1 on a store error. */
+static int advance_partition(struct sqlite_store *s, const struct commit_chunk *c, int64_t *next)
+{
+    sqlite3_stmt *q = stmt(s, S_PARTITION_ADVANCE);
+    sqlite3_bind_int64(q, 1, c->topic_id);
+    sqlite3_bind_int(q, 2, c->partition);
+    sqlite3_bind_int64(q, 3, c->offset_count);
+    int found = 0, rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *next = sqlite3_column_int64(q, 0);
+        found = 1;
+        rc = sqlite3_step(q);
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "advance partition offset");
+    return found;
+}
+
+static int sq_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
+                            struct commit_chunk *chunks, int nchunks)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (strlen(object_key) >= sizeof(((struct chunk_ref *)0)->object_key)) {
+        log_error("metastore: object key too long: %s", object_key);
+        return fail_commit(s, chunks, nchunks);
+    }
+    if (begin(s) < 0)
+        return fail_commit(s, chunks, nchunks);
+    sqlite3_stmt *q = stmt(s, S_OBJECT_INSERT);
+    sqlite3_bind_text(q, 1, object_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)object_size);
+    sqlite3_bind_int64(q, 3, wall_ms());
+    if (run(s, q, "insert object") < 0)
+        return fail_commit(s, chunks, nchunks);
+    int64_t object_id = sqlite3_last_insert_rowid(s->db);
+
+    for (int i = 0; i < nchunks; i++) {
+        struct commit_chunk *c = &chunks[i];
+        c->base_offset = -1;
+        c->error = 0;
+        if (c->offset_count < 1) { /* a chunk must take offsets: a caller bug, not the store's */
+            c->error = KERR_INVALID_RECORD;
+            continue;
+        }
+        int64_t next;
+        int found = advance_partition(s, c, &next);
+        if (found < 0)
+            return fail_commit(s, chunks, nchunks);
+        if (!found) {
+            c->error = KERR_UNKNOWN_TOPIC_OR_PARTITION; /* deleted meanwhile, or no such partition */
+            continue;
+        }
+        c->base_offset = next - c->offset_count;
+        q = stmt(s, S_CHUNK_INSERT);
+        sqlite3_bind_int64(q, 1, c->topic_id);
+        sqlite3_bind_int(q, 2, c->partition);
+        sqlite3_bind_int64(q, 3, c->base_offset);
+        sqlite3_bind_int64(q, 4, next - 1);
+        sqlite3_bind_int64(q, 5, object_id);
+        sqlite3_bind_int64(q, 6, (int64_t)c->pos);
+        sqlite3_bind_int64(q, 7, c->len);
+        sqlite3_bind_int(q, 8, c->batch_count);
+        sqlite3_bind_int64(q, 9, c->first_timestamp);
+        sqlite3_bind_int64(q, 10, c->max_timestamp);
+        if (run(s, q, "insert chunk") < 0)
+            return fail_commit(s, chunks, nchunks);
+    }
+    if (commit(s) < 0)
+        return fail_commit(s, chunks, nchunks);
+    return 0;
+}
+
+/* ---- fetch and ListOffsets ---- */
+
+static int sq_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
+                                int64_t *high_watermark)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_PARTITION_OFFSETS);
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *log_start = sqlite3_column_int64(q, 0);
+        *high_watermark = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    return db_error(s, "partition offsets");
+}
+
+static void read_chunk(sqlite3_stmt *q, struct chunk_ref *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->object_key, sizeof(c->object_key), "%s", (const char *)sqlite3_column_text(q, 0));
+    c->pos = (uint64_t)sqlite3_column_int64(q, 1);
+    c->len = (uint32_t)sqlite3_column_int64(q, 2);
+    c->batch_count = sqlite3_column_int(q, 3);
+    c->base_offset = sqlite3_column_int64(q, 4);
+    c->last_offset = sqlite3_column_int64(q, 5);
+    c->max_timestamp = sqlite3_column_int64(q, 6);
+}
+
+/* Runs one of the chunk queries (?1 topic, ?2 partition, ?3 bound, ?4 limit). */
+static int chunk_query(struct sqlite_store *s, enum stmt_id id, int64_t topic_id, int32_t partition, int64_t bound,
+                       struct chunk_ref *out, int max)
+{
+    if (max <= 0)
+        return 0;
+    sqlite3_stmt *q = stmt(s, id);
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    sqlite3_bind_int64(q, 3, bound);
+    sqlite3_bind_int(q, 4, max);
+    int n = 0, rc;
+    while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        read_chunk(q, &out[n++]);
+    if (n == max)
+        rc = SQLITE_DONE;
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "find chunks");
+    return n;
+}
+
+static int sq_find_chunks(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
+                          struct chunk_ref *out, int max)
+{
+    return chunk_query((struct sqlite_store *)m, S_FIND_CHUNKS, topic_id, partition, from_offset, out, max);
+}
+
+static int sq_find_chunks_by_time(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
+                                  struct chunk_ref *out, int max)
+{
+    return chunk_query((struct sqlite_store *)m, S_FIND_CHUNKS_BY_TIME, topic_id, partition, ts, out, max);
+}
+
+static int sq_max_timestamp(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_MAX_TIMESTAMP);
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        read_chunk(q, out);
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return 1;
+    return db_error(s, "max timestamp");
+}
+
+/* ---- open / close ---- */
+
+static void sq_close(struct metastore *m)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static const struct metastore_ops sqlite_ops = {
+    .close = sq_close,
+    .create_topic = sq_create_topic,
+    .delete_topic = sq_delete_topic,
+    .get_topic = sq_get_topic,
+    .list_topics = sq_list_topics,
+    .topic_configs = sq_topic_configs,
+    .commit_object = sq_commit_object,
+    .partition_offsets = sq_partition_offsets,
+    .find_chunks = sq_find_chunks,
+    .find_chunks_by_time = sq_find_chunks_by_time,
+    .max_timestamp = sq_max_timestamp,
+};
+
+/* Creates the folders above the database file; fsyncs the parent of each one it creates. */
+static int make_parent_dirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; (p = strchr(p, '/')); p++) {
+        if (p[-1] == '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) == 0) {
+            char *slash = strrchr(tmp, '/');
+            const char *parent = !slash ? "." : slash == tmp ? "/" : tmp;
+            if (slash && slash != tmp)
+                *slash = '\0';
+            int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (slash && slash != tmp)
+                *slash = '/';
+            if (fd < 0 || fsync(fd) < 0) {
+                if (fd >= 0)
+                    close(fd);
+                return -1;
+            }
+            close(fd);
+        } else if (errno != EEXIST) {
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+static int journal_mode_cb(void *arg, int ncols, char **vals, char **names)
+{
+    (void)names;
+    if (ncols > 0 && vals[0])
+        snprintf(arg, 16, "%s", vals[0]);
+    return 0;
+}
+
+/* Brings the schema to SCHEMA_VERSION, under the write lock so concurrent openers agree. */
+static int migrate(struct sqlite_store *s, char *err, size_t errlen)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &q, NULL) != SQLITE_OK)
+        goto fail;
+    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    if (version < 0)
+        goto fail;
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "sqlite://%s has schema version %d, newer than this sluice's %d", s->path, version,
+                 SCHEMA_VERSION);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++)
+        if (sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+    if (version < SCHEMA_VERSION) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "DELETE FROM schema_version; INSERT INTO schema_version VALUES (%d)",
+                 SCHEMA_VERSION);
+        if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+        log_info("metastore: sqlite://%s schema at version %d (was %d)", s->path, SCHEMA_VERSION, version);
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "sqlite://%s: schema: %s", s->path, sqlite3_errmsg(s->db));
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+struct metastore *metastore_sqlite_open(const char *path, char *err, size_t errlen)
+{
+    if (!path[0] || strlen(path) >= PATH_MAX) {
+        snprintf(err, errlen, "sqlite:// needs a database file path, e.g. sqlite:///var/lib/sluice/meta.db");
+        return NULL;
+    }
+    if (make_parent_dirs(path) < 0) {
+        snprintf(err, errlen, "cannot create the folder of %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct sqlite_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &sqlite_ops;
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    /* NOMUTEX: a handle belongs to one thread. */
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot open sqlite://%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_handler(s->db, busy_wait, s);
+    char mode[16] = "";
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_mode_cb, mode, NULL) != SQLITE_OK ||
+        strcmp(mode, "wal") != 0) {
+        snprintf(err, errlen, "sqlite://%s: cannot switch to WAL mode: %s", path, mode[0] ? mode : sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite://%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (migrate(s, err, errlen) < 0)
+        goto fail;
+    for (int i = 0; i < S_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "sqlite://%s: preparing \"%s\": %s", path, stmt_sql[i], sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    return &s->base;
+fail:
+    sq_close(&s->base);
+    return NULL;
+}
