@@ -14,7 +14,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AGENT_BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
+AGENT_BIN = os.path.abspath(os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice")))
 
 
 class Skip(Exception):
