@@ -66,7 +66,7 @@ test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz
 	tests/run.sh
 
 bench: deps $(BUILD)/sluice
-	tools/bench.sh
+	/usr/bin/python3 tools/bench.py
 
 install: $(BUILD)/sluice
 	install -D -m 0755 $(BUILD)/sluice /usr/local/bin/sluice

@@ -41,7 +41,7 @@ static void print_hex(const char *what, const uint8_t *p, size_t n)
 /* Compares an encoding with the expected bytes, printing both when they differ. */
 static int same_bytes(const struct buf *got, const uint8_t *want, size_t n)
 {
-    if (got->len == n && memcmp(got->data, want, n) == 0)
+    if (got->len == n && (n == 0 || memcmp(got->data, want, n) == 0))
         return 1;
     print_hex("got ", got->data, got->len);
     print_hex("want", want, n);
@@ -49,6 +49,18 @@ static int same_bytes(const struct buf *got, const uint8_t *want, size_t n)
 }
 
 static bool flexible(const struct kapi *api, int16_t ver) { return kapi_is_flexible(api, ver); }
+
+/* An empty buf has no data pointer; readers want a real one (NULL + 0 is not valid C). */
+static const uint8_t *bytes_of(const struct buf *b)
+{
+    static const uint8_t none[1];
+    return b->data ? b->data : none;
+}
+
+static bool same_buf(const struct buf *a, const struct buf *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * A generic filler: every field present at the version gets a non-default value, arrays get two
@@ -251,14 +263,14 @@ static int roundtrip(const struct kapi *api, int16_t ver, const struct kmsg_desc
 
     void *back = arena_alloc(&a, d->size);
     const char *err = NULL;
-    if (decode_all(d, ver, flex, b1.data, b1.len, back, &a, &err) != 0) {
+    if (decode_all(d, ver, flex, bytes_of(&b1), b1.len, back, &a, &err) != 0) {
         fprintf(stderr, "    %s v%d: decode failed: %s\n", d->name, ver, err);
         bad = 1;
     } else {
         if (!struct_equal(d, ver, msg, back))
             bad = 1;
         kencode(d, ver, flex, &b2, back);
-        if (b1.len != b2.len || memcmp(b1.data, b2.data, b1.len) != 0) {
+        if (!same_buf(&b1, &b2)) {
             fprintf(stderr, "    %s v%d: re-encoding differs\n", d->name, ver);
             bad = 1;
         }
@@ -594,7 +606,8 @@ TEST(codec_vector_known_tagged_fields)
                                              .replication_factor = 1, .configs = NULL, .configs_count = -1};
     struct create_topics_response r = {.throttle_time_ms = 0, .topics = &t, .topics_count = 1};
     static const uint8_t want_ct[] = {
-        0, 0, 0, 0, 0x02, 0x02, 't', 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01,
+        0, 0, 0, 0, 0x02, 0x02, 't', 0x00, 0x00,  /* throttle, 1 topic "t", error_code */
+        0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x01, /* null error_message, 3 partitions, rf 1 */
         0x00,                                  /* null configs */
         0x01, 0x00, 0x02, 0x00, 0x2a,          /* tag 0: int16 42 */
         0x00,
@@ -816,9 +829,10 @@ TEST(codec_rejects_malformed_input)
     CHECK(rejects(&metadata_request_desc, 9, true, huge_compact, sizeof(huge_compact)));
     static const uint8_t over32[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x00};
     CHECK(rejects(&metadata_request_desc, 9, true, over32, sizeof(over32)));
-    /* 3 claimed elements of at least 8 bytes each in 20 bytes */
-    static const uint8_t three_partitions[] = {0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    CHECK(rejects(&delete_records_request_topic_desc, 0, false, three_partitions, sizeof(three_partitions)));
+    /* produce v0 topic: 3 claimed partitions of at least 8 bytes each, in 20 bytes */
+    static const uint8_t three_partitions[] = {0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                               0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(rejects(&produce_request_topic_desc, 0, false, three_partitions, sizeof(three_partitions)));
     static const uint8_t huge_tags[] = {0x01, 0x01, 0x00, 0x00, 0x7f, 0x00};
     CHECK(rejects(&metadata_request_desc, 9, true, huge_tags, sizeof(huge_tags)));
     static const uint8_t tag_too_big[] = {0x01, 0x01, 0x00, 0x00, 0x01, 0x03, 0x7f, 0x00};
@@ -846,7 +860,8 @@ TEST(codec_rejects_malformed_input)
     /* varints in lengths that run past 64 bits */
     static const uint8_t bad_varint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     CHECK(rejects(&metadata_request_desc, 9, true, bad_varint, sizeof(bad_varint)));
-    CHECK(rejects(&metadata_request_desc, 9, true, NULL, 0));
+    static const uint8_t nothing[1];
+    CHECK(rejects(&metadata_request_desc, 9, true, nothing, 0));
 }
 
 /* Random damage to valid encodings: decoding must never crash, and whatever decodes must
@@ -887,11 +902,11 @@ TEST(codec_survives_corrupted_messages)
                         buf_init(&e2);
                         kencode(d, v, flex, &e1, out);
                         void *again = arena_alloc(&da, d->size);
-                        struct kreader r2 = {.p = e1.data, .end = e1.data + e1.len};
+                        struct kreader r2 = {.p = bytes_of(&e1), .end = bytes_of(&e1) + e1.len};
                         CHECK(kdecode(d, v, flex, &r2, again, &da) == 0);
                         CHECK(r2.p == r2.end);
                         kencode(d, v, flex, &e2, again);
-                        CHECK(e1.len == e2.len && memcmp(e1.data, e2.data, e1.len) == 0);
+                        CHECK(same_buf(&e1, &e2));
                         buf_free(&e1);
                         buf_free(&e2);
                     } else {
