@@ -107,3 +107,51 @@ def test_produce_100k_keyed_then_consume_by_assignment():
         print("    produced %d keyed messages (acks=all) in %.1fs" % (n, produce_s))
     finally:
         a.cleanup()
+
+
+def test_topic_configs_change_produce():
+    """message.timestamp.type=LogAppendTime stamps the broker's time; cleanup.policy=compact
+    rejects records without a key (INVALID_RECORD); max.message.bytes caps a batch."""
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+    a = Agent().start()
+    try:
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        res = wait_futures(admin.create_topics([
+            NewTopic("appendtime", 1, 1, config={"message.timestamp.type": "LogAppendTime"}),
+            NewTopic("compacted", 1, 1, config={"cleanup.policy": "compact"}),
+            NewTopic("small", 1, 1, config={"max.message.bytes": "2000"}),
+        ]))
+        expect(all(v is None for v in res.values()), "create: %r" % res)
+
+        results = {}
+
+        def report(err, msg):
+            results[(msg.topic(), msg.key())] = err
+
+        p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "retries": 0})
+        before = int(time.time() * 1000)
+        p.produce("appendtime", b"v", key=b"a", timestamp=1000, on_delivery=report)
+        p.produce("compacted", b"v", key=b"k", on_delivery=report)
+        p.flush(10)
+        p.produce("compacted", b"no key", on_delivery=report)
+        p.flush(10)
+        p.produce("small", b"x" * 5000, key=b"big", on_delivery=report)
+        p.flush(10)
+        after = int(time.time() * 1000)
+        expect(results[("appendtime", b"a")] is None, "appendtime: %r" % results[("appendtime", b"a")])
+        expect(results[("compacted", b"k")] is None, "keyed: %r" % results[("compacted", b"k")])
+        err = results[("compacted", None)]
+        expect(err is not None and err.code() == KafkaError.INVALID_RECORD, "unkeyed on compacted: %r" % err)
+        err = results[("small", b"big")]
+        expect(err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, "too large: %r" % err)
+
+        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "ts", "enable.auto.commit": False})
+        c.assign([TopicPartition("appendtime", 0, 0)])
+        msgs = c.consume(1, timeout=10)
+        c.close()
+        expect(len(msgs) == 1, "consumed %d" % len(msgs))
+        ts_type, ts = msgs[0].timestamp()
+        expect(ts_type == TIMESTAMP_LOG_APPEND_TIME, "timestamp type %d" % ts_type)
+        expect(before <= ts <= after, "log append time %d not within [%d, %d]" % (ts, before, after))
+    finally:
+        a.cleanup()

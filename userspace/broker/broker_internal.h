@@ -26,6 +26,10 @@ struct partition_state {
 struct topic_entry {
     struct topic_info info;
     struct partition_state *parts; /* info.partitions entries */
+    /* the topic configs that change how produce behaves */
+    bool log_append_time;        /* message.timestamp.type=LogAppendTime */
+    bool compacted;              /* cleanup.policy contains compact: records need keys */
+    int64_t max_message_bytes;   /* max.message.bytes, or the agent's default */
 };
 
 struct topic_cache {

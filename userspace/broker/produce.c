@@ -131,9 +131,56 @@ void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
 
 /* Validates and buffers one partition's records; returns a Kafka error or 0 (then a waiter was added
  * unless acks=0). */
-static int produce_partition(struct broker *b, struct request *rq, const struct topic_info *topic, const req_part_t *in,
+/* Compacted topics keep the latest record per key, so a record without a key has no place there. */
+static bool all_records_keyed(const uint8_t *p, size_t len)
+{
+    struct buf records;
+    buf_init(&records);
+    bool ok = true;
+    size_t pos = 0;
+    while (ok && pos + BATCH_HEADER_SIZE <= len) {
+        struct batch_header h;
+        if (batch_read_header(p + pos, len - pos, &h) != 0)
+            break;
+        size_t size = (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
+        buf_reset(&records);
+        if (!(h.attributes & BATCH_ATTR_CONTROL)) {
+            if (batch_records_decompress(p + pos, size, &records) != 0) {
+                ok = false;
+                break;
+            }
+            size_t rpos = 0;
+            struct record_view rv;
+            int rc;
+            while ((rc = record_next(records.data, records.len, &rpos, &rv)) == 1)
+                if (rv.key_len < 0)
+                    ok = false;
+            if (rc < 0)
+                ok = false;
+        }
+        pos += size;
+    }
+    buf_free(&records);
+    return ok;
+}
+
+/* LogAppendTime topics: the broker's clock replaces the producer's timestamps. */
+static void stamp_log_append_time(uint8_t *p, size_t len, int64_t now)
+{
+    size_t pos = 0;
+    while (pos + BATCH_HEADER_SIZE <= len) {
+        struct batch_header h;
+        if (batch_read_header(p + pos, len - pos, &h) != 0)
+            return;
+        batch_set_log_append_time(p + pos, now);
+        pos += (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
+    }
+}
+
+static int produce_partition(struct broker *b, struct request *rq, const struct topic_entry *t, const req_part_t *in,
                              resp_part_t *out, struct produce_ctx *ctx, bool acks0)
 {
+    const struct topic_info *topic = &t->info;
     if (in->index < 0 || in->index >= topic->partitions)
         return KERR_UNKNOWN_TOPIC_OR_PARTITION;
     if (in->records.len <= 0) {
@@ -148,10 +195,15 @@ static int produce_partition(struct broker *b, struct request *rq, const struct 
                  request_who(rq));
         return err;
     }
-    if (sum.largest_batch > b->cfg->max_message_bytes) {
-        log_warn("produce to %s/%d rejected: batch of %d bytes exceeds max-message-bytes %lld (%s)", topic->name,
-                 in->index, sum.largest_batch, (long long)b->cfg->max_message_bytes, request_who(rq));
+    if (sum.largest_batch > t->max_message_bytes) {
+        log_warn("produce to %s/%d rejected: batch of %d bytes exceeds max.message.bytes %lld (%s)", topic->name,
+                 in->index, sum.largest_batch, (long long)t->max_message_bytes, request_who(rq));
         return KERR_MESSAGE_TOO_LARGE;
+    }
+    if (t->compacted && !all_records_keyed(in->records.ptr, (size_t)in->records.len)) {
+        log_warn("produce to compacted topic %s/%d rejected: a record has no key (%s)", topic->name, in->index,
+                 request_who(rq));
+        return KERR_INVALID_RECORD;
     }
     if (!b->current) {
         b->current = flush_batch_new();
@@ -165,7 +217,14 @@ static int produce_partition(struct broker *b, struct request *rq, const struct 
                                  .error_code = &out->error_code,
                                  .rel_offset = ch->offset_count,
                              });
+    size_t at = ch->data.len;
     buf_append(&ch->data, in->records.ptr, (size_t)in->records.len);
+    if (t->log_append_time) {
+        int64_t now = wall_ms();
+        stamp_log_append_time(ch->data.data + at, (size_t)in->records.len, now);
+        out->log_append_time_ms = now;
+        sum.first_timestamp = sum.max_timestamp = now;
+    }
     ch->batch_count += sum.batch_count;
     ch->offset_count += sum.offset_count;
     if (sum.first_timestamp < ch->first_timestamp)
@@ -209,7 +268,7 @@ void handle_produce(struct broker *b, struct request *rq)
             else if (!t)
                 err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
             else
-                err = produce_partition(b, rq, &t->info, &tin->partition_data[j], pout, ctx, acks0);
+                err = produce_partition(b, rq, t, &tin->partition_data[j], pout, ctx, acks0);
             if (err)
                 pout->error_code = (int16_t)err;
             else if (!acks0)

@@ -50,6 +50,25 @@ static struct topic_entry *find(struct topic_cache *tc, const char *name, int32_
     return NULL;
 }
 
+/* Reads the configs of a topic that produce applies. */
+static void load_produce_configs(struct broker *b, struct topic_entry *t)
+{
+    t->max_message_bytes = b->cfg->max_message_bytes;
+    struct topic_config *cfgs;
+    int n;
+    if (metastore_topic_configs(b->meta, t->info.id, &cfgs, &n) != 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(cfgs[i].key, "message.timestamp.type"))
+            t->log_append_time = !strcmp(cfgs[i].value, "LogAppendTime");
+        else if (!strcmp(cfgs[i].key, "cleanup.policy"))
+            t->compacted = strstr(cfgs[i].value, "compact") != NULL;
+        else if (!strcmp(cfgs[i].key, "max.message.bytes"))
+            t->max_message_bytes = strtoll(cfgs[i].value, NULL, 10);
+    }
+    free(cfgs);
+}
+
 static int cmp_entry(const void *a, const void *b)
 {
     return strcmp(((const struct topic_entry *)a)->info.name, ((const struct topic_entry *)b)->info.name);
@@ -79,6 +98,11 @@ int topics_refresh(struct broker *b)
         if (old && old->info.id == infos[i].id) {
             int keep = old->info.partitions < infos[i].partitions ? old->info.partitions : infos[i].partitions;
             memcpy(entries[i].parts, old->parts, sizeof(struct partition_state) * (size_t)keep);
+            entries[i].log_append_time = old->log_append_time;
+            entries[i].compacted = old->compacted;
+            entries[i].max_message_bytes = old->max_message_bytes;
+        } else {
+            load_produce_configs(b, &entries[i]);
         }
     }
     free(infos);
