@@ -640,6 +640,44 @@ TEST(codec_vector_produce_v3_request)
     arena_free(&a);
 }
 
+TEST(codec_vector_offset_fetch_groups)
+{
+    /* v7: one group, a null topics array (all topics); require_stable */
+    struct offset_fetch_request v7 = {.group_id = KSTR("g"), .topics = NULL, .topics_count = -1,
+                                      .require_stable = true};
+    static const uint8_t want_v7[] = {0x02, 'g', 0x00, 0x01, 0x00};
+    CHECK(vector(&offset_fetch_request_desc, 7, true, &v7, want_v7, sizeof(want_v7)));
+
+    /* v8 moves group_id and topics into a groups array */
+    int32_t parts[] = {0, 7};
+    struct offset_fetch_request_group_topic t = {.name = KSTR("t"), .partition_indexes = parts,
+                                                 .partition_indexes_count = 2};
+    struct offset_fetch_request_group groups[] = {
+        {.group_id = KSTR("g"), .member_id = {.ptr = NULL, .len = -1}, .member_epoch = -1, .topics = NULL,
+         .topics_count = -1},
+        {.group_id = KSTR("h"), .member_id = {.ptr = NULL, .len = -1}, .member_epoch = -1, .topics = &t,
+         .topics_count = 1},
+    };
+    struct offset_fetch_request v8 = {.groups = groups, .groups_count = 2, .require_stable = false};
+    static const uint8_t want_v8[] = {
+        0x03,                                           /* two groups */
+        0x02, 'g', 0x00, 0x00,                          /* "g", all topics, no tags */
+        0x02, 'h', 0x02, 0x02, 't', 0x03, 0, 0, 0, 0, 0, 0, 0, 7, 0x00, 0x00,
+        0x00, 0x00,                                     /* require_stable, no tags */
+    };
+    CHECK(vector(&offset_fetch_request_desc, 8, true, &v8, want_v8, sizeof(want_v8)));
+
+    /* v9 adds member_id and member_epoch after group_id */
+    groups[1].topics_count = -1;
+    groups[1].member_id = KSTR("m");
+    groups[1].member_epoch = 5;
+    static const uint8_t want_v9[] = {
+        0x03, 0x02, 'g', 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00,
+        0x02, 'h', 0x02, 'm', 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00,
+    };
+    CHECK(vector(&offset_fetch_request_desc, 9, true, &v8, want_v9, sizeof(want_v9)));
+}
+
 TEST(codec_dump_is_readable)
 {
     struct metadata_request_topic t = {.name = KSTR("a\"b")};
@@ -922,4 +960,296 @@ TEST(codec_survives_corrupted_messages)
     }
     CHECK(decoded > 0);
     CHECK(rejected > 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Frames captured from real clients (tests/tools/capture_server.py; see the comments in the
+ * files). Read relative to the repository root, where the test runner starts. */
+
+#define MAX_FRAMES 8
+
+struct frame {
+    uint8_t *data;
+    size_t len;
+};
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads the hex lines of a capture file ('#' lines are comments). Returns the frame count,
+ * -1 if the file cannot be read or holds something else than hex. */
+static int load_frames(const char *path, struct frame *frames, int max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "    cannot open %s (run the tests from the repository root)\n", path);
+        return -1;
+    }
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        size_t len = strcspn(line, "\r\n");
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (n == max || len % 2) {
+            n = -1;
+            break;
+        }
+        uint8_t *data = malloc(len / 2 + 1);
+        for (size_t i = 0; i < len / 2; i++) {
+            int hi = hex_value(line[2 * i]), lo = hex_value(line[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                free(data);
+                fclose(f);
+                return -1;
+            }
+            data[i] = (uint8_t)(hi << 4 | lo);
+        }
+        frames[n].data = data;
+        frames[n].len = len / 2;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void free_frames(struct frame *frames, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(frames[i].data);
+}
+
+struct decoded_frame {
+    struct krequest_header h;
+    const struct kapi *api;
+    void *body;
+};
+
+/* Decodes header and body of a captured frame, and checks that encoding them again gives
+ * exactly the captured bytes. Returns 0 if all is well. */
+static int decode_frame(const struct frame *fr, struct decoded_frame *out, struct arena *a)
+{
+    struct kreader r = {.p = fr->data, .end = fr->data + fr->len};
+    if (kdecode_request_header(&r, &out->h, &out->api) != 0 || !out->api) {
+        fprintf(stderr, "    header: %s\n", r.error ? r.error : "unknown api");
+        return 1;
+    }
+    const struct kapi *api = out->api;
+    int16_t ver = out->h.api_version;
+    if (ver < api->min_ver || ver > api->max_ver)
+        return 1;
+    bool flex = kapi_is_flexible(api, ver);
+    out->body = arena_alloc(a, api->request->size);
+    if (kdecode(api->request, ver, flex, &r, out->body, a) != 0 || r.p != r.end) {
+        fprintf(stderr, "    %s v%d body: %s\n", api->name, ver, r.error ? r.error : "bytes left over");
+        return 1;
+    }
+    struct buf w;
+    buf_init(&w);
+    kencode_request_header(&w, &out->h, flex);
+    kencode(api->request, ver, flex, &w, out->body);
+    int bad = !same_bytes(&w, fr->data, fr->len);
+    buf_free(&w);
+    return bad;
+}
+
+static bool kstr_is(struct kstr s, const char *want)
+{
+    return s.len >= 0 && (size_t)s.len == strlen(want) && memcmp(s.ptr, want, (size_t)s.len) == 0;
+}
+
+TEST(codec_captured_kcat_api_versions)
+{
+    struct frame fr[MAX_FRAMES];
+    struct arena a;
+    arena_init(&a);
+    struct decoded_frame d;
+
+    int n = load_frames("tests/data/kcat_apiversions_v3.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 1);
+    if (n == 1 && decode_frame(&fr[0], &d, &a) == 0) {
+        const struct api_versions_request *req = d.body;
+        CHECK_EQ(d.h.api_key, KAPI_API_VERSIONS);
+        CHECK_EQ(d.h.api_version, 3);
+        CHECK_EQ(d.h.correlation_id, 1);
+        CHECK(kstr_is(d.h.client_id, "rdkafka"));
+        CHECK(kstr_is(req->client_software_name, "librdkafka"));
+        CHECK(kstr_is(req->client_software_version, "2.0.2"));
+    } else {
+        CHECK(!"kcat ApiVersions v3 frame decodes and re-encodes exactly");
+    }
+    free_frames(fr, n);
+
+    /* the retry after a KIP-511 refusal: v0, header v1, empty body */
+    n = load_frames("tests/data/kcat_apiversions_v0.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 1);
+    if (n == 1 && decode_frame(&fr[0], &d, &a) == 0) {
+        CHECK_EQ(d.h.api_version, 0);
+        CHECK(kstr_is(d.h.client_id, "rdkafka"));
+        CHECK_EQ(fr[0].len, 17);
+    } else {
+        CHECK(!"kcat ApiVersions v0 frame decodes and re-encodes exactly");
+    }
+    free_frames(fr, n);
+    arena_free(&a);
+}
+
+TEST(codec_captured_kcat_metadata_and_produce)
+{
+    struct frame fr[MAX_FRAMES];
+    struct arena a;
+    arena_init(&a);
+    struct decoded_frame d;
+
+    int n = load_frames("tests/data/kcat_metadata_v4.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 1);
+    if (n == 1 && decode_frame(&fr[0], &d, &a) == 0) {
+        const struct metadata_request *req = d.body;
+        CHECK_EQ(d.h.api_key, KAPI_METADATA);
+        CHECK_EQ(d.h.api_version, 4);
+        CHECK_EQ(req->topics_count, 1);
+        if (req->topics_count == 1)
+            CHECK(kstr_is(req->topics[0].name, "sluice-test"));
+        CHECK(req->allow_auto_topic_creation);
+    } else {
+        CHECK(!"kcat Metadata v4 frame decodes and re-encodes exactly");
+    }
+    free_frames(fr, n);
+
+    n = load_frames("tests/data/kcat_produce_v7.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 1);
+    if (n == 1 && decode_frame(&fr[0], &d, &a) == 0) {
+        const struct produce_request *req = d.body;
+        CHECK_EQ(d.h.api_key, KAPI_PRODUCE);
+        CHECK_EQ(d.h.api_version, 7);
+        CHECK_EQ(req->transactional_id.len, -1);
+        CHECK_EQ(req->acks, -1);
+        CHECK_EQ(req->timeout_ms, 30000);
+        CHECK_EQ(req->topic_data_count, 1);
+        if (req->topic_data_count == 1) {
+            const struct produce_request_topic *t = &req->topic_data[0];
+            CHECK(kstr_is(t->name, "sluice-test"));
+            CHECK_EQ(t->partition_data_count, 1);
+            if (t->partition_data_count == 1) {
+                struct kbytes rec = t->partition_data[0].records;
+                CHECK_EQ(t->partition_data[0].index, 0);
+                CHECK_EQ(rec.len, 75);
+                /* one record batch: batchLength = len - 12, magic 2, one record */
+                if (rec.len == 75) {
+                    CHECK_EQ(be32_get(rec.ptr + 8), 75 - 12);
+                    CHECK_EQ(rec.ptr[16], 2);
+                    CHECK_EQ(be32_get(rec.ptr + 57), 1);
+                }
+            }
+        }
+    } else {
+        CHECK(!"kcat Produce v7 frame decodes and re-encodes exactly");
+    }
+    free_frames(fr, n);
+    arena_free(&a);
+}
+
+TEST(codec_captured_confluent_python_admin)
+{
+    struct frame fr[MAX_FRAMES];
+    struct arena a;
+    arena_init(&a);
+    struct decoded_frame d[MAX_FRAMES];
+    int n = load_frames("tests/data/confluent_python_admin.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 4);
+    bool ok = n == 4;
+    for (int i = 0; i < n; i++)
+        if (decode_frame(&fr[i], &d[i], &a) != 0)
+            ok = false;
+    CHECK(ok);
+    if (ok) {
+        const struct api_versions_request *av = d[0].body;
+        CHECK_EQ(d[0].h.api_key, KAPI_API_VERSIONS);
+        CHECK(kstr_is(d[0].h.client_id, "sluice-capture"));
+        CHECK(kstr_is(av->client_software_name, "confluent-kafka-python"));
+        CHECK(kstr_is(av->client_software_version, "1.7.0-rdkafka-2.0.2"));
+
+        const struct metadata_request *md = d[1].body;
+        CHECK_EQ(d[1].h.api_version, 4);
+        CHECK_EQ(md->topics_count, 0); /* v1+: empty = no topics, brokers only */
+        CHECK(!md->allow_auto_topic_creation);
+
+        const struct create_topics_request *ct = d[2].body;
+        CHECK_EQ(d[2].h.api_key, KAPI_CREATE_TOPICS);
+        CHECK_EQ(d[2].h.api_version, 4);
+        CHECK_EQ(ct->topics_count, 1);
+        if (ct->topics_count == 1) {
+            const struct create_topics_request_topic *t = &ct->topics[0];
+            CHECK(kstr_is(t->name, "captured-topic"));
+            CHECK_EQ(t->num_partitions, 3);
+            CHECK_EQ(t->replication_factor, 1);
+            CHECK_EQ(t->assignments_count, 0);
+            CHECK_EQ(t->configs_count, 1);
+            if (t->configs_count == 1) {
+                CHECK(kstr_is(t->configs[0].name, "cleanup.policy"));
+                CHECK(kstr_is(t->configs[0].value, "compact"));
+            }
+        }
+        CHECK_EQ(ct->timeout_ms, 60000);
+        CHECK(!ct->validate_only);
+
+        const struct delete_topics_request *dt = d[3].body;
+        CHECK_EQ(d[3].h.api_key, KAPI_DELETE_TOPICS);
+        CHECK_EQ(d[3].h.api_version, 1);
+        CHECK_EQ(dt->topic_names_count, 1);
+        if (dt->topic_names_count == 1)
+            CHECK(kstr_is(dt->topic_names[0], "old-topic"));
+        CHECK_EQ(dt->timeout_ms, 60000);
+    }
+    free_frames(fr, n);
+    arena_free(&a);
+}
+
+TEST(codec_captured_kcat_consumer_group)
+{
+    struct frame fr[MAX_FRAMES];
+    struct arena a;
+    arena_init(&a);
+    struct decoded_frame d[2];
+    int n = load_frames("tests/data/kcat_consumer_group.hex", fr, MAX_FRAMES);
+    CHECK_EQ(n, 2);
+    bool ok = n == 2 && decode_frame(&fr[0], &d[0], &a) == 0 && decode_frame(&fr[1], &d[1], &a) == 0;
+    CHECK(ok);
+    if (ok) {
+        const struct find_coordinator_request *fc = d[0].body;
+        CHECK_EQ(d[0].h.api_key, KAPI_FIND_COORDINATOR);
+        CHECK_EQ(d[0].h.api_version, 2);
+        CHECK(kstr_is(d[0].h.client_id, "sluice-consumer"));
+        CHECK(kstr_is(fc->key, "sluice-group"));
+        CHECK_EQ(fc->key_type, 0);
+
+        const struct join_group_request *jg = d[1].body;
+        CHECK_EQ(d[1].h.api_key, KAPI_JOIN_GROUP);
+        CHECK_EQ(d[1].h.api_version, 5);
+        CHECK(kstr_is(jg->group_id, "sluice-group"));
+        CHECK_EQ(jg->session_timeout_ms, 45000);
+        CHECK_EQ(jg->rebalance_timeout_ms, 300000);
+        CHECK(kstr_is(jg->member_id, ""));
+        CHECK_EQ(jg->group_instance_id.len, -1);
+        CHECK(kstr_is(jg->protocol_type, "consumer"));
+        CHECK_EQ(jg->protocols_count, 2);
+        if (jg->protocols_count == 2) {
+            CHECK(kstr_is(jg->protocols[0].name, "range"));
+            CHECK(kstr_is(jg->protocols[1].name, "roundrobin"));
+            /* consumer protocol subscription v1: version, one topic "sluice-test", ... */
+            CHECK_EQ(jg->protocols[0].metadata.len, 27);
+            if (jg->protocols[0].metadata.len == 27)
+                CHECK(memcmp(jg->protocols[0].metadata.ptr + 8, "sluice-test", 11) == 0);
+        }
+    }
+    free_frames(fr, n);
+    arena_free(&a);
 }

@@ -445,7 +445,7 @@ static void encode_scalar(enum kfield_type t, bool can_be_null, bool flex, struc
     case KT_INT16: buf_put_i16(w, *(const int16_t *)v); break;
     case KT_INT32: buf_put_i32(w, *(const int32_t *)v); break;
     case KT_INT64: buf_put_i64(w, *(const int64_t *)v); break;
-    case KT_UINT16: buf_put_i16(w, (int16_t)*(const uint16_t *)v); break;
+    case KT_UINT16: be16_put(buf_extend(w, 2), *(const uint16_t *)v); break;
     case KT_BOOL: buf_put_i8(w, *(const bool *)v ? 1 : 0); break;
     case KT_FLOAT64: {
         uint64_t bits;

@@ -67,6 +67,7 @@ static void submit_send(struct conn *c)
     io_uring_prep_send(sqe, c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, &c->send_op);
     c->send_busy = true;
+    c->srv->sends_in_flight++;
     c->refs++;
 }
 
@@ -217,6 +218,7 @@ void conn_on_recv(struct conn *c, int res)
 void conn_on_send(struct conn *c, int res)
 {
     c->send_busy = false;
+    c->srv->sends_in_flight--;
     if (res < 0) {
         if (!c->closing && res != -EPIPE && res != -ECONNRESET)
             log_warn("send to %s failed: %s", c->peer, strerror(-res));

@@ -17,6 +17,9 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+/* How long SIGTERM waits for buffered produce data to be stored and answered. */
+#define DRAIN_TIMEOUT_MS 30000
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_stop_signal(int sig)
@@ -176,11 +179,19 @@ int server_run(struct server *s)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    int64_t drain_deadline = INT64_MAX;
     for (;;) {
-        if (stop_requested && !s->draining)
+        if (stop_requested && !s->draining) {
             start_drain(s);
-        if (s->draining && broker_drained(s->broker))
+            drain_deadline = mono_ms() + DRAIN_TIMEOUT_MS;
+        }
+        /* Done when nothing is buffered or in flight and the last answers have been written. */
+        if (s->draining && broker_drained(s->broker) && s->sends_in_flight == 0 && !io_uring_sq_ready(&s->ring))
             break;
+        if (s->draining && mono_ms() > drain_deadline) {
+            log_warn("drain did not finish within %d ms; exiting anyway", DRAIN_TIMEOUT_MS);
+            break;
+        }
         int64_t now = mono_ms();
         broker_tick(s->broker, now);
         int64_t deadline = broker_next_deadline(s->broker);

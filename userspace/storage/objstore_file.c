@@ -332,7 +332,8 @@ static int file_list(struct objstore *s, const char *prefix, void (*cb)(const ch
     }
     int rc = walk_dir(&w, dfd, "");
     if (rc == 0) {
-        qsort(w.v, w.n, sizeof(*w.v), entry_cmp);
+        if (w.n)
+            qsort(w.v, w.n, sizeof(*w.v), entry_cmp);
         for (size_t i = 0; i < w.n; i++)
             cb(w.v[i].key, w.v[i].size, arg);
     }

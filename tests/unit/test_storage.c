@@ -1,0 +1,720 @@
+/* Object format, the file object store and the SQLite metadata store, on real temp folders. */
+#include <dirent.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "batch_builder.h"
+#include "check.h"
+#include "protocol/errors.h"
+#include "storage/metastore.h"
+#include "storage/object_format.h"
+#include "storage/objstore.h"
+
+/* ---- temp folders ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static char *make_temp_dir(void)
+{
+    char tmpl[] = "/tmp/sluice-unit-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ---- object format ---- */
+
+TEST(object_format_roundtrip)
+{
+    uint8_t uuid_a[16], uuid_b[16];
+    memset(uuid_a, 0xaa, 16);
+    memset(uuid_b, 0xbb, 16);
+    struct buf b1, b2, b3;
+    buf_init(&b1);
+    buf_init(&b2);
+    buf_init(&b3);
+    bb_build_simple(&b1, CODEC_NONE, 3, 1000, 10);
+    bb_build_simple(&b2, CODEC_ZSTD, 5, 900, 100);
+    bb_build_simple(&b3, CODEC_LZ4, 2, 5000, 1);
+
+    struct object_builder ob;
+    object_builder_init(&ob);
+    object_builder_begin_chunk(&ob, uuid_a, 0);
+    object_builder_append(&ob, b1.data, b1.len, 1, 3, 1000, 1020);
+    object_builder_append(&ob, b2.data, b2.len, 1, 5, 900, 1300);
+    object_builder_end_chunk(&ob);
+    object_builder_begin_chunk(&ob, uuid_b, 7);
+    object_builder_append(&ob, b3.data, b3.len, 1, 2, 5000, 5001);
+    object_builder_end_chunk(&ob);
+    object_builder_finish(&ob);
+
+    const uint8_t *obj = ob.data.data;
+    size_t len = ob.data.len;
+    CHECK_MEM(obj, OBJECT_HEADER_MAGIC, 8);
+    CHECK_MEM(obj + len - 8, OBJECT_FOOTER_MAGIC, 8);
+    struct object_chunk *ch;
+    int n;
+    CHECK_EQ(object_parse(obj, len, &ch, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_MEM(ch[0].topic_uuid, uuid_a, 16);
+        CHECK_EQ(ch[0].partition, 0);
+        CHECK_EQ(ch[0].pos, 8);
+        CHECK_EQ(ch[0].len, b1.len + b2.len);
+        CHECK_EQ(ch[0].batch_count, 2);
+        CHECK_EQ(ch[0].offset_count, 8);
+        CHECK_EQ(ch[0].first_timestamp, 1000);
+        CHECK_EQ(ch[0].max_timestamp, 1300);
+        CHECK_MEM(obj + ch[0].pos, b1.data, b1.len);
+        CHECK_MEM(obj + ch[0].pos + b1.len, b2.data, b2.len);
+        CHECK_MEM(ch[1].topic_uuid, uuid_b, 16);
+        CHECK_EQ(ch[1].partition, 7);
+        CHECK_EQ(ch[1].pos, 8 + b1.len + b2.len);
+        CHECK_EQ(ch[1].len, b3.len);
+        CHECK_EQ(ch[1].offset_count, 2);
+        CHECK_EQ(ch[1].first_timestamp, 5000);
+        CHECK_EQ(ch[1].max_timestamp, 5001);
+        /* The chunk bytes are whole batches again. */
+        struct records_summary s;
+        CHECK_EQ(records_validate(obj + ch[0].pos, ch[0].len, &s, NULL), 0);
+        CHECK_EQ(s.offset_count, 8);
+    }
+    free(ch);
+
+    /* Any flipped byte, or a cut, is detected. */
+    uint8_t *copy = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, obj, len);
+        copy[i] ^= 0x10;
+        int rc = object_parse(copy, len, &ch, &n);
+        if (rc == 0)
+            fprintf(stderr, "  flipped byte %zu not detected\n", i);
+        CHECK_EQ(rc, -1);
+        free(ch);
+    }
+    for (size_t cut = 1; cut < len; cut += 7) {
+        CHECK_EQ(object_parse(obj, len - cut, &ch, &n), -1);
+        free(ch);
+    }
+    free(copy);
+    object_builder_free(&ob);
+
+    /* An object without chunks is valid too. */
+    object_builder_init(&ob);
+    object_builder_finish(&ob);
+    CHECK_EQ(object_parse(ob.data.data, ob.data.len, &ch, &n), 0);
+    CHECK_EQ(n, 0);
+    free(ch);
+    object_builder_free(&ob);
+    buf_free(&b1);
+    buf_free(&b2);
+    buf_free(&b3);
+}
+
+/* ---- file object store ---- */
+
+struct listing {
+    char keys[16][64];
+    uint64_t sizes[16];
+    int n;
+};
+
+static void collect(const char *key, uint64_t size, void *arg)
+{
+    struct listing *l = arg;
+    if (l->n < 16) {
+        snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", key);
+        l->sizes[l->n] = size;
+    }
+    l->n++;
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+TEST(objstore_file_put_get_list_delete)
+{
+    char *tmp = make_temp_dir();
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    char url[512], path[600], err[256] = "";
+    snprintf(url, sizeof(url), "file://%s/store/nested", tmp);
+    struct objstore *s = objstore_open(url, err, sizeof(err));
+    CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "  %s\n", err);
+        free(tmp);
+        return;
+    }
+    CHECK(strcmp(s->url, url) == 0);
+
+    CHECK_EQ(objstore_put(s, "a/b/c.obj", "hello world", 11), 0);
+    snprintf(path, sizeof(path), "%s/store/nested/a/b/c.obj", tmp);
+    CHECK(file_exists(path));
+    CHECK_EQ(objstore_put(s, "top", "x", 1), 0);
+    CHECK_EQ(objstore_put(s, "a-c", "12345", 5), 0);
+    CHECK_EQ(objstore_put(s, "a/b/d.obj", "", 0), 0);
+
+    struct buf out;
+    buf_init(&out);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 0, 11, &out), 0);
+    CHECK_EQ(out.len, 11);
+    CHECK_MEM(out.data, "hello world", 11);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 6, 5, &out), 0); /* appends */
+    CHECK_EQ(out.len, 16);
+    CHECK_MEM(out.data + 11, "world", 5);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 11, 0, &out), 0);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 6, 6, &out), -1); /* one byte past the end */
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 12, 0, &out), -1);
+    CHECK_EQ(objstore_get_range(s, "a/b/missing", 0, 1, &out), -1);
+    CHECK_EQ(out.len, 16);
+
+    /* Overwrite replaces the whole object. */
+    CHECK_EQ(objstore_put(s, "a/b/c.obj", "bye", 3), 0);
+    buf_reset(&out);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 0, 3, &out), 0);
+    CHECK_MEM(out.data, "bye", 3);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 0, 4, &out), -1);
+
+    /* Listing: whole-key byte order, like S3 ("a-c" < "a/b/..."), prefix filtered. */
+    struct listing l = {0};
+    CHECK_EQ(objstore_list(s, "", collect, &l), 0);
+    CHECK_EQ(l.n, 4);
+    if (l.n == 4) {
+        CHECK(strcmp(l.keys[0], "a-c") == 0);
+        CHECK(strcmp(l.keys[1], "a/b/c.obj") == 0);
+        CHECK(strcmp(l.keys[2], "a/b/d.obj") == 0);
+        CHECK(strcmp(l.keys[3], "top") == 0);
+        CHECK_EQ(l.sizes[0], 5);
+        CHECK_EQ(l.sizes[1], 3);
+        CHECK_EQ(l.sizes[2], 0);
+    }
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(objstore_list(s, "a/", collect, &l), 0);
+    CHECK_EQ(l.n, 2);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(objstore_list(s, "a/b/c", collect, &l), 0);
+    CHECK_EQ(l.n, 1);
+    CHECK(strcmp(l.keys[0], "a/b/c.obj") == 0);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(objstore_list(s, "a", collect, &l), 0);
+    CHECK_EQ(l.n, 3);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(objstore_list(s, "zzz", collect, &l), 0);
+    CHECK_EQ(l.n, 0);
+
+    /* No temp files are left behind. */
+    snprintf(path, sizeof(path), "%s/store/nested/a/b", tmp);
+    CHECK_EQ(count_entries(path), 2);
+
+    CHECK_EQ(objstore_delete(s, "a/b/c.obj"), 0);
+    CHECK_EQ(objstore_get_range(s, "a/b/c.obj", 0, 1, &out), -1);
+    CHECK_EQ(objstore_delete(s, "a/b/c.obj"), 0); /* deleting a missing key is fine, as on S3 */
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ(objstore_list(s, NULL, collect, &l), 0);
+    CHECK_EQ(l.n, 3);
+
+    /* Bad keys are refused and create nothing. */
+    const char *bad[] = {"", "/abs", "../x", "a/../../x", "a/..", "a//b", "a/", ".hidden", "a/./b", "..", "."};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_EQ(objstore_put(s, bad[i], "x", 1), -1);
+        CHECK_EQ(objstore_get_range(s, bad[i], 0, 0, &out), -1);
+        CHECK_EQ(objstore_delete(s, bad[i]), -1);
+    }
+    CHECK_EQ(count_entries(tmp), 1); /* still only "store" */
+    snprintf(path, sizeof(path), "%s/store", tmp);
+    CHECK_EQ(count_entries(path), 1); /* still only "nested" */
+
+    /* A large object, read back in pieces. */
+    size_t big = 5 << 20;
+    uint8_t *data = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (uint8_t)(i * 2654435761u >> 13);
+    CHECK_EQ(objstore_put(s, "big/one", data, big), 0);
+    buf_reset(&out);
+    CHECK_EQ(objstore_get_range(s, "big/one", 1234567, 2000000, &out), 0);
+    CHECK(out.len == 2000000 && memcmp(out.data, data + 1234567, 2000000) == 0);
+    free(data);
+
+    buf_free(&out);
+    objstore_close(s);
+
+    /* Reopening sees the same objects. */
+    s = objstore_open(url, err, sizeof(err));
+    CHECK(s != NULL);
+    if (s) {
+        memset(&l, 0, sizeof(l));
+        CHECK_EQ(objstore_list(s, "", collect, &l), 0);
+        CHECK_EQ(l.n, 4);
+        objstore_close(s);
+    }
+    rm_rf(tmp);
+    free(tmp);
+}
+
+TEST(objstore_open_urls)
+{
+    char err[256] = "";
+    CHECK(objstore_open("s3://bucket?region=us-east-1", err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "not supported yet") != NULL);
+    err[0] = '\0';
+    CHECK(objstore_open("ftp://host/x", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+    err[0] = '\0';
+    CHECK(objstore_open("file://", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+    /* A folder that cannot be created. */
+    err[0] = '\0';
+    CHECK(objstore_open("file:///proc/sluice-cannot-exist/x", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+}
+
+/* ---- SQLite metadata store ---- */
+
+static struct metastore *open_meta(const char *dir, char *url, size_t urlsz)
+{
+    char err[256] = "";
+    snprintf(url, urlsz, "sqlite://%s/deeper/folder/meta.db", dir);
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    if (!m)
+        fprintf(stderr, "  metastore_open: %s\n", err);
+    return m;
+}
+
+TEST(metastore_topics)
+{
+    char *tmp = make_temp_dir(), url[512];
+    struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
+    CHECK(m != NULL);
+    if (!m) {
+        free(tmp);
+        return;
+    }
+    struct topic_config cfg[2];
+    memset(cfg, 0, sizeof(cfg));
+    strcpy(cfg[0].key, "retention.ms");
+    strcpy(cfg[0].value, "86400000");
+    strcpy(cfg[1].key, "cleanup.policy");
+    strcpy(cfg[1].value, "delete");
+
+    struct topic_info t1, t2, got;
+    CHECK_EQ(metastore_create_topic(m, "orders", 3, cfg, 2, &t1), 0);
+    CHECK(t1.id > 0);
+    CHECK(strcmp(t1.name, "orders") == 0);
+    CHECK_EQ(t1.partitions, 3);
+    CHECK(t1.created_ms > 1600000000000);
+    CHECK_EQ(t1.uuid[6] >> 4, 4); /* random UUID, version 4 */
+    CHECK_EQ(metastore_create_topic(m, "orders", 5, NULL, 0, &t2), KERR_TOPIC_ALREADY_EXISTS);
+    CHECK_EQ(metastore_create_topic(m, "bad", 0, NULL, 0, &t2), KERR_INVALID_PARTITIONS);
+    CHECK_EQ(metastore_create_topic(m, "", 1, NULL, 0, &t2), KERR_INVALID_TOPIC_EXCEPTION);
+    CHECK_EQ(metastore_create_topic(m, "zebra", 1, NULL, 0, &t2), 0);
+    CHECK_EQ(metastore_create_topic(m, "apple", 2, NULL, 0, NULL), 0);
+    CHECK(t2.id != t1.id);
+    CHECK(memcmp(t2.uuid, t1.uuid, 16) != 0);
+
+    CHECK_EQ(metastore_get_topic(m, "orders", &got), 0);
+    CHECK_EQ(got.id, t1.id);
+    CHECK_MEM(got.uuid, t1.uuid, 16);
+    CHECK_EQ(got.partitions, 3);
+    CHECK_EQ(got.created_ms, t1.created_ms);
+    CHECK_EQ(metastore_get_topic(m, "nope", &got), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    struct topic_info *list;
+    int n;
+    CHECK_EQ(metastore_list_topics(m, &list, &n), 0);
+    CHECK_EQ(n, 3);
+    if (n == 3) {
+        CHECK(strcmp(list[0].name, "apple") == 0);
+        CHECK(strcmp(list[1].name, "orders") == 0);
+        CHECK(strcmp(list[2].name, "zebra") == 0);
+    }
+    free(list);
+
+    struct topic_config *cs;
+    CHECK_EQ(metastore_topic_configs(m, t1.id, &cs, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) { /* sorted by key */
+        CHECK(strcmp(cs[0].key, "cleanup.policy") == 0);
+        CHECK(strcmp(cs[0].value, "delete") == 0);
+        CHECK(strcmp(cs[1].key, "retention.ms") == 0);
+        CHECK(strcmp(cs[1].value, "86400000") == 0);
+    }
+    free(cs);
+    CHECK_EQ(metastore_topic_configs(m, t2.id, &cs, &n), 0);
+    CHECK_EQ(n, 0);
+    free(cs);
+
+    int64_t ls, hw;
+    CHECK_EQ(metastore_partition_offsets(m, t1.id, 2, &ls, &hw), 0);
+    CHECK_EQ(ls, 0);
+    CHECK_EQ(hw, 0);
+    CHECK_EQ(metastore_partition_offsets(m, t1.id, 3, &ls, &hw), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    /* Delete, then re-create under the same name: a new topic. */
+    CHECK_EQ(metastore_delete_topic(m, "orders"), 0);
+    CHECK_EQ(metastore_delete_topic(m, "orders"), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(metastore_get_topic(m, "orders", &got), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(metastore_partition_offsets(m, t1.id, 0, &ls, &hw), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(metastore_list_topics(m, &list, &n), 0);
+    CHECK_EQ(n, 2);
+    free(list);
+    struct topic_info t3;
+    CHECK_EQ(metastore_create_topic(m, "orders", 1, NULL, 0, &t3), 0);
+    CHECK(t3.id != t1.id);
+    CHECK(memcmp(t3.uuid, t1.uuid, 16) != 0);
+    CHECK_EQ(t3.partitions, 1);
+    CHECK_EQ(metastore_topic_configs(m, t3.id, &cs, &n), 0);
+    CHECK_EQ(n, 0); /* the old topic's configs do not come back */
+    free(cs);
+    metastore_close(m);
+    rm_rf(tmp);
+    free(tmp);
+}
+
+static struct commit_chunk chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts)
+{
+    struct commit_chunk c = {.topic_id = topic_id, .partition = partition, .pos = pos, .len = 100,
+                             .batch_count = 1, .offset_count = count, .first_timestamp = max_ts - 5,
+                             .max_timestamp = max_ts};
+    return c;
+}
+
+TEST(metastore_commit_assigns_offsets)
+{
+    char *tmp = make_temp_dir(), url[512];
+    struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
+    CHECK(m != NULL);
+    if (!m) {
+        free(tmp);
+        return;
+    }
+    struct topic_info t, gone;
+    CHECK_EQ(metastore_create_topic(m, "events", 2, NULL, 0, &t), 0);
+    CHECK_EQ(metastore_create_topic(m, "gone", 1, NULL, 0, &gone), 0);
+
+    /* Several chunks of one partition in one commit get consecutive ranges, in array order. */
+    struct commit_chunk c1[3] = {chunk(t.id, 0, 5, 8, 100), chunk(t.id, 1, 3, 108, 300), chunk(t.id, 0, 2, 208, 200)};
+    CHECK_EQ(metastore_commit_object(m, "obj/1", 1000, c1, 3), 0);
+    CHECK_EQ(c1[0].error, 0);
+    CHECK_EQ(c1[0].base_offset, 0);
+    CHECK_EQ(c1[1].base_offset, 0);
+    CHECK_EQ(c1[2].base_offset, 5);
+
+    CHECK_EQ(metastore_delete_topic(m, "gone"), 0);
+    struct commit_chunk c2[4] = {chunk(t.id, 0, 4, 8, 150), chunk(gone.id, 0, 9, 108, 1),
+                                 chunk(t.id, 9, 1, 208, 1), chunk(t.id, 1, 1, 308, 250)};
+    CHECK_EQ(metastore_commit_object(m, "obj/2", 2000, c2, 4), 0);
+    CHECK_EQ(c2[0].error, 0);
+    CHECK_EQ(c2[0].base_offset, 7);
+    CHECK_EQ(c2[1].error, KERR_UNKNOWN_TOPIC_OR_PARTITION); /* deleted topic */
+    CHECK_EQ(c2[1].base_offset, -1);
+    CHECK_EQ(c2[2].error, KERR_UNKNOWN_TOPIC_OR_PARTITION); /* no such partition */
+    CHECK_EQ(c2[2].base_offset, -1);
+    CHECK_EQ(c2[3].error, 0);
+    CHECK_EQ(c2[3].base_offset, 3);
+
+    int64_t ls, hw;
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 0, &ls, &hw), 0);
+    CHECK_EQ(hw, 11);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 1, &ls, &hw), 0);
+    CHECK_EQ(hw, 4);
+    CHECK_EQ(metastore_partition_offsets(m, gone.id, 0, &ls, &hw), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    /* The same object key twice: the whole commit fails and assigns nothing. */
+    struct commit_chunk c3[1] = {chunk(t.id, 0, 1, 8, 1)};
+    CHECK_EQ(metastore_commit_object(m, "obj/2", 10, c3, 1), -1);
+    CHECK_EQ(c3[0].error, KERR_KAFKA_STORAGE_ERROR);
+    CHECK_EQ(c3[0].base_offset, -1);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 0, &ls, &hw), 0);
+    CHECK_EQ(hw, 11);
+
+    /* find_chunks: chunks whose last offset >= from, by offset. */
+    struct chunk_ref r[8];
+    int n = metastore_find_chunks(m, t.id, 0, 0, r, 8);
+    CHECK_EQ(n, 3);
+    if (n == 3) {
+        CHECK(strcmp(r[0].object_key, "obj/1") == 0);
+        CHECK_EQ(r[0].base_offset, 0);
+        CHECK_EQ(r[0].last_offset, 4);
+        CHECK_EQ(r[0].pos, 8);
+        CHECK_EQ(r[0].len, 100);
+        CHECK_EQ(r[0].batch_count, 1);
+        CHECK_EQ(r[0].max_timestamp, 100);
+        CHECK(strcmp(r[1].object_key, "obj/1") == 0);
+        CHECK_EQ(r[1].base_offset, 5);
+        CHECK_EQ(r[1].last_offset, 6);
+        CHECK_EQ(r[1].pos, 208);
+        CHECK(strcmp(r[2].object_key, "obj/2") == 0);
+        CHECK_EQ(r[2].base_offset, 7);
+        CHECK_EQ(r[2].last_offset, 10);
+    }
+    n = metastore_find_chunks(m, t.id, 0, 6, r, 8);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(r[0].base_offset, 5); /* the chunk holding offset 6 */
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 5, r, 1), 1);
+    CHECK_EQ(r[0].base_offset, 5);
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 11, r, 8), 0);
+    CHECK_EQ(metastore_find_chunks(m, t.id, 1, 0, r, 8), 2);
+    CHECK_EQ(metastore_find_chunks(m, gone.id, 0, 0, r, 8), 0);
+
+    /* By time: max_timestamp >= ts, by offset. Partition 0 has maxima 100, 200, 150. */
+    n = metastore_find_chunks_by_time(m, t.id, 0, 120, r, 8);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(r[0].base_offset, 5);
+    CHECK_EQ(r[1].base_offset, 7);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 0, r, 8), 3);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 201, r, 8), 0);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 150, r, 1), 1);
+    CHECK_EQ(r[0].base_offset, 5);
+
+    struct chunk_ref mx;
+    CHECK_EQ(metastore_max_timestamp(m, t.id, 0, &mx), 0);
+    CHECK_EQ(mx.max_timestamp, 200);
+    CHECK_EQ(mx.base_offset, 5);
+    CHECK_EQ(metastore_max_timestamp(m, t.id, 1, &mx), 0);
+    CHECK_EQ(mx.max_timestamp, 300);
+    struct topic_info empty;
+    CHECK_EQ(metastore_create_topic(m, "empty", 1, NULL, 0, &empty), 0);
+    CHECK_EQ(metastore_max_timestamp(m, empty.id, 0, &mx), 1);
+
+    /* Deleting the topic makes its chunks unreachable, also by a stale id. */
+    CHECK_EQ(metastore_delete_topic(m, "events"), 0);
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 0, r, 8), 0);
+    CHECK_EQ(metastore_max_timestamp(m, t.id, 0, &mx), 1);
+    metastore_close(m);
+
+    /* Persistence across close/open. */
+    m = metastore_open(url, (char[128]){0}, 128);
+    CHECK(m != NULL);
+    if (m) {
+        struct topic_info got;
+        CHECK_EQ(metastore_get_topic(m, "empty", &got), 0);
+        CHECK_EQ(got.id, empty.id);
+        CHECK_MEM(got.uuid, empty.uuid, 16);
+        CHECK_EQ(metastore_get_topic(m, "events", &got), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+        metastore_close(m);
+    }
+    rm_rf(tmp);
+    free(tmp);
+}
+
+TEST(metastore_persists_across_reopen)
+{
+    char *tmp = make_temp_dir(), url[512];
+    struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
+    CHECK(m != NULL);
+    if (!m) {
+        free(tmp);
+        return;
+    }
+    struct topic_config cfg = {"max.message.bytes", "1048588"};
+    struct topic_info t;
+    CHECK_EQ(metastore_create_topic(m, "keep", 2, &cfg, 1, &t), 0);
+    struct commit_chunk c[2] = {chunk(t.id, 0, 10, 8, 1000), chunk(t.id, 1, 4, 108, 2000)};
+    CHECK_EQ(metastore_commit_object(m, "objects/keep-1", 500, c, 2), 0);
+    /* A second handle on the same file sees the commit at once. */
+    char err[256];
+    struct metastore *m2 = metastore_open(url, err, sizeof(err));
+    CHECK(m2 != NULL);
+    int64_t ls, hw;
+    if (m2) {
+        CHECK_EQ(metastore_partition_offsets(m2, t.id, 0, &ls, &hw), 0);
+        CHECK_EQ(hw, 10);
+        metastore_close(m2);
+    }
+    metastore_close(m);
+
+    m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m) {
+        rm_rf(tmp);
+        free(tmp);
+        return;
+    }
+    struct topic_info got;
+    CHECK_EQ(metastore_get_topic(m, "keep", &got), 0);
+    CHECK_EQ(got.id, t.id);
+    CHECK_MEM(got.uuid, t.uuid, 16);
+    CHECK_EQ(got.partitions, 2);
+    struct topic_config *cs;
+    int n;
+    CHECK_EQ(metastore_topic_configs(m, t.id, &cs, &n), 0);
+    CHECK_EQ(n, 1);
+    CHECK(n == 1 && strcmp(cs[0].value, "1048588") == 0);
+    free(cs);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 0, &ls, &hw), 0);
+    CHECK_EQ(hw, 10);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 1, &ls, &hw), 0);
+    CHECK_EQ(hw, 4);
+    struct chunk_ref r[2];
+    CHECK_EQ(metastore_find_chunks(m, t.id, 1, 0, r, 2), 1);
+    CHECK(strcmp(r[0].object_key, "objects/keep-1") == 0);
+    CHECK_EQ(r[0].pos, 108);
+    /* Offsets continue where they were. */
+    struct commit_chunk c2 = chunk(t.id, 0, 1, 8, 1);
+    CHECK_EQ(metastore_commit_object(m, "objects/keep-2", 500, &c2, 1), 0);
+    CHECK_EQ(c2.base_offset, 10);
+    metastore_close(m);
+    rm_rf(tmp);
+    free(tmp);
+}
+
+TEST(metastore_open_urls)
+{
+    char err[256] = "";
+    CHECK(metastore_open("postgres://localhost/sluice", err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "not supported yet") != NULL);
+    err[0] = '\0';
+    CHECK(metastore_open("mysql://x", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+    err[0] = '\0';
+    CHECK(metastore_open("sqlite://", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+    err[0] = '\0';
+    CHECK(metastore_open("sqlite:///proc/sluice-no/meta.db", err, sizeof(err)) == NULL);
+    CHECK(err[0] != '\0');
+}
+
+/* ---- concurrent commits from two handles ---- */
+
+#define COMMITS 200
+#define CHUNKS_PER_COMMIT 3
+
+struct committer {
+    const char *url;
+    int64_t topic_id;
+    int id;
+    int failures;
+    struct commit_chunk done[COMMITS * CHUNKS_PER_COMMIT];
+    int ndone;
+};
+
+static void *commit_loop(void *arg)
+{
+    struct committer *w = arg;
+    char err[256];
+    struct metastore *m = metastore_open(w->url, err, sizeof(err));
+    if (!m) {
+        w->failures = COMMITS;
+        return NULL;
+    }
+    unsigned seed = (unsigned)w->id * 7919u + 1;
+    for (int i = 0; i < COMMITS; i++) {
+        struct commit_chunk c[CHUNKS_PER_COMMIT];
+        for (int k = 0; k < CHUNKS_PER_COMMIT; k++) {
+            seed = seed * 1103515245u + 12345u;
+            /* Two chunks of partition 0 and one of partition 1 per commit. */
+            c[k] = chunk(w->topic_id, k == 2, 1 + (seed >> 16) % 5, 8 + 100 * (uint64_t)k, i);
+        }
+        char key[64];
+        snprintf(key, sizeof(key), "w%d/%d", w->id, i);
+        if (metastore_commit_object(m, key, 1000, c, CHUNKS_PER_COMMIT) != 0) {
+            w->failures++;
+            continue;
+        }
+        for (int k = 0; k < CHUNKS_PER_COMMIT; k++) {
+            if (c[k].error)
+                w->failures++;
+            else
+                w->done[w->ndone++] = c[k];
+        }
+    }
+    metastore_close(m);
+    return NULL;
+}
+
+static int by_base(const void *a, const void *b)
+{
+    const struct commit_chunk *x = a, *y = b;
+    if (x->partition != y->partition)
+        return x->partition - y->partition;
+    return x->base_offset < y->base_offset ? -1 : x->base_offset > y->base_offset;
+}
+
+TEST(metastore_concurrent_commits_from_two_handles)
+{
+    char *tmp = make_temp_dir(), url[512];
+    struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
+    CHECK(m != NULL);
+    if (!m) {
+        free(tmp);
+        return;
+    }
+    struct topic_info t;
+    CHECK_EQ(metastore_create_topic(m, "busy", 2, NULL, 0, &t), 0);
+
+    struct committer *w = calloc(2, sizeof(*w));
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        w[i].url = url;
+        w[i].topic_id = t.id;
+        w[i].id = i;
+        pthread_create(&th[i], NULL, commit_loop, &w[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(w[0].failures, 0);
+    CHECK_EQ(w[1].failures, 0);
+
+    /* Every assigned range, of both threads, tiles [0, high watermark) of its partition. */
+    int total = w[0].ndone + w[1].ndone;
+    struct commit_chunk *all = malloc((size_t)total * sizeof(*all));
+    memcpy(all, w[0].done, (size_t)w[0].ndone * sizeof(*all));
+    memcpy(all + w[0].ndone, w[1].done, (size_t)w[1].ndone * sizeof(*all));
+    qsort(all, (size_t)total, sizeof(*all), by_base);
+    CHECK_EQ(total, 2 * COMMITS * CHUNKS_PER_COMMIT);
+    int64_t next[2] = {0, 0};
+    int count[2] = {0, 0}, gaps = 0;
+    for (int i = 0; i < total; i++) {
+        int p = all[i].partition;
+        if (all[i].base_offset != next[p])
+            gaps++;
+        next[p] = all[i].base_offset + all[i].offset_count;
+        count[p]++;
+    }
+    CHECK_EQ(gaps, 0);
+    for (int p = 0; p < 2; p++) {
+        int64_t ls, hw;
+        CHECK_EQ(metastore_partition_offsets(m, t.id, p, &ls, &hw), 0);
+        CHECK_EQ(hw, next[p]);
+        /* And the store holds exactly those chunks. */
+        struct chunk_ref *r = malloc(2000 * sizeof(*r));
+        CHECK_EQ(metastore_find_chunks(m, t.id, p, 0, r, 2000), count[p]);
+        free(r);
+    }
+    free(all);
+    free(w);
+    metastore_close(m);
+    rm_rf(tmp);
+    free(tmp);
+}
