@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "util/log.h"
 
 #define MAX_TESTS 1024
 static struct test_case tests[MAX_TESTS];
@@ -24,6 +25,9 @@ void test_register(const char *name, void (*fn)(int *failed))
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
+    /* Tests provoke errors on purpose; their log lines are noise unless asked for. */
+    if (!getenv("SLUICE_TEST_LOGS"))
+        log_min_level = (enum log_level)(LOG_ERROR + 1);
     int passed = 0, failed = 0;
     for (int i = 0; i < ntests; i++) {
         if (filter && !strstr(tests[i].name, filter))

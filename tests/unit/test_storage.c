@@ -42,7 +42,7 @@ static int file_exists(const char *path)
 
 /* ---- object format ---- */
 
-TEST(object_format_roundtrip)
+TEST(storage_object_format_roundtrip)
 {
     uint8_t uuid_a[16], uuid_b[16];
     memset(uuid_a, 0xaa, 16);
@@ -161,7 +161,7 @@ static int count_entries(const char *dir)
     return n;
 }
 
-TEST(objstore_file_put_get_list_delete)
+TEST(storage_objstore_file_put_get_list_delete)
 {
     char *tmp = make_temp_dir();
     CHECK(tmp != NULL);
@@ -282,7 +282,7 @@ TEST(objstore_file_put_get_list_delete)
     free(tmp);
 }
 
-TEST(objstore_open_urls)
+TEST(storage_objstore_open_urls)
 {
     char err[256] = "";
     CHECK(objstore_open("s3://bucket?region=us-east-1", err, sizeof(err)) == NULL);
@@ -311,7 +311,7 @@ static struct metastore *open_meta(const char *dir, char *url, size_t urlsz)
     return m;
 }
 
-TEST(metastore_topics)
+TEST(storage_metastore_topics)
 {
     char *tmp = make_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
@@ -409,7 +409,7 @@ static struct commit_chunk chunk(int64_t topic_id, int32_t partition, int64_t co
     return c;
 }
 
-TEST(metastore_commit_assigns_offsets)
+TEST(storage_metastore_commit_assigns_offsets)
 {
     char *tmp = make_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
@@ -432,7 +432,7 @@ TEST(metastore_commit_assigns_offsets)
 
     CHECK_EQ(metastore_delete_topic(m, "gone"), 0);
     struct commit_chunk c2[4] = {chunk(t.id, 0, 4, 8, 150), chunk(gone.id, 0, 9, 108, 1),
-                                 chunk(t.id, 9, 1, 208, 1), chunk(t.id, 1, 1, 308, 250)};
+                                 chunk(t.id, 9, 1, 208, 1), chunk(t.id, 1, 1, 308, 300)};
     CHECK_EQ(metastore_commit_object(m, "obj/2", 2000, c2, 4), 0);
     CHECK_EQ(c2[0].error, 0);
     CHECK_EQ(c2[0].base_offset, 7);
@@ -503,6 +503,7 @@ TEST(metastore_commit_assigns_offsets)
     CHECK_EQ(mx.base_offset, 5);
     CHECK_EQ(metastore_max_timestamp(m, t.id, 1, &mx), 0);
     CHECK_EQ(mx.max_timestamp, 300);
+    CHECK_EQ(mx.base_offset, 0); /* two chunks share the largest timestamp: the first one */
     struct topic_info empty;
     CHECK_EQ(metastore_create_topic(m, "empty", 1, NULL, 0, &empty), 0);
     CHECK_EQ(metastore_max_timestamp(m, empty.id, 0, &mx), 1);
@@ -528,7 +529,7 @@ TEST(metastore_commit_assigns_offsets)
     free(tmp);
 }
 
-TEST(metastore_persists_across_reopen)
+TEST(storage_metastore_persists_across_reopen)
 {
     char *tmp = make_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
@@ -589,7 +590,7 @@ TEST(metastore_persists_across_reopen)
     free(tmp);
 }
 
-TEST(metastore_open_urls)
+TEST(storage_metastore_open_urls)
 {
     char err[256] = "";
     CHECK(metastore_open("postgres://localhost/sluice", err, sizeof(err)) == NULL);
@@ -610,11 +611,14 @@ TEST(metastore_open_urls)
 #define COMMITS 200
 #define CHUNKS_PER_COMMIT 3
 
+#define RACES 20
+
 struct committer {
     const char *url;
     int64_t topic_id;
     int id;
     int failures;
+    int created[RACES]; /* create_topic results for the names both threads race for */
     struct commit_chunk done[COMMITS * CHUNKS_PER_COMMIT];
     int ndone;
 };
@@ -630,6 +634,11 @@ static void *commit_loop(void *arg)
     }
     unsigned seed = (unsigned)w->id * 7919u + 1;
     for (int i = 0; i < COMMITS; i++) {
+        if (i < RACES) {
+            char name[32];
+            snprintf(name, sizeof(name), "race-%d", i);
+            w->created[i] = metastore_create_topic(m, name, 1, NULL, 0, NULL);
+        }
         struct commit_chunk c[CHUNKS_PER_COMMIT];
         for (int k = 0; k < CHUNKS_PER_COMMIT; k++) {
             seed = seed * 1103515245u + 12345u;
@@ -661,7 +670,7 @@ static int by_base(const void *a, const void *b)
     return x->base_offset < y->base_offset ? -1 : x->base_offset > y->base_offset;
 }
 
-TEST(metastore_concurrent_commits_from_two_handles)
+TEST(storage_metastore_concurrent_commits_from_two_handles)
 {
     char *tmp = make_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
@@ -685,6 +694,11 @@ TEST(metastore_concurrent_commits_from_two_handles)
         pthread_join(th[i], NULL);
     CHECK_EQ(w[0].failures, 0);
     CHECK_EQ(w[1].failures, 0);
+    /* Each raced name was created exactly once; the loser was told it exists. */
+    for (int i = 0; i < RACES; i++) {
+        int a = w[0].created[i], b = w[1].created[i];
+        CHECK((a == 0 && b == KERR_TOPIC_ALREADY_EXISTS) || (a == KERR_TOPIC_ALREADY_EXISTS && b == 0));
+    }
 
     /* Every assigned range, of both threads, tiles [0, high watermark) of its partition. */
     int total = w[0].ndone + w[1].ndone;

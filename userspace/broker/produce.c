@@ -195,6 +195,11 @@ static int produce_partition(struct broker *b, struct request *rq, const struct 
                  request_who(rq));
         return err;
     }
+    if (sum.attributes_or & BATCH_ATTR_CONTROL) { /* only the transaction coordinator writes those */
+        log_warn("produce to %s/%d rejected: control batch from a client (%s)", topic->name, in->index,
+                 request_who(rq));
+        return KERR_INVALID_RECORD;
+    }
     if (sum.largest_batch > t->max_message_bytes) {
         log_warn("produce to %s/%d rejected: batch of %d bytes exceeds max.message.bytes %lld (%s)", topic->name,
                  in->index, sum.largest_batch, (long long)t->max_message_bytes, request_who(rq));

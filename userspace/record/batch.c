@@ -143,7 +143,9 @@ int record_next(const uint8_t *p, size_t len, size_t *pos, struct record_view *r
         return (code);                                                           \
     } while (0)
 
-/* Checks one batch of exactly `size` bytes whose header is h. */
+/* Checks one batch of exactly `size` bytes whose header is h. As Kafka does, bytes that are damaged
+ * (CRC, lengths, unparsable records) are CORRUPT_MESSAGE, which producers retry; a well-formed batch
+ * whose counts disagree is INVALID_RECORD, which they do not. */
 static int validate_batch(const uint8_t *b, size_t size, const struct batch_header *h, const char **why)
 {
     if (crc32c(0, b + CRC_START, size - CRC_START) != h->crc)
@@ -152,11 +154,11 @@ static int validate_batch(const uint8_t *b, size_t size, const struct batch_head
         FAIL(KERR_CORRUPT_MESSAGE, "negative lastOffsetDelta or recordsCount");
     bool control = h->attributes & BATCH_ATTR_CONTROL;
     if (h->records_count == 0 && !control)
-        FAIL(KERR_CORRUPT_MESSAGE, "batch without records");
+        FAIL(KERR_INVALID_RECORD, "batch without records");
     /* Producers always number records 0..n-1; Kafka rejects other batches of any codec too. The
      * offsets the batch takes come from lastOffsetDelta, so this keeps them honest. */
     if (h->records_count > 0 && h->last_offset_delta != h->records_count - 1)
-        FAIL(KERR_CORRUPT_MESSAGE, "lastOffsetDelta does not match recordsCount");
+        FAIL(KERR_INVALID_RECORD, "lastOffsetDelta does not match recordsCount");
     if ((h->attributes & BATCH_ATTR_CODEC_MASK) > CODEC_ZSTD)
         FAIL(KERR_CORRUPT_MESSAGE, "unknown compression codec");
     if ((h->attributes & BATCH_ATTR_CODEC_MASK) != CODEC_NONE)
@@ -172,7 +174,7 @@ static int validate_batch(const uint8_t *b, size_t size, const struct batch_head
     if (rc < 0)
         FAIL(KERR_CORRUPT_MESSAGE, "malformed record");
     if (n != h->records_count)
-        FAIL(KERR_CORRUPT_MESSAGE, "recordsCount does not match the records");
+        FAIL(KERR_INVALID_RECORD, "recordsCount does not match the records");
     return 0;
 }
 
@@ -209,10 +211,11 @@ int records_validate(const uint8_t *p, size_t len, struct records_summary *s, co
             sum.max_timestamp = h.max_timestamp;
         }
         sum.batch_count++;
+        sum.attributes_or |= h.attributes;
         sum.offset_count += (int64_t)h.last_offset_delta + 1;
         sum.record_count += h.records_count;
-        if ((int32_t)size > sum.largest_batch)
-            sum.largest_batch = (int32_t)size;
+        if (size > (size_t)sum.largest_batch)
+            sum.largest_batch = size > INT32_MAX ? INT32_MAX : (int32_t)size;
         pos += size;
     }
     if (s)

@@ -44,6 +44,7 @@ struct records_summary {
     int64_t first_timestamp;   /* base_timestamp of the first batch */
     int64_t max_timestamp;     /* max of max_timestamp */
     int32_t largest_batch;     /* bytes, for max.message.bytes */
+    int16_t attributes_or;     /* the attributes of all batches OR-ed: control, transactional, codecs */
 };
 
 /* Validates a Produce "records" field: one or more whole v2 batches, nothing trailing.

@@ -6,6 +6,7 @@
 #define SLUICE_METASTORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TOPIC_NAME_MAX 249
