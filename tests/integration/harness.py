@@ -92,9 +92,24 @@ class Agent:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def sanitizer_report(self):
+        """The first AddressSanitizer/UBSan/LeakSanitizer report in the agent's log, or None."""
+        text = self.log_text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
     def cleanup(self):
+        """Stops the agent (it must exit 0 on SIGTERM) and fails the test on any sanitizer report."""
         try:
-            self.stop()
+            rc = self.stop()
+            report = self.sanitizer_report()
+            if report:
+                raise AssertionError("sanitizer report in the agent log:\n" + report)
+            if rc not in (0, None):
+                raise AssertionError("agent exited %s after SIGTERM; log tail:\n%s" % (rc, self.log_text()[-2000:]))
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -14,16 +14,33 @@
 
 #define RECV_CHUNK (64 * 1024)
 
-static void conn_unref(struct conn *c)
+static void request_free(struct request *rq);
+
+void conn_destroy(struct conn *c)
 {
-    if (--c->refs > 0)
-        return;
+    while (c->head) {
+        struct request *rq = c->head;
+        c->head = rq->next;
+        request_free(rq);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     close(c->fd);
     c->srv->nconns--;
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->out_next);
     free(c);
+}
+
+static void conn_unref(struct conn *c)
+{
+    if (--c->refs == 0)
+        conn_destroy(c);
 }
 
 static void submit_recv(struct conn *c)
@@ -99,6 +116,10 @@ struct conn *conn_new(struct server *s, int fd)
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     s->nconns++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
     submit_recv(c);
     return c;
 }

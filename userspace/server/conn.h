@@ -23,6 +23,7 @@ struct conn {
     bool recv_busy, send_busy, closing;
     int refs;                      /* 1 while open + ops in flight + queued requests */
     struct request *head, *tail;
+    struct conn *prev, *next;      /* the server's list */
 };
 
 struct conn *conn_new(struct server *s, int fd);
@@ -32,5 +33,7 @@ void conn_on_send(struct conn *c, int res);
 void conn_flush(struct conn *c);
 /* Closes after logging why (NULL: quietly, e.g. the peer closed). */
 void conn_close(struct conn *c, const char *why);
+/* At exit: frees a connection whatever its state (no more completions will come). */
+void conn_destroy(struct conn *c);
 
 #endif

@@ -226,6 +226,8 @@ int server_run(struct server *s)
 
 void server_destroy(struct server *s)
 {
+    while (s->conns)
+        conn_destroy(s->conns);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     close(s->event_fd);

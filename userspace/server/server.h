@@ -32,6 +32,7 @@ struct server {
     struct io_op event_op;
     uint64_t next_conn_id;
     int nconns;
+    struct conn *conns;            /* every open or closing connection */
     int sends_in_flight;           /* responses being written: the drain waits for them */
     bool draining;
 };
