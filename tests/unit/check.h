@@ -39,6 +39,14 @@ void test_register(const char *name, void (*fn)(int *failed));
         }                                                                        \
     } while (0)
 
+/* Ends the test as skipped (e.g. it needs root), never as passed. */
+#define SKIP(reason)                                                             \
+    do {                                                                         \
+        fprintf(stderr, "  skipped: %s\n", (reason));                             \
+        *failed_ = -1;                                                           \
+        return;                                                                  \
+    } while (0)
+
 #define CHECK_MEM(a, b, n) CHECK(memcmp((a), (b), (n)) == 0)
 
 #endif

@@ -28,18 +28,20 @@ int main(int argc, char **argv)
     /* Tests provoke errors on purpose; their log lines are noise unless asked for. */
     if (!getenv("SLUICE_TEST_LOGS"))
         log_min_level = (enum log_level)(LOG_ERROR + 1);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < ntests; i++) {
         if (filter && !strstr(tests[i].name, filter))
             continue;
         int f = 0;
         tests[i].fn(&f);
-        printf("%s %s\n", f ? "FAIL" : "ok  ", tests[i].name);
-        if (f)
+        printf("%s %s\n", f < 0 ? "skip" : f ? "FAIL" : "ok  ", tests[i].name);
+        if (f < 0)
+            skipped++;
+        else if (f)
             failed++;
         else
             passed++;
     }
-    printf("unit: %d passed, %d failed\n", passed, failed);
+    printf("unit: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }
