@@ -57,26 +57,21 @@ static int read_partition(struct broker *b, int64_t topic_id, int32_t partition,
             if (!data)
                 return KERR_KAFKA_STORAGE_ERROR;
             int64_t base = refs[i].base_offset;
-            size_t pos = 0;
-            while (pos + BATCH_HEADER_SIZE <= data->len) {
-                struct batch_header h;
-                if (batch_read_header(data->data + pos, data->len - pos, &h) != 0)
-                    break;
-                size_t size = (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
-                if (pos + size > data->len)
-                    break;
+            size_t pos = 0, size;
+            struct batch_header h;
+            const uint8_t *batch;
+            while (batch_next(data->data, data->len, &pos, &h, &batch, &size) == 1) {
                 int64_t span = (int64_t)h.last_offset_delta + 1;
                 if (base + span > next) {
                     bool first = response_empty && out->len == 0;
                     if (!first && (int64_t)(out->len + size) > budget)
                         return 0;
                     uint8_t *dst = buf_extend(out, size);
-                    memcpy(dst, data->data + pos, size);
+                    memcpy(dst, batch, size);
                     batch_set_base_offset(dst, base);
                     next = base + span;
                 }
                 base += span;
-                pos += size;
             }
             if (base != refs[i].last_offset + 1) {
                 log_error("fetch: chunk %s@%llu of partition %lld/%d is shorter than its offsets", refs[i].object_key,

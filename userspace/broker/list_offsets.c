@@ -27,26 +27,22 @@ static int search_chunk(struct broker *b, const struct chunk_ref *ref, int64_t t
     if (!data)
         return -1;
     int64_t base = ref->base_offset;
-    size_t pos = 0;
-    while (pos + BATCH_HEADER_SIZE <= data->len) {
-        struct batch_header h;
-        if (batch_read_header(data->data + pos, data->len - pos, &h) != 0)
-            return -1;
-        size_t size = (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
-        if (pos + size > data->len)
-            return -1;
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    int rc;
+    while ((rc = batch_next(data->data, data->len, &pos, &h, &batch, &size)) == 1) {
         if (h.max_timestamp >= ts) {
-            int64_t delta = batch_find_timestamp(data->data + pos, size, ts);
+            int64_t delta = batch_find_timestamp(batch, size, ts);
             if (delta >= 0) {
                 *offset = base + delta;
-                *found_ts = h.max_timestamp; /* refined below when the record is known */
+                *found_ts = h.max_timestamp;
                 return 1;
             }
         }
         base += (int64_t)h.last_offset_delta + 1;
-        pos += size;
     }
-    return 0;
+    return rc;
 }
 
 static int offset_for_time(struct broker *b, int64_t topic_id, int32_t partition, int64_t ts, int64_t *offset,

@@ -137,28 +137,25 @@ static bool all_records_keyed(const uint8_t *p, size_t len)
     struct buf records;
     buf_init(&records);
     bool ok = true;
-    size_t pos = 0;
-    while (ok && pos + BATCH_HEADER_SIZE <= len) {
-        struct batch_header h;
-        if (batch_read_header(p + pos, len - pos, &h) != 0)
-            break;
-        size_t size = (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    while (ok && batch_next(p, len, &pos, &h, &batch, &size) == 1) {
+        if (h.attributes & BATCH_ATTR_CONTROL)
+            continue;
         buf_reset(&records);
-        if (!(h.attributes & BATCH_ATTR_CONTROL)) {
-            if (batch_records_decompress(p + pos, size, &records) != 0) {
-                ok = false;
-                break;
-            }
-            size_t rpos = 0;
-            struct record_view rv;
-            int rc;
-            while ((rc = record_next(records.data, records.len, &rpos, &rv)) == 1)
-                if (rv.key_len < 0)
-                    ok = false;
-            if (rc < 0)
-                ok = false;
+        if (batch_records_decompress(batch, size, &records) != 0) {
+            ok = false;
+            break;
         }
-        pos += size;
+        size_t rpos = 0;
+        struct record_view rv;
+        int rc;
+        while ((rc = record_next(records.data, records.len, &rpos, &rv)) == 1)
+            if (rv.key_len < 0)
+                ok = false;
+        if (rc < 0)
+            ok = false;
     }
     buf_free(&records);
     return ok;
@@ -167,14 +164,11 @@ static bool all_records_keyed(const uint8_t *p, size_t len)
 /* LogAppendTime topics: the broker's clock replaces the producer's timestamps. */
 static void stamp_log_append_time(uint8_t *p, size_t len, int64_t now)
 {
-    size_t pos = 0;
-    while (pos + BATCH_HEADER_SIZE <= len) {
-        struct batch_header h;
-        if (batch_read_header(p + pos, len - pos, &h) != 0)
-            return;
-        batch_set_log_append_time(p + pos, now);
-        pos += (size_t)h.batch_length + BATCH_LOG_OVERHEAD;
-    }
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    while (batch_next(p, len, &pos, &h, &batch, &size) == 1)
+        batch_set_log_append_time(p + (batch - p), now);
 }
 
 static int produce_partition(struct broker *b, struct request *rq, const struct topic_entry *t, const req_part_t *in,

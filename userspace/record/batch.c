@@ -223,6 +223,22 @@ int records_validate(const uint8_t *p, size_t len, struct records_summary *s, co
     return 0;
 }
 
+int batch_next(const uint8_t *p, size_t len, size_t *pos, struct batch_header *h, const uint8_t **batch,
+               size_t *size)
+{
+    if (*pos >= len)
+        return 0;
+    if (batch_read_header(p + *pos, len - *pos, h) != 0 || h->batch_length < MIN_BATCH_LENGTH)
+        return -1;
+    size_t n = (size_t)h->batch_length + BATCH_LOG_OVERHEAD;
+    if (n > len - *pos)
+        return -1;
+    *batch = p + *pos;
+    *size = n;
+    *pos += n;
+    return 1;
+}
+
 void batch_set_log_append_time(uint8_t *p, int64_t ts)
 {
     be16_put(p + 21, (uint16_t)(be16_get(p + 21) | BATCH_ATTR_LOG_APPEND_TIME));

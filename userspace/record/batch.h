@@ -37,6 +37,12 @@ struct batch_header {
 /* Reads the 61-byte header at p (needs avail >= BATCH_HEADER_SIZE). Returns 0 or -1. */
 int batch_read_header(const uint8_t *p, size_t avail, struct batch_header *h);
 
+/* Iterates the whole batches stored back to back in a buffer (a chunk, a produce request's records):
+ * returns 1 with *h, *batch and *size describing the batch at *pos and advances *pos past it; 0 at the
+ * end; -1 if what follows is not a whole batch. */
+int batch_next(const uint8_t *p, size_t len, size_t *pos, struct batch_header *h, const uint8_t **batch,
+               size_t *size);
+
 struct records_summary {
     int32_t batch_count;
     int64_t offset_count;      /* sum of (last_offset_delta + 1): offsets these batches take */
