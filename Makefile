@@ -2,6 +2,7 @@
 
 CC       ?= gcc
 CLANG    ?= clang
+BPFTOOL  ?= bpftool
 BUILD    := build
 GEN      := $(BUILD)/gen
 PYTHON   := /usr/bin/python3
@@ -9,12 +10,19 @@ PYTHON   := /usr/bin/python3
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -MMD -MP
-LDLIBS   := -luring -lsqlite3 -lz -lzstd -llz4 -lsnappy -lpthread -lm
+LDLIBS   := -luring -lsqlite3 -lz -lzstd -llz4 -lsnappy -lbpf -lelf -lpthread -lm
+
+# BPF programs (bpf/NAME.bpf.c), built against the committed vmlinux.h; each gets a libbpf skeleton
+# $(GEN)/NAME.skel.h that its userspace loader includes.
+BPF_PROGS  := steer
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ivmlinux -Ibpf -Wall -Werror -MMD -MP
+BPF_OBJ    := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(BPF_PROGS))
+SKELS      := $(patsubst %,$(GEN)/%.skel.h,$(BPF_PROGS))
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SCHEMAS  := $(wildcard userspace/protocol/schema/*.def)
-LIB_SRC  := $(filter-out userspace/main.c,$(shell find userspace -name '*.c' | sort)) $(GEN)/messages.c
+LIB_SRC  := $(filter-out userspace/main.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
@@ -32,11 +40,22 @@ $(GEN)/messages.c $(GEN)/messages.h: tools/gen_messages.py $(SCHEMAS)
 	@mkdir -p $(GEN)
 	$(PYTHON) tools/gen_messages.py --out $(GEN) $(SCHEMAS)
 
-$(BUILD)/obj/%.o: %.c $(GEN)/messages.h
+# The kernel side: BPF object, then its skeleton (the object embedded, plus typed accessors).
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(GEN)/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@mkdir -p $(GEN)
+	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+.SECONDARY: $(BPF_OBJ)
+
+$(BUILD)/obj/%.o: %.c $(GEN)/messages.h $(SKELS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/san/%.o: %.c $(GEN)/messages.h
+$(BUILD)/san/%.o: %.c $(GEN)/messages.h $(SKELS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN_FLAGS) -Itests/unit -c $< -o $@
 
@@ -51,7 +70,7 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(SAN_LIB_OBJ)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 # libFuzzer target for the request decoder (clang only).
-$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(GEN)/messages.h
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(GEN)/messages.h $(SKELS)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace \
 		-o $@ tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(LDLIBS)
 

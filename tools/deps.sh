@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what sluice needs to build and test on Debian 12; a no-op when everything is present.
 set -e
-PKGS="build-essential pkg-config python3 clang llvm libbpf-dev bpftool
+PKGS="build-essential pkg-config python3 clang llvm libbpf-dev libelf-dev bpftool
 liburing-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
 libcurl4-openssl-dev libssl-dev libpq-dev
 kcat librdkafka-dev python3-confluent-kafka libclang-rt-14-dev iproute2 procps psmisc"

@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
-enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_DURATION_MS, SET_BYTES, SET_BOOL };
+enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_COUNT, SET_DURATION_MS, SET_BYTES, SET_BOOL };
 
 struct setting {
     const char *flag;      /* --flag */
@@ -48,6 +49,14 @@ static const struct setting settings[] = {
      "create unknown topics on Metadata/Produce requests (true/false)"},
     {"cluster-id", "SLUICE_CLUSTER_ID", SET_STRING, S(cluster_id), "sluice", "cluster id reported to clients"},
     {"log-level", "SLUICE_LOG_LEVEL", SET_STRING, S(log_level), "info", "debug, info, warn or error"},
+    {"workers", "SLUICE_WORKERS", SET_COUNT, S(workers), "0", "worker processes (0: one per online CPU)"},
+    {"slots", "SLUICE_SLOTS", SET_INT, S(slots), "16", "virtual brokers (node ids) advertised to clients"},
+    {"slot-port-base", "SLUICE_SLOT_PORT_BASE", SET_COUNT, S(slot_port_base), "0",
+     "slot s listens on this port + s (0: kafka-port + 1)"},
+    {"steering", "SLUICE_STEERING", SET_STRING, S(steering), "auto",
+     "eBPF connection steering: auto (on if the kernel allows), on (fail without it), off"},
+    {"steering-name", "SLUICE_STEERING_NAME", SET_STRING, S(steering_name), "",
+     "pin folder under /sys/fs/bpf/sluice/ (default agent-<kafka-port>)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -141,6 +150,11 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
         if (!rc)
             *(int *)field = (int)n;
         break;
+    case SET_COUNT: /* like SET_INT, but 0 is allowed and means "derive it" */
+        rc = parse_int(value, 0, 65535, &n);
+        if (!rc)
+            *(int *)field = (int)n;
+        break;
     case SET_DURATION_MS:
         rc = parse_duration_ms(value, (int64_t *)field);
         break;
@@ -156,7 +170,7 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
     return rc;
 }
 
-static int check_ranges(const struct config *c)
+static int check_ranges(struct config *c)
 {
     if (c->batch_max_bytes < 1024) {
         fprintf(stderr, "sluice: batch-max-bytes must be at least 1024\n");
@@ -170,6 +184,38 @@ static int check_ranges(const struct config *c)
         fprintf(stderr, "sluice: batch-timeout must be at most 60s\n");
         return -1;
     }
+    if (strcmp(c->steering, "auto") && strcmp(c->steering, "on") && strcmp(c->steering, "off")) {
+        fprintf(stderr, "sluice: invalid value '%s' for steering (auto, on, off)\n", c->steering);
+        return -1;
+    }
+    if (c->slots > 4096 || c->workers > 64) {
+        fprintf(stderr, "sluice: at most 4096 slots and 64 workers\n");
+        return -1;
+    }
+    if (c->slot_port_base == 0)
+        c->slot_port_base = c->kafka_port + 1;
+    if (c->slot_port_base + c->slots - 1 > 65535) {
+        fprintf(stderr, "sluice: slot ports %d..%d do not fit below 65536\n", c->slot_port_base,
+                c->slot_port_base + c->slots - 1);
+        return -1;
+    }
+    if (c->kafka_port >= c->slot_port_base && c->kafka_port < c->slot_port_base + c->slots) {
+        fprintf(stderr, "sluice: kafka-port %d lies inside the slot ports %d..%d\n", c->kafka_port,
+                c->slot_port_base, c->slot_port_base + c->slots - 1);
+        return -1;
+    }
+    if (c->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+    }
+    if (!c->steering_name[0])
+        snprintf(c->steering_name, sizeof(c->steering_name), "agent-%d", c->kafka_port);
+    for (const char *p = c->steering_name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '_' || *p == '.')) {
+            fprintf(stderr, "sluice: invalid steering-name '%s' (letters, digits, '-', '_', '.')\n", c->steering_name);
+            return -1;
+        }
     const char *levels[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++)
         if (!strcmp(c->log_level, levels[i])) {
@@ -229,9 +275,9 @@ void config_print_help(const char *prog)
 
 void config_log(const struct config *c)
 {
-    log_info("config: kafka=%s:%d advertise=%s bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld "
-             "default_partitions=%d auto_create_topics=%s",
-             c->bind_host, c->kafka_port, c->advertise_host, c->bucket_url, c->metadata_url,
-             (long long)c->batch_timeout_ms, (long long)c->batch_max_bytes, c->default_partitions,
-             c->auto_create_topics ? "true" : "false");
+    log_info("config: kafka=%s:%d slots=%d at ports %d..%d workers=%d steering=%s advertise=%s bucket=%s "
+             "metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d auto_create_topics=%s",
+             c->bind_host, c->kafka_port, c->slots, c->slot_port_base, c->slot_port_base + c->slots - 1, c->workers,
+             c->steering, c->advertise_host, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
+             (long long)c->batch_max_bytes, c->default_partitions, c->auto_create_topics ? "true" : "false");
 }

@@ -21,6 +21,11 @@ struct config {
     bool auto_create_topics;
     char cluster_id[64];
     char log_level[16];
+    int workers;                  /* worker processes; 0 = one per online CPU */
+    int slots;                    /* virtual brokers advertised in Metadata */
+    int slot_port_base;           /* slot s is served at slot_port_base + s; 0 = kafka_port + 1 */
+    char steering[16];            /* auto | on | off */
+    char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<kafka_port> */
 };
 
 /* Fills defaults, then environment, then argv (after the subcommand). On a bad flag or value prints

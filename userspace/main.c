@@ -2,9 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "agent/agent.h"
 #include "config.h"
-#include "server/server.h"
 #include "util/log.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -22,21 +21,10 @@ static int cmd_agent(int argc, char **argv)
     log_info("sluice %s agent starting", SLUICE_VERSION);
     config_log(&cfg);
 
-    struct server srv;
-    struct broker *b = broker_create(&cfg, &srv);
-    if (!b)
-        return 1;
-    if (server_init(&srv, &cfg, b) != 0) {
-        broker_destroy(b);
-        return 1;
-    }
-    log_info("listening for Kafka clients on %s:%d, advertising %s:%d", cfg.bind_host, cfg.kafka_port,
-             cfg.advertise_host, cfg.kafka_port);
-    int rc = server_run(&srv);
-    broker_destroy(b);
-    server_destroy(&srv);
-    return rc ? 1 : 0;
+    return agent_run(&cfg);
 }
+
+int cmd_steer(int argc, char **argv); /* tools/cli/steer_cmd.c */
 
 static void usage(void)
 {
@@ -44,6 +32,7 @@ static void usage(void)
            "usage: sluice <command> [flags]\n\n"
            "commands:\n"
            "  agent      run the agent (sluice agent --help lists its settings)\n"
+           "  steer      status|remove: the kernel's connection steering (sluice steer --help)\n"
            "  version    print the version\n",
            SLUICE_VERSION);
 }
@@ -57,6 +46,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "agent"))
         return cmd_agent(argc - 2, argv + 2);
+    if (!strcmp(cmd, "steer"))
+        return cmd_steer(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

@@ -112,6 +112,16 @@ class Agent:
                 raise AssertionError("agent exited %s after SIGTERM; log tail:\n%s" % (rc, self.log_text()[-2000:]))
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self.remove_steering_pins()
+
+    @property
+    def steering_name(self):
+        return self.env.get("SLUICE_STEERING_NAME", "agent-%d" % self.port)
+
+    def remove_steering_pins(self):
+        """The pinned BPF maps and link outlive the agent (by design); tests remove theirs."""
+        if os.path.exists("/sys/fs/bpf/sluice/" + self.steering_name):
+            run([AGENT_BIN, "steer", "remove", "--name", self.steering_name], check=False)
 
 
 def run(cmd, input=None, timeout=120, check=True):

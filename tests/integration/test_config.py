@@ -32,8 +32,10 @@ def test_bad_flags_and_values_exit_2_with_one_line():
         expect(rc == 2, "%r %r: exit %d" % (args, env, rc))
         lines = err.strip().splitlines()
         expect(len(lines) == 1 and want in lines[0], "%r %r: stderr %r" % (args, env, err))
-    rc, err = agent_rc(["--bucket-url", "ftp://nowhere"], {"SLUICE_KAFKA_PORT": "1"})
+    rc, err = agent_rc(["--bucket-url", "ftp://nowhere", "--steering", "off"], {"SLUICE_KAFKA_PORT": "1"})
     expect(rc == 1 and "ftp://nowhere" in err, "bad bucket url: %d %r" % (rc, err))
+    rc, err = agent_rc(["--steering", "sometimes"])
+    expect(rc == 2 and "invalid value 'sometimes' for steering (auto, on, off)" in err, "bad steering: %d %r" % (rc, err))
 
 
 def test_flag_beats_environment_and_auto_create_off():

@@ -28,10 +28,14 @@ def test_list_brokers_and_topics():
     try:
         produce(a, "listed-topic", [b"x"])
         out = kcat(a, "-L").decode()
-        expect("1 brokers:" in out, out)
-        expect("broker 0 at 127.0.0.1:%d" % a.port in out, out)
+        # The brokers are the agent's 16 slots, at the ports after the bootstrap port.
+        expect("16 brokers:" in out, out)
+        for s in range(16):
+            expect("broker %d at 127.0.0.1:%d" % (s, a.port + 1 + s) in out, out)
         expect('topic "listed-topic" with 1 partitions:' in out, out)
-        expect("partition 0, leader 0, replicas: 0, isrs: 0" in out, out)
+        leader = [l for l in out.splitlines() if "partition 0, leader" in l]
+        expect(len(leader) == 1 and "replicas: %s, isrs: %s" % ((leader[0].split("leader ")[1].split(",")[0],) * 2)
+               in leader[0], out)
     finally:
         a.cleanup()
 

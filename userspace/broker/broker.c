@@ -9,6 +9,11 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+/* Waiting fetches look for data other workers committed this often. */
+#define FETCH_POLL_MS 20
+/* Topics created or deleted elsewhere are learnt within this. */
+#define TOPIC_REFRESH_MS 2000
+
 /* The APIs sluice serves. Every one is advertised from version 0 (see KAFKA-NOTES.md: librdkafka
  * only enables compression and consumer groups when the ranges include 0); the handlers answer the
  * old versions they cannot honour with an error. */
@@ -38,14 +43,14 @@ bool broker_serves(int16_t api_key, int16_t version)
     return h && api && version >= 0 && version <= h->max_ver && version >= api->min_ver && version <= api->max_ver;
 }
 
-struct broker *broker_create(const struct config *cfg, struct server *srv)
+struct broker *broker_create(const struct config *cfg, struct server *srv, int worker_id)
 {
     struct broker *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
     b->cfg = cfg;
     b->srv = srv;
-    b->node_id = 0;
+    b->worker_id = worker_id;
     char err[512] = "";
     b->objects = objstore_open(cfg->bucket_url, err, sizeof(err));
     if (!b->objects) {
@@ -62,11 +67,13 @@ struct broker *broker_create(const struct config *cfg, struct server *srv)
         goto fail;
     }
     read_cache_init(&b->cache, (size_t)cfg->fetch_cache_bytes);
-    if (flusher_start(&b->flusher, cfg, srv, err, sizeof(err)) != 0) {
+    b->next_topic_refresh_ms = mono_ms() + TOPIC_REFRESH_MS;
+    if (flusher_start(&b->flusher, cfg, srv, worker_id, err, sizeof(err)) != 0) {
         log_error("flusher: %s", err);
         goto fail;
     }
-    log_info("storage: objects in %s, metadata in %s, %d topics", cfg->bucket_url, cfg->metadata_url, b->topics.n);
+    log_info("worker %d storage: objects in %s, metadata in %s, %d topics", worker_id, cfg->bucket_url,
+             cfg->metadata_url, b->topics.n);
     return b;
 fail:
     broker_destroy(b);
@@ -103,13 +110,24 @@ int64_t broker_next_deadline(struct broker *b)
     int64_t d = fetch_next_deadline(b);
     if (b->current && b->current->deadline_ms < d)
         d = b->current->deadline_ms;
+    if (b->waiters && b->next_hwm_poll_ms < d)
+        d = b->next_hwm_poll_ms;
+    if (b->next_topic_refresh_ms < d)
+        d = b->next_topic_refresh_ms;
     return d;
 }
 
 void broker_tick(struct broker *b, int64_t now_ms)
 {
     produce_maybe_flush(b, now_ms, b->draining);
-    fetch_wake(b, now_ms, false);
+    bool poll = b->waiters && now_ms >= b->next_hwm_poll_ms;
+    if (poll || !b->waiters)
+        b->next_hwm_poll_ms = now_ms + FETCH_POLL_MS;
+    fetch_wake(b, now_ms, poll);
+    if (now_ms >= b->next_topic_refresh_ms) {
+        topics_refresh(b);
+        b->next_topic_refresh_ms = now_ms + TOPIC_REFRESH_MS;
+    }
 }
 
 void broker_on_wakeup(struct broker *b)

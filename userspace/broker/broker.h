@@ -12,7 +12,8 @@
 struct broker;
 struct server;
 
-struct broker *broker_create(const struct config *cfg, struct server *srv);
+/* worker_id names this worker in object keys and logs. */
+struct broker *broker_create(const struct config *cfg, struct server *srv, int worker_id);
 void broker_destroy(struct broker *b);
 
 /* Handles a decoded request; the handler answers now or later (request_respond). */

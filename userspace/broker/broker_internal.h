@@ -19,6 +19,7 @@
 
 struct partition_state {
     bool loaded;
+    int64_t checked_ms;          /* when the offsets were last read from the store */
     int64_t log_start;
     int64_t high_watermark;      /* next offset; everything below is committed */
 };
@@ -108,7 +109,8 @@ struct flusher {
     uint64_t seq;
 };
 
-int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, char *err, size_t errlen);
+int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, int worker_id, char *err,
+                  size_t errlen);
 void flusher_stop(struct flusher *f);
 /* Hands a batch to the flusher thread (FIFO: commits keep the order batches were sealed in). */
 void flusher_submit(struct flusher *f, struct flush_batch *fb);
@@ -144,7 +146,9 @@ struct broker {
     struct flush_batch *current; /* accumulating produce data */
     struct read_cache cache;
     struct fetch_waiter *waiters;
-    int node_id;
+    int worker_id;
+    int64_t next_hwm_poll_ms;    /* waiting fetches re-check offsets other workers committed */
+    int64_t next_topic_refresh_ms;
     bool draining;
 };
 

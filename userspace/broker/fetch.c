@@ -169,10 +169,10 @@ static bool fetch_has_new_data(struct broker *b, struct request *rq)
         if (!t)
             continue;
         for (int j = 0; j < tin->partitions_count; j++) {
-            int32_t p = tin->partitions[j].partition;
-            if (p >= 0 && p < t->info.partitions && t->parts[p].loaded &&
-                t->parts[p].high_watermark > tin->partitions[j].fetch_offset)
-                return true;
+            int err;
+            struct partition_state *ps = topics_partition(b, t, tin->partitions[j].partition, &err);
+            if (!ps || ps->high_watermark > tin->partitions[j].fetch_offset)
+                return true; /* an error is news too: answer it */
         }
     }
     return false;

@@ -104,7 +104,8 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, char *err, size_t errlen)
+int flusher_start(struct flusher *f, const struct config *cfg, struct server *srv, int worker_id, char *err,
+                  size_t errlen)
 {
     memset(f, 0, sizeof(*f));
     f->srv = srv;
@@ -113,7 +114,8 @@ int flusher_start(struct flusher *f, const struct config *cfg, struct server *sr
     uint32_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
         rnd = (uint32_t)getpid() ^ (uint32_t)wall_ms();
-    snprintf(f->key_prefix, sizeof(f->key_prefix), "%08x", rnd);
+    /* The worker id in the key shows which worker wrote an object (locality is observable). */
+    snprintf(f->key_prefix, sizeof(f->key_prefix), "%08x-w%d", rnd, worker_id);
     f->objects = objstore_open(cfg->bucket_url, err, errlen);
     if (!f->objects)
         return -1;

@@ -1,7 +1,10 @@
-/* Metadata: the brokers (for now this agent, node 0) and the topics with their partitions. */
+/* Metadata: the brokers are the agent's slots (virtual brokers, node id s at slot_port_base + s), and
+ * every partition is led by its slot, so a client's connection for a partition goes to the slot
+ * port, which the kernel steers to the worker owning that slot. */
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "cluster/slots.h"
 
 typedef struct metadata_response_topic resp_topic_t;
 typedef struct metadata_response_topic_partition resp_part_t;
@@ -17,12 +20,13 @@ static void fill_topic(struct broker *b, struct request *rq, resp_topic_t *out, 
     int n = t->info.partitions;
     out->partitions = RQ_ALLOC(rq, resp_part_t, n);
     out->partitions_count = n;
-    int32_t *node = RQ_ALLOC(rq, int32_t, 1);
-    *node = b->node_id;
+    size_t name_len = strlen(t->info.name);
     for (int p = 0; p < n; p++) {
         resp_part_t *rp = &out->partitions[p];
+        int32_t *node = RQ_ALLOC(rq, int32_t, 1);
+        *node = (int32_t)slot_of_partition(t->info.name, name_len, p, (uint32_t)b->cfg->slots);
         rp->partition_index = p;
-        rp->leader_id = b->node_id;
+        rp->leader_id = *node;
         rp->leader_epoch = 0;
         rp->replica_nodes = node;
         rp->replica_nodes_count = 1;
@@ -38,14 +42,17 @@ void handle_metadata(struct broker *b, struct request *rq)
     int16_t ver = rq->hdr.api_version;
     struct metadata_response *resp = RQ_ALLOC(rq, struct metadata_response, 1);
 
-    resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, 1);
-    resp->brokers_count = 1;
-    resp->brokers[0].node_id = b->node_id;
-    resp->brokers[0].host = kstr_c(b->cfg->advertise_host);
-    resp->brokers[0].port = b->cfg->kafka_port;
-    resp->brokers[0].rack = (struct kstr){NULL, -1};
+    int nslots = b->cfg->slots;
+    resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, nslots);
+    resp->brokers_count = nslots;
+    for (int s = 0; s < nslots; s++) {
+        resp->brokers[s].node_id = s;
+        resp->brokers[s].host = kstr_c(b->cfg->advertise_host);
+        resp->brokers[s].port = b->cfg->slot_port_base + s;
+        resp->brokers[s].rack = (struct kstr){NULL, -1};
+    }
     resp->cluster_id = kstr_c(b->cfg->cluster_id);
-    resp->controller_id = b->node_id;
+    resp->controller_id = 0;
     resp->cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
 
     /* v0: an empty list means all topics; v1+: null means all, empty means none. */

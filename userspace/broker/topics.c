@@ -6,8 +6,9 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* How often a miss may trigger a reload (another agent may have created the topic). */
-#define REFRESH_ON_MISS_MS 100
+/* How long a partition's offsets are trusted before re-reading them: other workers and agents
+ * commit to the same partitions. */
+#define OFFSETS_FRESH_MS 20
 
 bool topic_name_valid(const char *name, int32_t len)
 {
@@ -119,9 +120,14 @@ struct topic_entry *topics_lookup(struct broker *b, const char *name, int32_t na
     struct topic_entry *t = find(&b->topics, name, name_len);
     if (t)
         return t;
-    if (mono_ms() - b->topics.refreshed_ms < REFRESH_ON_MISS_MS)
+    /* Another worker or agent may have just created it: one indexed look-up tells. */
+    if (name_len <= 0 || name_len > TOPIC_NAME_MAX)
         return NULL;
-    if (topics_refresh(b) != 0)
+    char cname[TOPIC_NAME_MAX + 1];
+    memcpy(cname, name, (size_t)name_len);
+    cname[name_len] = 0;
+    struct topic_info info;
+    if (metastore_get_topic(b->meta, cname, &info) != 0 || topics_refresh(b) != 0)
         return NULL;
     return find(&b->topics, name, name_len);
 }
@@ -141,12 +147,19 @@ struct partition_state *topics_partition(struct broker *b, struct topic_entry *t
         return NULL;
     }
     struct partition_state *ps = &t->parts[partition];
-    if (!ps->loaded) {
-        if (metastore_partition_offsets(b->meta, t->info.id, partition, &ps->log_start, &ps->high_watermark) != 0) {
+    int64_t now = mono_ms();
+    if (!ps->loaded || now - ps->checked_ms > OFFSETS_FRESH_MS) {
+        int64_t log_start, hwm;
+        if (metastore_partition_offsets(b->meta, t->info.id, partition, &log_start, &hwm) != 0) {
             *err = KERR_KAFKA_STORAGE_ERROR;
             return NULL;
         }
+        ps->log_start = log_start;
+        /* A local commit may be newer than what this read saw: never move backwards. */
+        if (!ps->loaded || hwm > ps->high_watermark)
+            ps->high_watermark = hwm;
         ps->loaded = true;
+        ps->checked_ms = now;
     }
     *err = 0;
     return ps;

@@ -31,6 +31,8 @@ void conn_destroy(struct conn *c)
         c->next->prev = c->prev;
     close(c->fd);
     c->srv->nconns--;
+    if (c->srv->conns_changed)
+        c->srv->conns_changed(c->srv, c->srv->conns_changed_arg);
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->out_next);
@@ -115,6 +117,11 @@ struct conn *conn_new(struct server *s, int fd)
         }
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        c->local_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                                 : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    log_debug("worker %d accepted %s on port %d", s->worker_id, c->peer, c->local_port);
     s->nconns++;
     c->next = s->conns;
     if (s->conns)

@@ -14,6 +14,7 @@ struct conn {
     int fd;
     uint64_t id;
     char peer[64];
+    int local_port;                /* the port the client dialled: bootstrap or a slot's */
     struct buf in;                 /* received bytes; in_off = start of the unparsed part */
     size_t in_off;
     struct buf out;                /* bytes handed to the in-flight send (must not move) */

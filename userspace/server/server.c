@@ -28,7 +28,7 @@ static void on_stop_signal(int sig)
     stop_requested = 1;
 }
 
-static int open_listener(const char *host, int port)
+int server_listen(const char *host, int port, bool reuseport)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
@@ -42,7 +42,8 @@ static int open_listener(const char *host, int port)
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
         log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -67,11 +68,11 @@ struct io_uring_sqe *server_sqe(struct server *s)
     return sqe;
 }
 
-static void submit_accept(struct server *s)
+static void submit_accept(struct server *s, struct listener *l)
 {
     struct io_uring_sqe *sqe = server_sqe(s);
-    io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data(sqe, &s->accept_op);
+    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, &l->accept_op);
 }
 
 static void submit_event_read(struct server *s)
@@ -88,13 +89,22 @@ void server_wakeup(struct server *s)
     (void)n; /* a full counter still wakes the reader */
 }
 
-int server_init(struct server *s, const struct config *cfg, struct broker *b)
+int server_init(struct server *s, const struct config *cfg, struct broker *b, int worker_id, const int *listen_fds,
+                int nlisteners)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->broker = b;
-    s->accept_op = (struct io_op){OP_ACCEPT, s};
+    s->worker_id = worker_id;
     s->event_op = (struct io_op){OP_EVENTFD, s};
+    s->listeners = calloc((size_t)nlisteners, sizeof(*s->listeners));
+    if (!s->listeners)
+        return -1;
+    s->nlisteners = nlisteners;
+    for (int i = 0; i < nlisteners; i++) {
+        s->listeners[i].fd = listen_fds[i];
+        s->listeners[i].accept_op = (struct io_op){OP_ACCEPT, &s->listeners[i]};
+    }
     struct io_uring_params params = {0};
     params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
     int rc = io_uring_queue_init_params(4096, &s->ring, &params);
@@ -107,18 +117,16 @@ int server_init(struct server *s, const struct config *cfg, struct broker *b)
         log_error("eventfd: %s", strerror(errno));
         return -1;
     }
-    s->listen_fd = open_listener(cfg->bind_host, cfg->kafka_port);
-    if (s->listen_fd < 0)
-        return -1;
-    submit_accept(s);
+    for (int i = 0; i < nlisteners; i++)
+        submit_accept(s, &s->listeners[i]);
     submit_event_read(s);
     return 0;
 }
 
-static void on_accept(struct server *s, struct io_uring_cqe *cqe)
+static void on_accept(struct server *s, struct listener *l, struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE) && !s->draining)
-        submit_accept(s); /* multishot ended (e.g. error); re-arm */
+        submit_accept(s, l); /* multishot ended (e.g. error); re-arm */
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED)
             log_warn("accept failed: %s", strerror(-cqe->res));
@@ -134,7 +142,10 @@ static void on_accept(struct server *s, struct io_uring_cqe *cqe)
     if (!conn_new(s, fd)) {
         log_warn("out of memory accepting a connection");
         close(fd);
+        return;
     }
+    if (s->conns_changed)
+        s->conns_changed(s, s->conns_changed_arg);
 }
 
 static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
@@ -144,7 +155,7 @@ static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
         return;
     switch (op->kind) {
     case OP_ACCEPT:
-        on_accept(s, cqe);
+        on_accept(s, op->owner, cqe);
         break;
     case OP_RECV:
         conn_on_recv(op->owner, cqe->res);
@@ -163,11 +174,13 @@ static void start_drain(struct server *s)
 {
     s->draining = true;
     log_info("stop requested: no new connections, flushing buffered produce data");
-    struct io_uring_sqe *sqe = server_sqe(s);
-    io_uring_prep_cancel(sqe, &s->accept_op, 0);
-    io_uring_sqe_set_data(sqe, NULL);
-    close(s->listen_fd);
-    s->listen_fd = -1;
+    for (int i = 0; i < s->nlisteners; i++) {
+        struct io_uring_sqe *sqe = server_sqe(s);
+        io_uring_prep_cancel(sqe, &s->listeners[i].accept_op, 0);
+        io_uring_sqe_set_data(sqe, NULL);
+        close(s->listeners[i].fd);
+        s->listeners[i].fd = -1;
+    }
     broker_begin_drain(s->broker);
 }
 
@@ -226,10 +239,13 @@ int server_run(struct server *s)
 
 void server_destroy(struct server *s)
 {
+    s->conns_changed = NULL;
     while (s->conns)
         conn_destroy(s->conns);
-    if (s->listen_fd >= 0)
-        close(s->listen_fd);
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].fd >= 0)
+            close(s->listeners[i].fd);
+    free(s->listeners);
     close(s->event_fd);
     io_uring_queue_exit(&s->ring);
 }

@@ -21,12 +21,20 @@ struct io_op {
     void *owner;
 };
 
+#define SERVER_MAX_LISTENERS 4097 /* bootstrap + every slot port (steering off) */
+
+struct listener {
+    int fd;
+    struct io_op accept_op;
+};
+
 struct server {
     struct io_uring ring;
     const struct config *cfg;
     struct broker *broker;
-    int listen_fd;
-    struct io_op accept_op;
+    int worker_id;                 /* which worker of the agent this loop is (logs, object keys) */
+    struct listener *listeners;
+    int nlisteners;
     int event_fd;                  /* written by other threads to wake the loop */
     uint64_t event_value;
     struct io_op event_op;
@@ -35,9 +43,18 @@ struct server {
     struct conn *conns;            /* every open or closing connection */
     int sends_in_flight;           /* responses being written: the drain waits for them */
     bool draining;
+    /* Called whenever the number of open connections changes (steering keeps the kernel's
+     * least-loaded choice current). */
+    void (*conns_changed)(struct server *s, void *arg);
+    void *conns_changed_arg;
 };
 
-int server_init(struct server *s, const struct config *cfg, struct broker *b);
+/* Opens a listening TCP socket (SO_REUSEADDR, and SO_REUSEPORT when shared with other workers).
+ * Returns the fd or -1 (one log line). */
+int server_listen(const char *host, int port, bool reuseport);
+/* Takes ownership of the listening fds. */
+int server_init(struct server *s, const struct config *cfg, struct broker *b, int worker_id, const int *listen_fds,
+                int nlisteners);
 /* Runs until SIGTERM/SIGINT, then drains the broker and returns. */
 int server_run(struct server *s);
 void server_destroy(struct server *s);

@@ -1,0 +1,139 @@
+/* `sluice steer status|remove`: what the kernel is doing with an agent's connections, read straight
+ * from the pinned maps (the same numbers `bpftool map dump pinned ...` shows, summed and named). */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../bpf/steer.h"
+#include "steer/steer.h"
+
+#define PIN_ROOT "/sys/fs/bpf/sluice"
+
+static const char *const counter_names[STEER_COUNTER_MAX] = {
+    [STEER_SLOT_HIT] = "slot_hit",
+    [STEER_BOOTSTRAP_PICK] = "bootstrap_pick",
+    [STEER_NO_OWNER] = "no_owner",
+    [STEER_ASSIGN_ERROR] = "assign_error",
+    [STEER_NO_LIVE_WORKER] = "no_live_worker",
+};
+
+static int open_map(const char *name, const char *map)
+{
+    char path[256];
+    snprintf(path, sizeof(path), PIN_ROOT "/%s/%s", name, map);
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        fprintf(stderr, "sluice: cannot open %s: %s\n", path, strerror(errno));
+    return fd;
+}
+
+/* Sums one key of a per-CPU u64 map. */
+static uint64_t percpu_sum(int fd, uint32_t key, int ncpus)
+{
+    uint64_t *vals = calloc((size_t)ncpus, sizeof(uint64_t));
+    uint64_t sum = 0;
+    if (vals && bpf_map_lookup_elem(fd, &key, vals) == 0)
+        for (int c = 0; c < ncpus; c++)
+            sum += vals[c];
+    free(vals);
+    return sum;
+}
+
+static int status(const char *name, bool json)
+{
+    int cfg_fd = open_map(name, "config"), owner_fd = open_map(name, "slot_owner"),
+        load_fd = open_map(name, "worker_load"), cnt_fd = open_map(name, "counters"),
+        steered_fd = open_map(name, "worker_steered");
+    if (cfg_fd < 0 || owner_fd < 0 || load_fd < 0 || cnt_fd < 0 || steered_fd < 0)
+        return 1;
+    int ncpus = libbpf_num_possible_cpus();
+    uint32_t zero = 0;
+    struct steer_config cfg;
+    if (bpf_map_lookup_elem(cfg_fd, &zero, &cfg) != 0) {
+        fprintf(stderr, "sluice: cannot read the config map: %s\n", strerror(errno));
+        return 1;
+    }
+    char link[256];
+    snprintf(link, sizeof(link), PIN_ROOT "/%s/link", name);
+    bool linked = access(link, F_OK) == 0;
+
+    if (json)
+        printf("{\"name\":\"%s\",\"link_pinned\":%s,\"bootstrap_port\":%u,\"slot_port_base\":%u,\"slots\":%u,"
+               "\"workers\":%u,\"counters\":{",
+               name, linked ? "true" : "false", cfg.bootstrap_port, cfg.slot_port_base, cfg.nslots, cfg.nworkers);
+    else
+        printf("steering %s: link %s\n  bootstrap port %u, %u slots at ports %u..%u, %u workers\n  decisions:", name,
+               linked ? "pinned (attached)" : "NOT pinned", cfg.bootstrap_port, cfg.nslots, cfg.slot_port_base,
+               cfg.slot_port_base + cfg.nslots - 1, cfg.nworkers);
+    for (uint32_t k = 0; k < STEER_COUNTER_MAX; k++)
+        printf(json ? "%s\"%s\":%llu" : " %s%s=%llu", json && k ? "," : "", counter_names[k],
+               (unsigned long long)percpu_sum(cnt_fd, k, ncpus));
+    printf(json ? "},\"workers_detail\":[" : "\n  worker  live_conns  steered  slots\n");
+    for (uint32_t w = 0; w < cfg.nworkers && w < STEER_MAX_WORKERS; w++) {
+        struct worker_load load = {0};
+        bpf_map_lookup_elem(load_fd, &w, &load);
+        uint64_t steered = percpu_sum(steered_fd, w, ncpus);
+        if (json)
+            printf("%s{\"worker\":%u,\"live_conns\":%u,\"steered\":%llu,\"slots\":[", w ? "," : "", w,
+                   load.live_conns, (unsigned long long)steered);
+        else
+            printf("  %-6u  %-10u  %-7llu  ", w, load.live_conns, (unsigned long long)steered);
+        int printed = 0;
+        for (uint32_t s = 0; s < cfg.nslots; s++) {
+            uint32_t owner;
+            if (bpf_map_lookup_elem(owner_fd, &s, &owner) == 0 && owner == w)
+                printf("%s%u", printed++ ? (json ? "," : " ") : "", s);
+        }
+        printf(json ? "]}" : "\n");
+    }
+    printf(json ? "]}\n" : "");
+    return 0;
+}
+
+static void usage(void)
+{
+    printf("usage: sluice steer status [--name NAME] [--json]\n"
+           "       sluice steer remove [--name NAME]\n\n"
+           "NAME is the agent's steering name (SLUICE_STEERING_NAME; default agent-<kafka port>, e.g.\n"
+           "agent-9092). status reads the maps pinned under " PIN_ROOT "/NAME/; remove deletes them and\n"
+           "the link, which detaches the program once no agent holds it.\n");
+}
+
+int cmd_steer(int argc, char **argv)
+{
+    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        usage();
+        return argc < 1 ? 2 : 0;
+    }
+    const char *name = "agent-9092";
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--name") && i + 1 < argc)
+            name = argv[++i];
+        else if (!strncmp(argv[i], "--name=", 7))
+            name = argv[i] + 7;
+        else if (!strcmp(argv[i], "--json"))
+            json = true;
+        else {
+            fprintf(stderr, "sluice: unknown steer argument '%s' (see sluice steer --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!strcmp(argv[0], "status"))
+        return status(name, json);
+    if (!strcmp(argv[0], "remove")) {
+        if (steer_unpin(name) != 0) {
+            fprintf(stderr, "sluice: cannot remove " PIN_ROOT "/%s: %s\n", name, strerror(errno));
+            return 1;
+        }
+        printf("removed " PIN_ROOT "/%s\n", name);
+        return 0;
+    }
+    fprintf(stderr, "sluice: unknown steer command '%s' (status, remove)\n", argv[0]);
+    return 2;
+}

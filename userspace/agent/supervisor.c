@@ -1,0 +1,290 @@
+/* The supervisor: decides steering, forks the workers, keeps the slot -> worker table in the kernel
+ * current as workers come and go, restarts a worker that dies, and on SIGTERM has every worker
+ * drain before it exits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "cluster/slots.h"
+#include "steer/steer.h"
+#include "storage/metastore.h"
+#include "storage/objstore.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* A worker that dies sooner than this after starting is restarted only after this delay, so a
+ * worker that cannot start does not spin. */
+#define RESTART_BACKOFF_MS 1000
+/* A worker that fails this many times in a row without ever serving means the agent cannot run. */
+#define MAX_FAILED_STARTS 5
+
+struct worker_slot {
+    pid_t pid;                  /* 0: not running */
+    int ready_fd;               /* read end: one byte when the worker serves */
+    bool live;                  /* ready and not dead: owns slots */
+    int64_t started_ms;
+    int64_t restart_at_ms;      /* 0: no restart pending */
+    int failed_starts;          /* consecutive exits before becoming ready */
+};
+
+struct supervisor {
+    const struct config *cfg;
+    struct steer *steer;
+    struct worker_slot *w;
+    int n;
+    bool stopping;
+    int exit_status;
+};
+
+/* Recomputes slot owners over the live workers and writes them into the kernel map. */
+static void publish_slot_owners(struct supervisor *sv)
+{
+    if (!sv->steer)
+        return;
+    uint64_t ids[STEER_MAX_WORKERS];
+    bool live[STEER_MAX_WORKERS];
+    for (int i = 0; i < sv->n; i++) {
+        ids[i] = (uint64_t)i;
+        live[i] = sv->w[i].live;
+    }
+    for (int s = 0; s < sv->cfg->slots; s++) {
+        int owner = slot_owner((uint32_t)s, ids, live, sv->n);
+        steer_set_slot_owner(sv->steer, (uint32_t)s, owner < 0 ? STEER_NO_WORKER : (uint32_t)owner);
+    }
+}
+
+static int start_worker(struct supervisor *sv, int id)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        log_error("supervisor: pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("supervisor: fork: %s", strerror(errno));
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        close(pipefd[0]);
+        for (int i = 0; i < sv->n; i++)
+            if (sv->w[i].ready_fd >= 0)
+                close(sv->w[i].ready_fd);
+        _exit(worker_run(sv->cfg, id, sv->steer, pipefd[1]));
+    }
+    close(pipefd[1]);
+    sv->w[id] = (struct worker_slot){.pid = pid, .ready_fd = pipefd[0], .started_ms = mono_ms()};
+    return 0;
+}
+
+static void on_worker_ready(struct supervisor *sv, int id)
+{
+    char byte;
+    ssize_t r = read(sv->w[id].ready_fd, &byte, 1);
+    close(sv->w[id].ready_fd);
+    sv->w[id].ready_fd = -1;
+    if (r == 1) {
+        sv->w[id].live = true;
+        sv->w[id].failed_starts = 0;
+        publish_slot_owners(sv);
+    }
+}
+
+static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
+{
+    for (int id = 0; id < sv->n; id++) {
+        if (sv->w[id].pid != pid)
+            continue;
+        bool was_live = sv->w[id].live;
+        int failed_starts = was_live ? 0 : sv->w[id].failed_starts + 1;
+        if (sv->w[id].ready_fd >= 0)
+            close(sv->w[id].ready_fd);
+        int64_t ran = mono_ms() - sv->w[id].started_ms;
+        sv->w[id] = (struct worker_slot){.ready_fd = -1, .failed_starts = failed_starts};
+        if (sv->stopping) {
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                log_warn("worker %d (pid %d) ended with status %d while draining", id, (int)pid, status);
+            return;
+        }
+        if (WIFSIGNALED(status))
+            log_error("worker %d (pid %d) killed by signal %d; restarting it", id, (int)pid, WTERMSIG(status));
+        else
+            log_error("worker %d (pid %d) exited with status %d; restarting it", id, (int)pid, WEXITSTATUS(status));
+        /* Its slots move to the live workers at once; they come back when it is ready again. */
+        if (sv->steer) {
+            steer_clear_worker(sv->steer, (uint32_t)id);
+            steer_set_worker_load(sv->steer, (uint32_t)id, 0);
+        }
+        if (was_live)
+            publish_slot_owners(sv);
+        if (failed_starts >= MAX_FAILED_STARTS) {
+            log_error("worker %d failed %d times without starting; stopping the agent", id, failed_starts);
+            sv->stopping = true;
+            for (int i = 0; i < sv->n; i++)
+                if (sv->w[i].pid > 0)
+                    kill(sv->w[i].pid, SIGTERM);
+            sv->exit_status = 1;
+            return;
+        }
+        sv->w[id].restart_at_ms = mono_ms() + (ran < RESTART_BACKOFF_MS ? RESTART_BACKOFF_MS : 0);
+        return;
+    }
+}
+
+static struct steer *open_steering(const struct config *cfg)
+{
+    if (!strcmp(cfg->steering, "off")) {
+        log_warn("steering off: workers share the ports with SO_REUSEPORT; locality is best effort");
+        return NULL;
+    }
+    struct steer_options o = {
+        .name = cfg->steering_name,
+        .bootstrap_port = (uint16_t)cfg->kafka_port,
+        .slot_port_base = (uint16_t)cfg->slot_port_base,
+        .nslots = (uint32_t)cfg->slots,
+        .nworkers = (uint32_t)cfg->workers,
+    };
+    char err[512] = "";
+    struct steer *s = steer_open(&o, err, sizeof(err));
+    if (!s) {
+        if (!strcmp(cfg->steering, "on"))
+            log_error("steering=on but eBPF steering is unavailable: %s", err);
+        else
+            log_warn("eBPF steering unavailable (%s): workers share the ports with SO_REUSEPORT; locality is "
+                     "best effort",
+                     err);
+        return NULL;
+    }
+    log_info("steering: sk_lookup program attached, maps and link pinned under /sys/fs/bpf/sluice/%s/",
+             cfg->steering_name);
+    return s;
+}
+
+/* Opens both stores once before any worker starts, so a bad URL or an unreachable store is one
+ * clear error at start-up rather than workers failing one after the other. */
+static int check_stores(const struct config *cfg)
+{
+    char err[512] = "";
+    struct objstore *o = objstore_open(cfg->bucket_url, err, sizeof(err));
+    if (!o) {
+        log_error("object store %s: %s", cfg->bucket_url, err);
+        return -1;
+    }
+    objstore_close(o);
+    struct metastore *m = metastore_open(cfg->metadata_url, err, sizeof(err));
+    if (!m) {
+        log_error("metadata store %s: %s", cfg->metadata_url, err);
+        return -1;
+    }
+    metastore_close(m);
+    return 0;
+}
+
+int agent_run(const struct config *cfg)
+{
+    if (check_stores(cfg) != 0)
+        return 1;
+    struct supervisor sv = {.cfg = cfg, .n = cfg->workers};
+    sv.steer = open_steering(cfg);
+    if (!sv.steer && !strcmp(cfg->steering, "on"))
+        return 1;
+    sv.w = calloc((size_t)sv.n, sizeof(*sv.w));
+    if (!sv.w)
+        return 1;
+    for (int i = 0; i < sv.n; i++)
+        sv.w[i].ready_fd = -1;
+    publish_slot_owners(&sv); /* no worker is live yet: no owners, stale ones from a previous run cleared */
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        log_error("supervisor: signalfd: %s", strerror(errno));
+        return 1;
+    }
+
+    for (int i = 0; i < sv.n; i++)
+        if (start_worker(&sv, i) != 0)
+            return 1;
+    log_info("supervisor: %d workers, %d slots at ports %d..%d, bootstrap port %d", sv.n, cfg->slots,
+             cfg->slot_port_base, cfg->slot_port_base + cfg->slots - 1, cfg->kafka_port);
+
+    int running = sv.n;
+    while (running > 0) {
+        struct pollfd pfds[1 + STEER_MAX_WORKERS];
+        int ids[1 + STEER_MAX_WORKERS];
+        int np = 0;
+        pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        int64_t now = mono_ms(), wait = -1;
+        for (int i = 0; i < sv.n; i++) {
+            if (sv.w[i].ready_fd >= 0) {
+                ids[np] = i;
+                pfds[np++] = (struct pollfd){.fd = sv.w[i].ready_fd, .events = POLLIN};
+            }
+            if (sv.w[i].restart_at_ms) {
+                int64_t d = sv.w[i].restart_at_ms - now;
+                wait = wait < 0 || d < wait ? (d < 0 ? 0 : d) : wait;
+            }
+        }
+        if (poll(pfds, (nfds_t)np, (int)wait) < 0 && errno != EINTR) {
+            log_error("supervisor: poll: %s", strerror(errno));
+            break;
+        }
+        if (pfds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !sv.stopping) {
+                    log_info("supervisor: stop requested; workers drain");
+                    sv.stopping = true;
+                    for (int i = 0; i < sv.n; i++)
+                        if (sv.w[i].pid > 0)
+                            kill(sv.w[i].pid, SIGTERM);
+                }
+                if (si.ssi_signo == SIGCHLD) {
+                    int status;
+                    pid_t pid;
+                    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                        on_worker_exit(&sv, pid, status);
+                }
+            }
+        }
+        for (int p = 1; p < np; p++)
+            if (pfds[p].revents)
+                on_worker_ready(&sv, ids[p]);
+        now = mono_ms();
+        running = 0;
+        for (int i = 0; i < sv.n; i++) {
+            if (!sv.stopping && sv.w[i].restart_at_ms && now >= sv.w[i].restart_at_ms) {
+                sv.w[i].restart_at_ms = 0;
+                start_worker(&sv, i);
+            }
+            running += sv.w[i].pid > 0 || (!sv.stopping && sv.w[i].restart_at_ms);
+        }
+    }
+    /* Slots have no owner while the agent is down; the pinned maps and link stay for the next run. */
+    for (int i = 0; i < sv.n; i++)
+        sv.w[i].live = false;
+    publish_slot_owners(&sv);
+    steer_close(sv.steer);
+    free(sv.w);
+    close(sfd);
+    log_info("supervisor: all workers stopped, exiting");
+    return sv.exit_status;
+}

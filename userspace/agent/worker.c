@@ -1,0 +1,111 @@
+/* One worker process: its listeners, its broker (produce buffer, flusher thread, read cache) and
+ * its io_uring loop. */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "broker/broker.h"
+#include "server/server.h"
+#include "steer/steer.h"
+#include "util/log.h"
+
+struct worker {
+    struct server srv;
+    struct steer *steer;
+    int id;
+};
+
+/* Keeps the kernel's bootstrap choice (least-loaded worker) current. */
+static void publish_load(struct server *s, void *arg)
+{
+    struct worker *w = arg;
+    steer_set_worker_load(w->steer, (uint32_t)w->id, (uint32_t)s->nconns);
+}
+
+static void pin_to_core(int id)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET((int)(id % ncpu), &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        log_warn("worker %d: cannot pin to core %ld: %s", id, id % ncpu, strerror(errno));
+}
+
+/* Steering on: one listener on an ephemeral port; the kernel hands it every connection meant for
+ * this worker. Steering off: every worker binds the bootstrap and all slot ports with SO_REUSEPORT. */
+static int open_listeners(const struct config *cfg, struct worker *w, int **fds_out)
+{
+    int n = w->steer ? 1 : 1 + cfg->slots;
+    int *fds = calloc((size_t)n, sizeof(int));
+    if (!fds)
+        return -1;
+    if (w->steer) {
+        fds[0] = server_listen(cfg->bind_host, 0, false);
+        if (fds[0] < 0 || steer_set_worker_socket(w->steer, (uint32_t)w->id, fds[0]) != 0) {
+            free(fds);
+            return -1;
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            fds[i] = server_listen(cfg->bind_host, i == 0 ? cfg->kafka_port : cfg->slot_port_base + i - 1, true);
+            if (fds[i] < 0) {
+                while (i-- > 0)
+                    close(fds[i]);
+                free(fds);
+                return -1;
+            }
+        }
+    }
+    *fds_out = fds;
+    return n;
+}
+
+int worker_run(const struct config *cfg, int id, struct steer *steer, int ready_fd)
+{
+    /* A worker never outlives its supervisor. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        return 1;
+    struct worker w = {.steer = steer, .id = id};
+    pin_to_core(id);
+
+    struct broker *b = broker_create(cfg, &w.srv, id);
+    if (!b)
+        return 1;
+    int *fds;
+    int n = open_listeners(cfg, &w, &fds);
+    if (n < 0) {
+        broker_destroy(b);
+        return 1;
+    }
+    if (server_init(&w.srv, cfg, b, id, fds, n) != 0) {
+        free(fds);
+        broker_destroy(b);
+        return 1;
+    }
+    free(fds);
+    if (steer) {
+        w.srv.conns_changed = publish_load;
+        w.srv.conns_changed_arg = &w;
+        publish_load(&w.srv, &w);
+    }
+    log_info("worker %d (pid %d) serving", id, (int)getpid());
+    char one = 1;
+    if (write(ready_fd, &one, 1) != 1)
+        log_warn("worker %d: cannot tell the supervisor it is ready: %s", id, strerror(errno));
+    close(ready_fd);
+
+    int rc = server_run(&w.srv);
+    broker_destroy(b);
+    server_destroy(&w.srv);
+    return rc ? 1 : 0;
+}

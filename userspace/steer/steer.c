@@ -1,0 +1,533 @@
+/* Loader of the sk_lookup steering program: a libbpf skeleton, maps and link pinned under
+ * /sys/fs/bpf/sluice/<name>/, and small setters the supervisor and its forked workers call.
+ *
+ * After steer_open() nothing here touches libbpf's object state: the setters use map fds cached in
+ * struct steer with plain bpf(2) calls, so they work the same in a forked worker. */
+#include "steer/steer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "steer.skel.h"
+#include "util/log.h"
+
+#define BPFFS_DIR "/sys/fs/bpf"
+#define PIN_ROOT BPFFS_DIR "/sluice"
+#define NAME_MAX_LEN 64
+#define DIR_LEN 128 /* PIN_ROOT "/" name */
+
+enum steer_map {
+    MAP_CONFIG,
+    MAP_SLOT_OWNER,
+    MAP_WORKER_SOCKS,
+    MAP_WORKER_LOAD,
+    MAP_COUNTERS,
+    MAP_WORKER_STEERED,
+    NMAPS
+};
+
+/* Same names as the maps in bpf/steer.bpf.c, hence as the pinned files. */
+static const char *const map_names[NMAPS] = {
+    [MAP_CONFIG] = "config",
+    [MAP_SLOT_OWNER] = "slot_owner",
+    [MAP_WORKER_SOCKS] = "worker_socks",
+    [MAP_WORKER_LOAD] = "worker_load",
+    [MAP_COUNTERS] = "counters",
+    [MAP_WORKER_STEERED] = "worker_steered",
+};
+
+struct steer {
+    struct steer_bpf *skel;
+    struct bpf_link *link;
+    int map_fds[NMAPS];
+    int prog_fd;
+    int ncpus; /* possible CPUs: the number of values of a per-CPU map entry */
+    uint32_t nslots, nworkers;
+    char name[NAME_MAX_LEN + 1];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* libbpf's own messages (verifier log included) go to the debug log: the caller reports failures. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    if (level == LIBBPF_DEBUG || log_min_level > LOG_DEBUG)
+        return 0;
+    char line[1024];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_debug("libbpf: %s", line);
+    return 0;
+}
+
+static bool valid_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > NAME_MAX_LEN || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_' || c == '.';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool valid_options(const struct steer_options *o, char *err, size_t errlen)
+{
+    if (!valid_name(o->name)) {
+        set_err(err, errlen, "steering name '%s' must be 1-%d letters, digits, '-', '_' or '.'",
+                o->name ? o->name : "", NAME_MAX_LEN);
+        return false;
+    }
+    if (o->nworkers == 0 || o->nworkers > STEER_MAX_WORKERS) {
+        set_err(err, errlen, "steering needs 1 to %d workers, not %u", STEER_MAX_WORKERS, o->nworkers);
+        return false;
+    }
+    if (o->nslots > STEER_MAX_SLOTS || (o->nslots > 0 && o->slot_port_base == 0) ||
+        (uint32_t)o->slot_port_base + o->nslots > 65536) {
+        set_err(err, errlen, "%u slots from port %u do not fit (at most %d slots, ports 1-65535)",
+                o->nslots, o->slot_port_base, STEER_MAX_SLOTS);
+        return false;
+    }
+    if (o->bootstrap_port != 0 && o->bootstrap_port >= o->slot_port_base &&
+        o->bootstrap_port < (uint32_t)o->slot_port_base + o->nslots) {
+        set_err(err, errlen, "bootstrap port %u is also a slot port", o->bootstrap_port);
+        return false;
+    }
+    return true;
+}
+
+/* bpffs is not mounted at boot on every machine: mount it on /sys/fs/bpf if something else is there. */
+static int ensure_bpffs(char *err, size_t errlen)
+{
+    struct statfs st;
+    if (statfs(BPFFS_DIR, &st) < 0) {
+        set_err(err, errlen, "%s: %s", BPFFS_DIR, strerror(errno));
+        return -1;
+    }
+    if (st.f_type == BPF_FS_MAGIC)
+        return 0;
+    if (mount("bpf", BPFFS_DIR, "bpf", 0, "mode=0700") < 0) {
+        set_err(err, errlen, "mounting bpffs on %s: %s", BPFFS_DIR, strerror(errno));
+        return -1;
+    }
+    log_info("steer: mounted bpffs on %s", BPFFS_DIR);
+    return 0;
+}
+
+static int make_dir(const char *path, char *err, size_t errlen)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        set_err(err, errlen, "creating %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 if the object pinned at path is a map libbpf can reuse for map, 0 if it is something else,
+ * -1 (errno set) if it cannot be looked at. */
+static int pinned_map_compatible(const char *path, const struct bpf_map *map)
+{
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        return -1;
+    struct bpf_map_info info = {0};
+    __u32 len = sizeof(info);
+    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    int saved = errno;
+    close(fd);
+    if (r < 0) {
+        errno = saved;
+        return -1;
+    }
+    return info.type == (__u32)bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+           info.value_size == bpf_map__value_size(map) && info.max_entries == bpf_map__max_entries(map) &&
+           info.map_flags == bpf_map__map_flags(map);
+}
+
+/* Points every map at its pin path, so that loading reuses pinned maps and pins new ones. Maps
+ * pinned by a build with another layout cannot be reused: then the whole directory (the old link
+ * with it) is removed and steering starts afresh. *fresh tells whether slot_owner is new. */
+static int prepare_pins(struct steer *s, const char *dir, bool *fresh, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    bool stale = false;
+    struct bpf_map *map;
+    bpf_object__for_each_map(map, s->skel->obj) {
+        snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(map));
+        if (access(path, F_OK) < 0)
+            continue;
+        int r = pinned_map_compatible(path, map);
+        if (r < 0) {
+            set_err(err, errlen, "opening pinned map %s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (r == 0)
+            stale = true;
+    }
+    if (stale) {
+        log_warn("steer: %s holds maps of another layout: removing them, steering starts afresh", dir);
+        if (steer_unpin(s->name) < 0 || make_dir(dir, err, errlen) < 0) {
+            set_err(err, errlen, "removing stale pins in %s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+
+    snprintf(path, sizeof(path), "%s/%s", dir, map_names[MAP_SLOT_OWNER]);
+    *fresh = access(path, F_OK) < 0;
+
+    bpf_object__for_each_map(map, s->skel->obj) {
+        snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(map));
+        int r = bpf_map__set_pin_path(map, path);
+        if (r < 0) {
+            set_err(err, errlen, "pin path %s: %s", path, strerror(-r));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A pinned link we can take over: an sk_lookup link of the network namespace we are in (a link whose
+ * namespace is gone reports inode 0). */
+static bool link_is_ours(int link_fd, ino_t netns_ino)
+{
+    struct bpf_link_info info = {0};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
+        return false;
+    return info.type == BPF_LINK_TYPE_NETNS && info.netns.attach_type == BPF_SK_LOOKUP &&
+           info.netns.netns_ino == netns_ino;
+}
+
+/* Swaps our program into the pinned link if there is a usable one (steering never stops), else
+ * attaches to the current network namespace and pins the new link. */
+static int attach_link(struct steer *s, const char *dir, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/link", dir);
+    struct bpf_program *prog = s->skel->progs.sluice_steer;
+
+    int netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (netns_fd < 0 || fstat(netns_fd, &st) < 0) {
+        set_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
+        if (netns_fd >= 0)
+            close(netns_fd);
+        return -1;
+    }
+
+    struct bpf_link *link = bpf_link__open(path);
+    if (link) {
+        if (link_is_ours(bpf_link__fd(link), st.st_ino) && bpf_link__update_program(link, prog) == 0) {
+            s->link = link;
+            close(netns_fd);
+            return 0;
+        }
+        log_info("steer: replacing the link pinned at %s (another network namespace, or defunct)", path);
+        bpf_link__destroy(link); /* only closes our fd: the pin still holds it */
+        if (unlink(path) < 0) {
+            set_err(err, errlen, "removing stale link %s: %s", path, strerror(errno));
+            close(netns_fd);
+            return -1;
+        }
+    } else if (errno != ENOENT) {
+        set_err(err, errlen, "opening pinned link %s: %s", path, strerror(errno));
+        close(netns_fd);
+        return -1;
+    }
+
+    link = bpf_program__attach_netns(prog, netns_fd);
+    int saved = errno;
+    close(netns_fd);
+    if (!link) {
+        set_err(err, errlen, "attaching sk_lookup program to the network namespace: %s",
+                strerror(saved));
+        return -1;
+    }
+    int r = bpf_link__pin(link, path);
+    if (r < 0) {
+        set_err(err, errlen, "pinning link at %s: %s", path, strerror(-r));
+        bpf_link__destroy(link); /* detaches: without the pin it would not survive us */
+        return -1;
+    }
+    s->link = link;
+    return 0;
+}
+
+static int init_slot_owners(struct steer *s, char *err, size_t errlen)
+{
+    uint32_t none = STEER_NO_WORKER;
+    for (uint32_t slot = 0; slot < STEER_MAX_SLOTS; slot++) {
+        if (bpf_map_update_elem(s->map_fds[MAP_SLOT_OWNER], &slot, &none, BPF_ANY) < 0) {
+            set_err(err, errlen, "clearing slot %u: %s", slot, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen)
+{
+    set_err(err, errlen, "unknown error");
+    if (!valid_options(o, err, errlen))
+        return NULL;
+    libbpf_set_print(libbpf_log);
+
+    char dir[DIR_LEN];
+    snprintf(dir, sizeof(dir), "%s/%s", PIN_ROOT, o->name);
+    if (ensure_bpffs(err, errlen) < 0 || make_dir(PIN_ROOT, err, errlen) < 0 || make_dir(dir, err, errlen) < 0)
+        return NULL;
+
+    int ncpus = libbpf_num_possible_cpus();
+    if (ncpus <= 0) {
+        set_err(err, errlen, "counting possible CPUs: %s", strerror(-ncpus));
+        return NULL;
+    }
+
+    struct steer *s = calloc(1, sizeof(*s));
+    if (!s) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->ncpus = ncpus;
+    s->nslots = o->nslots;
+    s->nworkers = o->nworkers;
+    snprintf(s->name, sizeof(s->name), "%s", o->name);
+
+    s->skel = steer_bpf__open();
+    if (!s->skel) {
+        set_err(err, errlen, "opening the BPF object: %s", strerror(errno));
+        goto fail;
+    }
+    bool fresh;
+    if (prepare_pins(s, dir, &fresh, err, errlen) < 0)
+        goto fail;
+    int r = steer_bpf__load(s->skel);
+    if (r < 0) {
+        set_err(err, errlen, "loading the sk_lookup program: %s", strerror(-r));
+        goto fail;
+    }
+
+    s->map_fds[MAP_CONFIG] = bpf_map__fd(s->skel->maps.config);
+    s->map_fds[MAP_SLOT_OWNER] = bpf_map__fd(s->skel->maps.slot_owner);
+    s->map_fds[MAP_WORKER_SOCKS] = bpf_map__fd(s->skel->maps.worker_socks);
+    s->map_fds[MAP_WORKER_LOAD] = bpf_map__fd(s->skel->maps.worker_load);
+    s->map_fds[MAP_COUNTERS] = bpf_map__fd(s->skel->maps.counters);
+    s->map_fds[MAP_WORKER_STEERED] = bpf_map__fd(s->skel->maps.worker_steered);
+    s->prog_fd = bpf_program__fd(s->skel->progs.sluice_steer);
+
+    /* Before the program runs: a fresh map has every slot owned by worker 0. */
+    if (fresh && init_slot_owners(s, err, errlen) < 0)
+        goto fail;
+    uint32_t zero = 0;
+    struct steer_config cfg = {
+        .bootstrap_port = o->bootstrap_port,
+        .slot_port_base = o->slot_port_base,
+        .nslots = o->nslots,
+        .nworkers = o->nworkers,
+    };
+    if (bpf_map_update_elem(s->map_fds[MAP_CONFIG], &zero, &cfg, BPF_ANY) < 0) {
+        set_err(err, errlen, "writing config: %s", strerror(errno));
+        goto fail;
+    }
+    if (attach_link(s, dir, err, errlen) < 0)
+        goto fail;
+    set_err(err, errlen, "%s", "");
+    return s;
+
+fail:
+    steer_close(s);
+    return NULL;
+}
+
+int steer_set_worker_socket(struct steer *s, uint32_t worker, int listen_fd)
+{
+    if (worker >= s->nworkers) {
+        log_error("steer: worker %u: registering listener: %s", worker, strerror(EINVAL));
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t fd = (uint64_t)listen_fd;
+    if (bpf_map_update_elem(s->map_fds[MAP_WORKER_SOCKS], &worker, &fd, BPF_ANY) < 0) {
+        int e = errno;
+        log_error("steer: worker %u: registering listener fd %d: %s%s", worker, listen_fd, strerror(e),
+                  e == EOPNOTSUPP ? " (not a listening TCP socket?)" : "");
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int steer_clear_worker(struct steer *s, uint32_t worker)
+{
+    if (worker >= s->nworkers) {
+        log_error("steer: worker %u: clearing listener: %s", worker, strerror(EINVAL));
+        errno = EINVAL;
+        return -1;
+    }
+    /* A SOCKMAP answers EINVAL for an empty entry (the key itself was checked above). */
+    if (bpf_map_delete_elem(s->map_fds[MAP_WORKER_SOCKS], &worker) < 0 && errno != EINVAL && errno != ENOENT) {
+        int e = errno;
+        log_error("steer: worker %u: clearing listener: %s", worker, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int steer_set_slot_owner(struct steer *s, uint32_t slot, uint32_t worker)
+{
+    if (slot >= s->nslots || (worker >= s->nworkers && worker != STEER_NO_WORKER)) {
+        log_error("steer: slot %u -> worker %u: %s", slot, worker, strerror(EINVAL));
+        errno = EINVAL;
+        return -1;
+    }
+    if (bpf_map_update_elem(s->map_fds[MAP_SLOT_OWNER], &slot, &worker, BPF_ANY) < 0) {
+        int e = errno;
+        log_error("steer: slot %u -> worker %u: %s", slot, worker, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int steer_set_worker_load(struct steer *s, uint32_t worker, uint32_t live_conns)
+{
+    if (worker >= s->nworkers) {
+        log_error("steer: worker %u: setting load: %s", worker, strerror(EINVAL));
+        errno = EINVAL;
+        return -1;
+    }
+    struct worker_load load = {.live_conns = live_conns};
+    if (bpf_map_update_elem(s->map_fds[MAP_WORKER_LOAD], &worker, &load, BPF_ANY) < 0) {
+        int e = errno;
+        log_error("steer: worker %u: setting load: %s", worker, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Sums the per-CPU values of entries [0, n) of a per-CPU u64 array into out. */
+static int sum_percpu(struct steer *s, enum steer_map m, uint32_t n, uint64_t *out)
+{
+    uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
+    if (!values) {
+        log_error("steer: reading %s: %s", map_names[m], strerror(ENOMEM));
+        errno = ENOMEM;
+        return -1;
+    }
+    for (uint32_t key = 0; key < n; key++) {
+        if (bpf_map_lookup_elem(s->map_fds[m], &key, values) < 0) {
+            int e = errno;
+            log_error("steer: reading %s[%u]: %s", map_names[m], key, strerror(e));
+            free(values);
+            errno = e;
+            return -1;
+        }
+        out[key] = 0;
+        for (int cpu = 0; cpu < s->ncpus; cpu++)
+            out[key] += values[cpu];
+    }
+    free(values);
+    return 0;
+}
+
+int steer_read_stats(struct steer *s, struct steer_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sum_percpu(s, MAP_COUNTERS, STEER_COUNTER_MAX, out->counters) < 0 ||
+        sum_percpu(s, MAP_WORKER_STEERED, STEER_MAX_WORKERS, out->per_worker) < 0)
+        return -1;
+    return 0;
+}
+
+int steer_map_fd(struct steer *s, const char *map_name)
+{
+    for (int m = 0; m < NMAPS; m++)
+        if (strcmp(map_names[m], map_name) == 0)
+            return s->map_fds[m];
+    errno = ENOENT;
+    return -1;
+}
+
+int steer_prog_fd(struct steer *s)
+{
+    return s->prog_fd;
+}
+
+void steer_close(struct steer *s)
+{
+    if (!s)
+        return;
+    bpf_link__destroy(s->link); /* closes our fd; the pinned link stays attached */
+    steer_bpf__destroy(s->skel); /* closes map and program fds; pins stay */
+    free(s);
+}
+
+int steer_unpin(const char *name)
+{
+    if (!valid_name(name)) {
+        log_error("steer: unpinning '%s': %s", name ? name : "", strerror(EINVAL));
+        errno = EINVAL;
+        return -1;
+    }
+    char dir[DIR_LEN];
+    snprintf(dir, sizeof(dir), "%s/%s", PIN_ROOT, name);
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        int e = errno;
+        log_error("steer: unpinning %s: %s", dir, strerror(e));
+        errno = e;
+        return -1;
+    }
+    int failed_errno = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+            failed_errno = errno;
+            log_error("steer: unpinning %s/%s: %s", dir, de->d_name, strerror(failed_errno));
+        }
+    }
+    closedir(d);
+    if (failed_errno == 0 && rmdir(dir) < 0) {
+        failed_errno = errno;
+        log_error("steer: removing %s: %s", dir, strerror(failed_errno));
+    }
+    if (failed_errno) {
+        errno = failed_errno;
+        return -1;
+    }
+    return 0;
+}
