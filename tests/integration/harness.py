@@ -70,6 +70,13 @@ class Agent:
         wait_port(self.port, proc=self.proc)
         return self
 
+    def wait_log(self, text, timeout=10):
+        deadline = time.time() + timeout
+        while text not in self.log_text():
+            if time.time() > deadline:
+                raise AssertionError("agent log never said %r" % text)
+            time.sleep(0.02)
+
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()

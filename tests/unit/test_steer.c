@@ -551,6 +551,38 @@ static void restart_body(int *failed_, const char *name)
 
 TEST(steer_restart_reuses_pinned_link_and_maps) { run_in_netns(failed_, restart_body); }
 
+static void other_layout_body(int *failed_, const char *name)
+{
+    /* A previous build pinned a counters map of another size (and a link, here none). */
+    char dir[128], path[160];
+    snprintf(dir, sizeof(dir), PIN_DIR_FMT, name);
+    snprintf(path, sizeof(path), "%s/counters", dir);
+    CHECK(mkdir("/sys/fs/bpf/sluice", 0700) == 0 || errno == EEXIST);
+    CHECK_EQ(mkdir(dir, 0700), 0);
+    int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "counters", 4, 8, 2, NULL);
+    CHECK(old >= 0);
+    CHECK_EQ(bpf_obj_pin(old, path), 0);
+
+    struct steer *s = open_steer(failed_, name, 1, 1);
+    if (!s) {
+        close(old);
+        return;
+    }
+    struct bpf_map_info info = {0};
+    __u32 len = sizeof(info);
+    int pinned = bpf_obj_get(path);
+    CHECK(pinned >= 0);
+    CHECK_EQ(bpf_obj_get_info_by_fd(pinned, &info, &len), 0);
+    CHECK_EQ(info.max_entries, STEER_COUNTER_MAX);
+    CHECK_EQ(pick(failed_, s, SLOT_PORT_BASE), 0);
+    CHECK_EQ(stats_of(failed_, s).counters[STEER_NO_OWNER], 1);
+    close(pinned);
+    close(old);
+    steer_close(s);
+}
+
+TEST(steer_open_replaces_pins_of_another_layout) { run_in_netns(failed_, other_layout_body); }
+
 /* Another agent under the same name, in a namespace of its own. */
 static void other_agent(int *failed_, const char *name, __u32 first_link)
 {

@@ -42,6 +42,7 @@ struct supervisor {
     int n;
     bool stopping;
     int exit_status;
+    bool all_served_once;       /* "all workers serving" logged */
 };
 
 /* Recomputes slot owners over the live workers and writes them into the kernel map. */
@@ -100,6 +101,13 @@ static void on_worker_ready(struct supervisor *sv, int id)
         sv->w[id].live = true;
         sv->w[id].failed_starts = 0;
         publish_slot_owners(sv);
+        int live = 0;
+        for (int i = 0; i < sv->n; i++)
+            live += sv->w[i].live;
+        if (live == sv->n && !sv->all_served_once) {
+            sv->all_served_once = true;
+            log_info("supervisor: all %d workers serving, slot owners published", sv->n);
+        }
     }
 }
 
