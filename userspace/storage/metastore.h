@@ -93,4 +93,33 @@ int metastore_find_chunks_by_time(struct metastore *m, int64_t topic_id, int32_t
  * 1 if the partition is empty, or -1. */
 int metastore_max_timestamp(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out);
 
+/* ---- membership (issue 4): every worker of every agent registers and heartbeats ---- */
+
+struct member_info {
+    char id[64];                  /* unique per worker incarnation, e.g. "<agent-uuid>-w<worker>" */
+    char agent_group[64];         /* lowercase letters, digits, '-' */
+    char host[256];               /* advertised host */
+    int32_t port_base;            /* advertised slot port base */
+    int32_t worker;               /* worker index within its agent */
+    int64_t heartbeat_ms;         /* out: last heartbeat, store's clock (ms since epoch) */
+};
+
+/* Upserts this member and stamps its heartbeat with the store's clock. */
+int metastore_heartbeat(struct metastore *m, const struct member_info *self);
+/* Members of a group (NULL: all groups) whose heartbeat is within alive_within_ms of the store's
+ * clock, sorted by id. *out is malloc'd. */
+int metastore_list_members(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
+                           struct member_info **out, int *n);
+/* Removes a member (clean shutdown); removing an unknown id is fine. */
+int metastore_remove_member(struct metastore *m, const char *id);
+
+/* ---- cross-process wake-ups: "someone committed" ---- */
+
+/* A file descriptor that becomes readable when another process commits an object (PostgreSQL:
+ * LISTEN/NOTIFY on the connection's socket), or -1 if the backend has none (SQLite: callers poll). */
+int metastore_notify_fd(struct metastore *m);
+/* Drains pending notifications without blocking; returns how many commits were announced (0 if
+ * none), or -1 on error. */
+int metastore_consume_notifications(struct metastore *m);
+
 #endif
