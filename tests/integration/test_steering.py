@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
-from harness import AGENT_BIN, Agent, Skip, expect, run
+from harness import AGENT_BIN, Agent, Skip, expect, run, wait_port
 
 SLOTS = 16
 
@@ -291,5 +291,88 @@ def test_steering_off_still_serves_every_port():
         for port in [a.port] + [a.port + 1 + s for s in range(SLOTS)]:
             with kwire.connect(port) as s:
                 expect(answered(s, 1), "port %d not served" % port)
+    finally:
+        a.cleanup()
+
+
+def link_id(agent):
+    path = "/sys/fs/bpf/sluice/%s/link" % agent.steering_name
+    return json.loads(run(["bpftool", "-j", "link", "show", "pinned", path]))["id"]
+
+
+def test_agent_restart_reuses_the_pinned_link_and_maps():
+    a = steering_agent()
+    try:
+        first_link = link_id(a)
+        for i in range(3):
+            with kwire.connect(a.port) as s:
+                expect(answered(s, i + 1), "no answer before the restart")
+        picks_before = status(a)["counters"]["bootstrap_pick"]
+
+        # Probe the bootstrap port every 10 ms across the restart: how long is it refused?
+        stop, refused, longest = threading.Event(), [], [0.0]
+
+        def probe():
+            down_since = None
+            while not stop.is_set():
+                try:
+                    with kwire.connect(a.port) as s:
+                        s.settimeout(2)
+                        ok = answered(s, 99)
+                except OSError:
+                    ok = False
+                now = time.time()
+                if not ok:
+                    refused.append(now)
+                    down_since = down_since or now
+                elif down_since:
+                    longest[0] = max(longest[0], now - down_since)
+                    down_since = None
+                time.sleep(0.01)
+
+        t = threading.Thread(target=probe)
+        t.start()
+        time.sleep(0.1)
+        expect(a.stop() == 0, "agent did not exit cleanly")
+        expect(os.path.exists("/sys/fs/bpf/sluice/%s/link" % a.steering_name), "link pin gone after exit")
+        a.start()
+        a.wait_log("all 2 workers serving")
+        time.sleep(0.2)
+        stop.set()
+        t.join()
+        expect(link_id(a) == first_link, "a new link was attached instead of reusing the pinned one")
+        expect(a.log_text().count("steering: sk_lookup program attached") == 2, "second start did not steer")
+        for i in range(3):
+            with kwire.connect(a.port) as s:
+                expect(answered(s, i + 1), "no answer after the restart")
+        # The counters live in the pinned maps: they keep adding up across the restart.
+        picks_after = status(a)["counters"]["bootstrap_pick"]
+        expect(picks_after >= picks_before + 3, "counters restarted: %d -> %d" % (picks_before, picks_after))
+        print("    agent restart: same link id %d, bootstrap refused for %.0f ms at most (%d failed probes)"
+              % (first_link, longest[0] * 1000, len(refused)))
+        expect(longest[0] < 3.0, "bootstrap refused for %.1f s" % longest[0])
+    finally:
+        a.cleanup()
+
+
+def test_agent_starts_without_bpf_privileges():
+    """As an unprivileged user (no CAP_BPF) steering=auto falls back to SO_REUSEPORT with one warning."""
+    need_root()  # to switch to nobody
+    a = Agent(env={"SLUICE_WORKERS": "2"})
+    os.chmod(a.workdir, 0o777)
+    try:
+        # The same binary as user nobody, without any capability.
+        a.log = open(a.log_path, "ab")
+        a.proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   "--inh-caps=-all", "--bounding-set=-all", AGENT_BIN, "agent"],
+                                  env=a.env, cwd=a.workdir, stdout=a.log, stderr=subprocess.STDOUT)
+        wait_port(a.port, proc=a.proc)
+        a.wait_log("all 2 workers serving")
+        warnings = [l for l in a.log_text().splitlines() if "eBPF steering unavailable" in l]
+        expect(len(warnings) == 1 and "locality is best effort" in warnings[0], "warning lines: %r" % warnings)
+        out = run(["kcat", "-b", a.bootstrap, "-L"]).decode()
+        expect("16 brokers" in out, out)
+        with kwire.connect(a.port + 5) as s:
+            expect(answered(s, 1), "slot port not served without BPF")
     finally:
         a.cleanup()
