@@ -5,6 +5,7 @@ Tests live in test_*.py beside this file; run.py runs them. Use Debian's interpr
 (/usr/bin/python3): it is the one with confluent_kafka.
 """
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,6 +28,33 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_port_block(n=17):
+    """A base port such that base..base+n-1 are all free: an agent's bootstrap port and its slot
+    ports. Taken below the kernel's ephemeral range, so client sockets cannot grab one meanwhile."""
+    lo = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            hi = int(f.read().split()[0]) - n
+    except OSError:
+        hi = 32000
+    rnd = random.Random()
+    for _ in range(200):
+        base = rnd.randrange(lo, hi)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no block of %d free ports" % n)
+
+
 def wait_port(port, timeout=10.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -45,7 +73,7 @@ class Agent:
 
     def __init__(self, workdir=None, env=None, args=()):
         self.workdir = workdir or tempfile.mkdtemp(prefix="sluice-test-")
-        self.port = free_port()
+        self.port = free_port_block()
         self.env = dict(os.environ)
         self.env.update({
             "SLUICE_KAFKA_PORT": str(self.port),
