@@ -10,7 +10,7 @@ PYTHON   := /usr/bin/python3
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -MMD -MP
-LDLIBS   := -luring -lsqlite3 -lz -lzstd -llz4 -lsnappy -lbpf -lelf -lpthread -lm
+LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lbpf -lelf -lcurl -lssl -lcrypto -lpthread -lm
 
 # BPF programs (bpf/NAME.bpf.c), built against the committed vmlinux.h; each gets a libbpf skeleton
 # $(GEN)/NAME.skel.h that its userspace loader includes.
@@ -76,7 +76,7 @@ $(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC
 
 run: deps $(BUILD)/sluice
 	mkdir -p data
-	$(BUILD)/sluice agent
+	$(BUILD)/sluice agent --advertise-hostname-strategy local
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests

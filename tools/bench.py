@@ -55,7 +55,7 @@ def pct(values, p):
 def main():
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     port = free_port()
-    env = dict(os.environ, SLUICE_KAFKA_PORT=str(port), SLUICE_KAFKA_HOST="127.0.0.1",
+    env = dict(os.environ, SLUICE_KAFKA_PORT=str(port), SLUICE_KAFKA_HOST="127.0.0.1", SLUICE_ADVERTISE_HOSTNAME_STRATEGY="local",
                SLUICE_DEFAULT_PARTITIONS=str(PARTITIONS),
                SLUICE_BUCKET_URL="file://" + os.path.join(work, "objects"),
                SLUICE_METADATA_URL="sqlite://" + os.path.join(work, "metadata.db"))

@@ -4,7 +4,8 @@ set -e
 PKGS="build-essential pkg-config python3 clang llvm libbpf-dev libelf-dev bpftool
 liburing-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
 libcurl4-openssl-dev libssl-dev libpq-dev
-kcat librdkafka-dev python3-confluent-kafka libclang-rt-14-dev iproute2 procps psmisc"
+kcat librdkafka-dev python3-confluent-kafka libclang-rt-14-dev iproute2 procps psmisc
+postgresql"
 
 missing=""
 for p in $PKGS; do
@@ -18,4 +19,21 @@ if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# Node.js and npm run the S3 test server (s3rver, in tests/s3). Checked by command rather than by
+# package: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: node and npm are missing (run as root, or apt-get install nodejs npm)" >&2
+        exit 1
+    fi
+    echo "deps: installing nodejs npm"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+S3_DIR="$(dirname "$0")/../tests/s3"
+if [ ! -d "$S3_DIR/node_modules/s3rver" ]; then
+    echo "deps: installing s3rver into tests/s3"
+    npm install --prefix "$S3_DIR" --no-audit --no-fund
 fi

@@ -7,6 +7,11 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/random.h>
 
 #include "util/log.h"
 
@@ -27,8 +32,20 @@ struct setting {
 static const struct setting settings[] = {
     {"kafka-host", "SLUICE_KAFKA_HOST", SET_STRING, S(bind_host), "0.0.0.0", "address the Kafka listener binds"},
     {"kafka-port", "SLUICE_KAFKA_PORT", SET_PORT, S(kafka_port), "9092", "Kafka (bootstrap) port"},
-    {"advertise-host", "SLUICE_ADVERTISE_HOST", SET_STRING, S(advertise_host), "127.0.0.1",
-     "host name or address advertised to clients in Metadata"},
+    {"advertise-hostname-strategy", "SLUICE_ADVERTISE_HOSTNAME_STRATEGY", SET_STRING, S(advertise_strategy),
+     "auto-ip4", "host advertised to clients: auto-ip4 (first non-loopback IPv4), local (127.0.0.1), custom"},
+    {"advertise-hostname-custom", "SLUICE_ADVERTISE_HOSTNAME_CUSTOM", SET_STRING, S(advertise_custom), "",
+     "the advertised host when the strategy is custom"},
+    {"private-ip-override", "SLUICE_PRIVATE_IP_OVERRIDE", SET_STRING, S(private_ip_override), "",
+     "auto-ip4 advertises this address instead of the detected one"},
+    {"discovery-kafka-hostname-override", "SLUICE_DISCOVERY_KAFKA_HOSTNAME_OVERRIDE", SET_STRING,
+     S(hostname_override), "", "load-balancer mode: advertise every slot at this host"},
+    {"discovery-kafka-port-override", "SLUICE_DISCOVERY_KAFKA_PORT_OVERRIDE", SET_COUNT, S(port_override_base), "0",
+     "load-balancer mode: advertise slot s at this port + s (the agent keeps listening on its own)"},
+    {"agent-group", "SLUICE_AGENT_GROUP", SET_STRING, S(agent_group), "default",
+     "agent group: clients of a group see only its agents (lowercase letters, digits, '-')"},
+    {"heartbeat-timeout", "SLUICE_HEARTBEAT_TIMEOUT", SET_DURATION_MS, S(heartbeat_timeout_ms), "6s",
+     "a worker that has not heartbeated for this long is dead and its slots move"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -208,6 +225,29 @@ static int check_ranges(struct config *c)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
     }
+    if (strcmp(c->advertise_strategy, "auto-ip4") && strcmp(c->advertise_strategy, "local") &&
+        strcmp(c->advertise_strategy, "custom")) {
+        fprintf(stderr, "sluice: invalid value '%s' for advertise-hostname-strategy (auto-ip4, local, custom)\n",
+                c->advertise_strategy);
+        return -1;
+    }
+    if (!strcmp(c->advertise_strategy, "custom") && !c->advertise_custom[0]) {
+        fprintf(stderr, "sluice: advertise-hostname-strategy custom needs advertise-hostname-custom\n");
+        return -1;
+    }
+    if (!c->agent_group[0] || strspn(c->agent_group, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->agent_group)) {
+        fprintf(stderr, "sluice: invalid agent-group '%s' (lowercase letters, digits, '-')\n", c->agent_group);
+        return -1;
+    }
+    if (c->heartbeat_timeout_ms < 600) {
+        fprintf(stderr, "sluice: heartbeat-timeout must be at least 600ms\n");
+        return -1;
+    }
+    if (c->port_override_base && c->port_override_base + c->slots - 1 > 65535) {
+        fprintf(stderr, "sluice: discovery-kafka-port-override %d + %d slots does not fit below 65536\n",
+                c->port_override_base, c->slots);
+        return -1;
+    }
     if (!c->steering_name[0])
         snprintf(c->steering_name, sizeof(c->steering_name), "agent-%d", c->kafka_port);
     for (const char *p = c->steering_name; *p; p++)
@@ -224,6 +264,42 @@ static int check_ranges(struct config *c)
         }
     fprintf(stderr, "sluice: invalid value '%s' for log-level (debug, info, warn, error)\n", c->log_level);
     return -1;
+}
+
+/* auto-ip4: the first IPv4 address of an interface that is up and not loopback. */
+static int first_ipv4(char *out, size_t outlen)
+{
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0)
+        return -1;
+    int rc = -1;
+    for (struct ifaddrs *i = ifs; i && rc; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) ||
+            !(i->ifa_flags & IFF_UP))
+            continue;
+        if (inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)outlen))
+            rc = 0;
+    }
+    freeifaddrs(ifs);
+    return rc;
+}
+
+/* Fills the derived fields: the advertised host and this agent's random id. */
+static void derive(struct config *c)
+{
+    if (!strcmp(c->advertise_strategy, "local"))
+        snprintf(c->advertised_host, sizeof(c->advertised_host), "127.0.0.1");
+    else if (!strcmp(c->advertise_strategy, "custom"))
+        snprintf(c->advertised_host, sizeof(c->advertised_host), "%s", c->advertise_custom);
+    else if (c->private_ip_override[0])
+        snprintf(c->advertised_host, sizeof(c->advertised_host), "%s", c->private_ip_override);
+    else if (first_ipv4(c->advertised_host, sizeof(c->advertised_host)) != 0)
+        snprintf(c->advertised_host, sizeof(c->advertised_host), "127.0.0.1"); /* no network: loopback */
+    uint8_t rnd[8];
+    if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+        memset(rnd, 0x5a, sizeof(rnd));
+    for (int i = 0; i < 8; i++)
+        snprintf(c->agent_id + 2 * i, 3, "%02x", rnd[i]);
 }
 
 int config_load(struct config *c, int argc, char **argv)
@@ -263,7 +339,10 @@ int config_load(struct config *c, int argc, char **argv)
         if (apply(c, st, value, source))
             return -1;
     }
-    return check_ranges(c);
+    if (check_ranges(c) != 0)
+        return -1;
+    derive(c);
+    return 0;
 }
 
 void config_print_help(const char *prog)
@@ -275,9 +354,9 @@ void config_print_help(const char *prog)
 
 void config_log(const struct config *c)
 {
-    log_info("config: kafka=%s:%d slots=%d at ports %d..%d workers=%d steering=%s advertise=%s bucket=%s "
-             "metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d auto_create_topics=%s",
+    log_info("config: kafka=%s:%d slots=%d at ports %d..%d workers=%d steering=%s advertise=%s group=%s "
+             "bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d auto_create_topics=%s",
              c->bind_host, c->kafka_port, c->slots, c->slot_port_base, c->slot_port_base + c->slots - 1, c->workers,
-             c->steering, c->advertise_host, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
+             c->steering, c->advertised_host, c->agent_group, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
              (long long)c->batch_max_bytes, c->default_partitions, c->auto_create_topics ? "true" : "false");
 }

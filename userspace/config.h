@@ -9,7 +9,13 @@
 struct config {
     char bind_host[256];
     int kafka_port;
-    char advertise_host[256];
+    char advertise_strategy[16];  /* auto-ip4 | local | custom */
+    char advertise_custom[256];   /* host for strategy custom */
+    char private_ip_override[64]; /* auto-ip4 advertises this instead of the detected address */
+    char hostname_override[256];  /* load-balancer mode: every slot advertised at this host */
+    int port_override_base;       /* load-balancer mode: slot s advertised at this port + s (0: off) */
+    char agent_group[64];
+    int64_t heartbeat_timeout_ms; /* a member silent this long is dead */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;
@@ -26,6 +32,10 @@ struct config {
     int slot_port_base;           /* slot s is served at slot_port_base + s; 0 = kafka_port + 1 */
     char steering[16];            /* auto | on | off */
     char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<kafka_port> */
+
+    /* Derived at start-up, not settings: */
+    char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */
+    char agent_id[40];            /* random per agent start; member ids are "<agent_id>-w<worker>" */
 };
 
 /* Fills defaults, then environment, then argv (after the subcommand). On a bad flag or value prints

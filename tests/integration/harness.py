@@ -78,7 +78,7 @@ class Agent:
         self.env.update({
             "SLUICE_KAFKA_PORT": str(self.port),
             "SLUICE_KAFKA_HOST": "127.0.0.1",
-            "SLUICE_ADVERTISE_HOST": "127.0.0.1",
+            "SLUICE_ADVERTISE_HOSTNAME_STRATEGY": "local",
             "SLUICE_BUCKET_URL": "file://" + os.path.join(self.workdir, "objects"),
             "SLUICE_METADATA_URL": "sqlite://" + os.path.join(self.workdir, "metadata.db"),
         })
@@ -93,8 +93,9 @@ class Agent:
 
     def start(self):
         self.log = open(self.log_path, "ab")
+        # Its own process group: kill9() takes the supervisor and every worker down at once.
         self.proc = subprocess.Popen([AGENT_BIN, "agent"] + self.args, env=self.env, cwd=self.workdir,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_port(self.port, proc=self.proc)
         return self
 
@@ -106,8 +107,16 @@ class Agent:
             time.sleep(0.02)
 
     def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the whole agent (supervisor and workers): nothing gets to clean up."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline:  # workers are gone once the group is empty
+            try:
+                os.killpg(self.proc.pid, 0)
+                time.sleep(0.02)
+            except ProcessLookupError:
+                break
 
     def stop(self, timeout=15):
         if self.proc and self.proc.poll() is None:

@@ -285,11 +285,8 @@ TEST(storage_objstore_file_put_get_list_delete)
 TEST(storage_objstore_open_urls)
 {
     char err[256] = "";
-    CHECK(objstore_open("s3://bucket?region=us-east-1", err, sizeof(err)) == NULL);
-    CHECK(strstr(err, "not supported yet") != NULL);
-    err[0] = '\0';
     CHECK(objstore_open("ftp://host/x", err, sizeof(err)) == NULL);
-    CHECK(err[0] != '\0');
+    CHECK(strstr(err, "ftp://host/x") != NULL || strstr(err, "ftp") != NULL);
     err[0] = '\0';
     CHECK(objstore_open("file://", err, sizeof(err)) == NULL);
     CHECK(err[0] != '\0');
@@ -593,11 +590,8 @@ TEST(storage_metastore_persists_across_reopen)
 TEST(storage_metastore_open_urls)
 {
     char err[256] = "";
-    CHECK(metastore_open("postgres://localhost/sluice", err, sizeof(err)) == NULL);
-    CHECK(strstr(err, "not supported yet") != NULL);
-    err[0] = '\0';
     CHECK(metastore_open("mysql://x", err, sizeof(err)) == NULL);
-    CHECK(err[0] != '\0');
+    CHECK(strstr(err, "mysql") != NULL);
     err[0] = '\0';
     CHECK(metastore_open("sqlite://", err, sizeof(err)) == NULL);
     CHECK(err[0] != '\0');

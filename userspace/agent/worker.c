@@ -93,6 +93,7 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int ready_
         return 1;
     }
     free(fds);
+    broker_started(b);
     if (steer) {
         w.srv.conns_changed = publish_load;
         w.srv.conns_changed_arg = &w;

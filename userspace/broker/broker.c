@@ -28,6 +28,15 @@ const struct api_handler api_handlers[] = {
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
+/* Tells the group this worker is alive, and learns who else is. */
+static void heartbeat(struct broker *b, int64_t now_ms)
+{
+    b->next_heartbeat_ms = now_ms + b->cfg->heartbeat_timeout_ms / 6;
+    if (metastore_heartbeat(b->meta, &b->self) != 0)
+        log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
+    membership_refresh(&b->members, b->meta, b->cfg);
+}
+
 static const struct api_handler *handler_for(int16_t key)
 {
     for (int i = 0; i < api_handlers_len; i++)
@@ -68,6 +77,13 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
     }
     read_cache_init(&b->cache, (size_t)cfg->fetch_cache_bytes);
     b->next_topic_refresh_ms = mono_ms() + TOPIC_REFRESH_MS;
+    member_self(cfg, worker_id, &b->self);
+    heartbeat(b, mono_ms());
+    if (!b->objects->local_reads) {
+        if (reader_start(&b->reader, b->objects, srv) != 0)
+            goto fail;
+        b->reader_started = true;
+    }
     if (flusher_start(&b->flusher, cfg, srv, worker_id, err, sizeof(err)) != 0) {
         log_error("flusher: %s", err);
         goto fail;
@@ -85,6 +101,8 @@ void broker_destroy(struct broker *b)
     if (!b)
         return;
     flusher_stop(&b->flusher);
+    if (b->reader_started)
+        reader_stop(&b->reader);
     if (b->meta)
         metastore_close(b->meta);
     if (b->objects)
@@ -92,9 +110,26 @@ void broker_destroy(struct broker *b)
     for (int i = 0; i < b->topics.n; i++)
         free(b->topics.topics[i].parts);
     free(b->topics.topics);
+    membership_free(&b->members);
     if (b->cache.slots)
         read_cache_free(&b->cache);
     free(b);
+}
+
+/* Another agent committed (PostgreSQL NOTIFY): offsets are stale, waiting fetches may have data. */
+static void on_store_notification(struct server *srv, void *arg)
+{
+    struct broker *b = arg;
+    if (metastore_consume_notifications(b->meta) > 0) {
+        b->offsets_epoch++;
+        fetch_wake(b, mono_ms(), true);
+    }
+    server_watch_fd(srv, metastore_notify_fd(b->meta), on_store_notification, b);
+}
+
+void broker_started(struct broker *b)
+{
+    server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
 }
 
 void broker_handle(struct broker *b, struct request *rq)
@@ -114,6 +149,8 @@ int64_t broker_next_deadline(struct broker *b)
         d = b->next_hwm_poll_ms;
     if (b->next_topic_refresh_ms < d)
         d = b->next_topic_refresh_ms;
+    if (!b->draining && b->next_heartbeat_ms < d)
+        d = b->next_heartbeat_ms;
     return d;
 }
 
@@ -128,10 +165,43 @@ void broker_tick(struct broker *b, int64_t now_ms)
         topics_refresh(b);
         b->next_topic_refresh_ms = now_ms + TOPIC_REFRESH_MS;
     }
+    if (!b->draining && now_ms >= b->next_heartbeat_ms) {
+        heartbeat(b, now_ms);
+        /* The store may have reconnected (new socket): keep watching it. */
+        server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
+    }
+}
+
+/* Reads finished on the reader threads: cache them and resume the requests that waited. */
+static void complete_reads(struct broker *b)
+{
+    struct read_job *done = reader_take_done(&b->reader);
+    while (done) {
+        struct read_job *next = done->next;
+        if (done->error) {
+            log_error("reading %u bytes at %llu of object %s failed", done->len, (unsigned long long)done->pos,
+                      done->key);
+            broker_note_read_failure(b, done->key, done->pos, done->len);
+        } else {
+            read_cache_put(&b->cache, done->key, done->pos, done->len, &done->data);
+        }
+        for (int i = 0; i < done->nwaiters; i++) {
+            struct request *rq = done->waiters[i];
+            if (--rq->reads_pending == 0 && rq->resume) {
+                void (*resume)(void *, struct request *) = rq->resume;
+                rq->resume = NULL;
+                resume(b, rq);
+            }
+        }
+        read_job_free(done);
+        done = next;
+    }
 }
 
 void broker_on_wakeup(struct broker *b)
 {
+    if (b->reader_started)
+        complete_reads(b);
     struct flush_batch *done = flusher_take_done(&b->flusher);
     bool committed = false;
     while (done) {
@@ -150,11 +220,13 @@ void broker_on_wakeup(struct broker *b)
 void broker_begin_drain(struct broker *b)
 {
     b->draining = true;
+    /* Leave the group now rather than after the heartbeat timeout: the slots move at once. */
+    metastore_remove_member(b->meta, b->self.id);
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
 }
 
 bool broker_drained(struct broker *b)
 {
-    return !b->current && b->flusher.queued == 0 && !b->waiters;
+    return !b->current && b->flusher.queued == 0 && !b->waiters && !(b->reader_started && b->reader.inflight);
 }

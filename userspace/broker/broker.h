@@ -16,6 +16,9 @@ struct server;
 struct broker *broker_create(const struct config *cfg, struct server *srv, int worker_id);
 void broker_destroy(struct broker *b);
 
+/* The server's loop is set up: start watching what the broker needs (store notifications). */
+void broker_started(struct broker *b);
+
 /* Handles a decoded request; the handler answers now or later (request_respond). */
 void broker_handle(struct broker *b, struct request *rq);
 /* Answers an ApiVersions request whose version is beyond what is served (KIP-511). */

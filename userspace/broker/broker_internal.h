@@ -8,6 +8,8 @@
 
 #include "broker/broker.h"
 #include "broker/read_cache.h"
+#include "broker/reader.h"
+#include "cluster/membership.h"
 #include "config.h"
 #include "messages.h"
 #include "protocol/errors.h"
@@ -20,6 +22,7 @@
 struct partition_state {
     bool loaded;
     int64_t checked_ms;          /* when the offsets were last read from the store */
+    uint64_t epoch;              /* b->offsets_epoch when read: a notification makes older ones stale */
     int64_t log_start;
     int64_t high_watermark;      /* next offset; everything below is committed */
 };
@@ -131,8 +134,19 @@ void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived);
 int64_t fetch_next_deadline(struct broker *b);
 void fetch_cancel_all(struct broker *b);
 
-/* Reads a committed chunk's bytes (through the cache). Returns NULL on a store error. */
-const struct buf *broker_read_chunk(struct broker *b, const struct chunk_ref *ref);
+/* A committed chunk's bytes, through the cache. NULL with *err = READ_PENDING when the chunk is being
+ * read from a remote store (rq resumes once it is cached: set rq->resume), or with a Kafka error. */
+#define READ_PENDING (-2)
+const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, struct request *rq, int *err);
+void broker_note_read_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len);
+
+#define READ_FAILURES 16
+struct read_failure {
+    char key[128];
+    uint64_t pos;
+    uint32_t len;
+    int64_t until_ms;
+};
 
 /* ---- the broker ---- */
 
@@ -145,10 +159,18 @@ struct broker {
     struct flusher flusher;
     struct flush_batch *current; /* accumulating produce data */
     struct read_cache cache;
+    struct reader reader;        /* remote stores: reads off the loop */
+    bool reader_started;
+    struct read_failure read_failures[READ_FAILURES];
+    int next_read_failure;
     struct fetch_waiter *waiters;
     int worker_id;
     int64_t next_hwm_poll_ms;    /* waiting fetches re-check offsets other workers committed */
     int64_t next_topic_refresh_ms;
+    struct membership members;   /* the group's live workers: who serves which slot */
+    struct member_info self;
+    int64_t next_heartbeat_ms;
+    uint64_t offsets_epoch;      /* bumped when another process announces a commit */
     bool draining;
 };
 

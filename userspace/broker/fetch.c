@@ -1,6 +1,7 @@
 /* Fetch: find the chunks holding the requested offsets, read them (through the cache), rewrite each
  * batch's baseOffset to its committed offset, and answer; with too little data, wait up to
  * max_wait_ms and answer as soon as a commit brings enough (long poll). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,17 +24,53 @@ struct fetch_waiter {
     struct fetch_waiter *next;
 };
 
-const struct buf *broker_read_chunk(struct broker *b, const struct chunk_ref *ref)
+/* Reads that failed recently: answered with an error for a while instead of retried by every
+ * fetch (a store that is down would otherwise be hammered by every consumer's long poll). */
+#define READ_FAILURE_MEMORY_MS 1000
+
+static bool recently_failed(struct broker *b, const struct chunk_ref *ref)
 {
+    int64_t now = mono_ms();
+    for (int i = 0; i < READ_FAILURES; i++) {
+        const struct read_failure *f = &b->read_failures[i];
+        if (f->until_ms > now && f->pos == ref->pos && f->len == ref->len && !strcmp(f->key, ref->object_key))
+            return true;
+    }
+    return false;
+}
+
+void broker_note_read_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len)
+{
+    struct read_failure *f = &b->read_failures[b->next_read_failure++ % READ_FAILURES];
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    f->pos = pos;
+    f->len = len;
+    f->until_ms = mono_ms() + READ_FAILURE_MEMORY_MS;
+}
+
+const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, struct request *rq, int *err)
+{
+    *err = 0;
     const struct buf *hit = read_cache_get(&b->cache, ref->object_key, ref->pos, ref->len);
     if (hit)
         return hit;
+    if (recently_failed(b, ref)) {
+        *err = KERR_KAFKA_STORAGE_ERROR;
+        return NULL;
+    }
+    if (!b->objects->local_reads) { /* remote store: never block the loop */
+        reader_request(&b->reader, ref->object_key, ref->pos, ref->len, rq);
+        *err = READ_PENDING;
+        return NULL;
+    }
     struct buf data;
     buf_init(&data);
     if (objstore_get_range(b->objects, ref->object_key, ref->pos, ref->len, &data) != 0 || data.len != ref->len) {
         log_error("fetch: reading %u bytes at %llu of object %s failed", ref->len, (unsigned long long)ref->pos,
                   ref->object_key);
         buf_free(&data);
+        broker_note_read_failure(b, ref->object_key, ref->pos, ref->len);
+        *err = KERR_KAFKA_STORAGE_ERROR;
         return NULL;
     }
     return read_cache_put(&b->cache, ref->object_key, ref->pos, ref->len, &data);
@@ -41,8 +78,9 @@ const struct buf *broker_read_chunk(struct broker *b, const struct chunk_ref *re
 
 /* Appends to out the batches of one partition from fetch_offset on, within budget bytes (the
  * first batch of the whole response is always included, KIP-74). Returns a Kafka error or 0. */
-static int read_partition(struct broker *b, int64_t topic_id, int32_t partition, int64_t fetch_offset,
-                          int64_t high_watermark, int64_t budget, bool response_empty, struct buf *out)
+static int read_partition(struct broker *b, struct request *rq, int64_t topic_id, int32_t partition,
+                          int64_t fetch_offset, int64_t high_watermark, int64_t budget, bool response_empty,
+                          struct buf *out)
 {
     struct chunk_ref refs[CHUNKS_PER_READ];
     int64_t next = fetch_offset;
@@ -53,9 +91,10 @@ static int read_partition(struct broker *b, int64_t topic_id, int32_t partition,
         if (n == 0)
             return 0;
         for (int i = 0; i < n; i++) {
-            const struct buf *data = broker_read_chunk(b, &refs[i]);
+            int err;
+            const struct buf *data = broker_chunk(b, &refs[i], rq, &err);
             if (!data)
-                return KERR_KAFKA_STORAGE_ERROR;
+                return err; /* READ_PENDING: the request resumes when the read is cached */
             int64_t base = refs[i].base_offset;
             size_t pos = 0, size;
             struct batch_header h;
@@ -85,8 +124,10 @@ static int read_partition(struct broker *b, int64_t topic_id, int32_t partition,
 }
 
 /* Builds the response from current data. Returns the bytes of records it holds; *errors counts
- * partitions answered with an error (those are answered at once, not long-polled). */
-static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_response *resp, int *errors)
+ * partitions answered with an error (those are answered at once, not long-polled); *pending says
+ * that some chunk is being read from the store (the request then waits for it). */
+static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_response *resp, int *errors,
+                           bool *pending)
 {
     struct fetch_request *req = rq->body;
     int16_t ver = rq->hdr.api_version;
@@ -139,8 +180,12 @@ static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_re
                 continue;
             struct buf out;
             buf_init(&out);
-            err = read_partition(b, t->info.id, pin->partition, pin->fetch_offset, ps->high_watermark, budget,
+            err = read_partition(b, rq, t->info.id, pin->partition, pin->fetch_offset, ps->high_watermark, budget,
                                  total == 0, &out);
+            if (err == READ_PENDING) {
+                *pending = true;
+                err = 0;
+            }
             if (err) {
                 pout->error_code = (int16_t)err;
             } else if (out.len) {
@@ -178,25 +223,36 @@ static bool fetch_has_new_data(struct broker *b, struct request *rq)
     return false;
 }
 
-/* Answers if there is enough data (or final); returns true when answered. */
-static bool fetch_try(struct broker *b, struct request *rq, bool final)
+enum fetch_outcome { FETCH_ANSWERED, FETCH_WAIT_DATA, FETCH_WAIT_READS };
+
+/* A fetch waits for reads at most this often before it answers with what is cached. */
+#define MAX_READ_ROUNDS 4
+
+static void fetch_resume(void *broker, struct request *rq);
+
+/* Answers if there is enough data (or final); otherwise says what to wait for. */
+static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool final)
 {
     struct fetch_request *req = rq->body;
     struct fetch_response *resp = RQ_ALLOC(rq, struct fetch_response, 1);
     int errors = 0;
-    int64_t bytes = fetch_build(b, rq, resp, &errors);
+    bool pending = false;
+    int64_t bytes = fetch_build(b, rq, resp, &errors, &pending);
+    if (pending && rq->read_rounds < MAX_READ_ROUNDS) {
+        rq->read_rounds++;
+        rq->resume = fetch_resume;
+        return FETCH_WAIT_READS;
+    }
     if (!final && !errors && bytes < (req->min_bytes > 0 ? req->min_bytes : 1) && req->max_wait_ms > 0 &&
         !b->draining)
-        return false;
+        return FETCH_WAIT_DATA;
     resp->session_id = 0; /* no incremental fetch sessions: clients send full fetches */
     request_respond(rq, resp);
-    return true;
+    return FETCH_ANSWERED;
 }
 
-void handle_fetch(struct broker *b, struct request *rq)
+static void park_for_data(struct broker *b, struct request *rq)
 {
-    if (fetch_try(b, rq, false))
-        return;
     struct fetch_request *req = rq->body;
     struct fetch_waiter *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -209,18 +265,34 @@ void handle_fetch(struct broker *b, struct request *rq)
     b->waiters = w;
 }
 
+/* The reads a fetch waited for are cached now: try again. */
+static void fetch_resume(void *broker, struct request *rq)
+{
+    struct broker *b = broker;
+    struct fetch_request *req = rq->body;
+    bool final = mono_ms() >= rq->received_ms + req->max_wait_ms || b->draining;
+    if (fetch_try(b, rq, final) == FETCH_WAIT_DATA)
+        park_for_data(b, rq);
+}
+
+void handle_fetch(struct broker *b, struct request *rq)
+{
+    if (fetch_try(b, rq, false) == FETCH_WAIT_DATA)
+        park_for_data(b, rq);
+}
+
 void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived)
 {
     struct fetch_waiter **pp = &b->waiters;
     while (*pp) {
         struct fetch_waiter *w = *pp;
         bool expired = now_ms >= w->deadline_ms || b->draining;
-        bool answered = false;
+        enum fetch_outcome o = FETCH_WAIT_DATA;
         if (expired)
-            answered = fetch_try(b, w->rq, true);
+            o = fetch_try(b, w->rq, true);
         else if (data_arrived && fetch_has_new_data(b, w->rq))
-            answered = fetch_try(b, w->rq, false);
-        if (answered) {
+            o = fetch_try(b, w->rq, false);
+        if (o != FETCH_WAIT_DATA) { /* answered, or now waiting for reads (it re-parks itself) */
             *pp = w->next;
             free(w);
         } else {

@@ -20,12 +20,13 @@ typedef struct list_offsets_response_topic_partition resp_part_t;
 #define TIME_SEARCH_CHUNKS 8
 
 /* Walks the batches of a chunk for the first record with timestamp >= ts. Returns 1 when found. */
-static int search_chunk(struct broker *b, const struct chunk_ref *ref, int64_t ts, int64_t *offset,
-                        int64_t *found_ts)
+static int search_chunk(struct broker *b, struct request *rq, const struct chunk_ref *ref, int64_t ts,
+                        int64_t *offset, int64_t *found_ts)
 {
-    const struct buf *data = broker_read_chunk(b, ref);
+    int err;
+    const struct buf *data = broker_chunk(b, ref, rq, &err);
     if (!data)
-        return -1;
+        return err == READ_PENDING ? READ_PENDING : -1;
     int64_t base = ref->base_offset;
     size_t pos = 0, size;
     struct batch_header h;
@@ -45,15 +46,17 @@ static int search_chunk(struct broker *b, const struct chunk_ref *ref, int64_t t
     return rc;
 }
 
-static int offset_for_time(struct broker *b, int64_t topic_id, int32_t partition, int64_t ts, int64_t *offset,
-                           int64_t *found_ts)
+static int offset_for_time(struct broker *b, struct request *rq, int64_t topic_id, int32_t partition, int64_t ts,
+                           int64_t *offset, int64_t *found_ts)
 {
     struct chunk_ref refs[TIME_SEARCH_CHUNKS];
     int n = metastore_find_chunks_by_time(b->meta, topic_id, partition, ts, refs, TIME_SEARCH_CHUNKS);
     if (n < 0)
         return KERR_KAFKA_STORAGE_ERROR;
     for (int i = 0; i < n; i++) {
-        int rc = search_chunk(b, &refs[i], ts, offset, found_ts);
+        int rc = search_chunk(b, rq, &refs[i], ts, offset, found_ts);
+        if (rc == READ_PENDING)
+            return READ_PENDING;
         if (rc < 0)
             return KERR_KAFKA_STORAGE_ERROR;
         if (rc == 1)
@@ -64,14 +67,15 @@ static int offset_for_time(struct broker *b, int64_t topic_id, int32_t partition
     return 0;
 }
 
-static void list_partition(struct broker *b, struct request *rq, struct topic_entry *t, const req_part_t *in,
+/* Fills one partition's answer; returns true if it waits for a read from the store. */
+static bool list_partition(struct broker *b, struct request *rq, struct topic_entry *t, const req_part_t *in,
                            resp_part_t *out)
 {
     int err;
     struct partition_state *ps = topics_partition(b, t, in->partition_index, &err);
     if (!ps) {
         out->error_code = (int16_t)err;
-        return;
+        return false;
     }
     int64_t offset = -1, ts = -1;
     switch (in->timestamp) {
@@ -89,7 +93,7 @@ static void list_partition(struct broker *b, struct request *rq, struct topic_en
         if (rc < 0)
             err = KERR_KAFKA_STORAGE_ERROR;
         else if (rc == 0)
-            err = offset_for_time(b, t->info.id, in->partition_index, ref.max_timestamp, &offset, &ts);
+            err = offset_for_time(b, rq, t->info.id, in->partition_index, ref.max_timestamp, &offset, &ts);
         break;
     }
     default:
@@ -98,12 +102,16 @@ static void list_partition(struct broker *b, struct request *rq, struct topic_en
             log_warn("ListOffsets with unknown special timestamp %lld (%s)", (long long)in->timestamp,
                      request_who(rq));
         } else {
-            err = offset_for_time(b, t->info.id, in->partition_index, in->timestamp, &offset, &ts);
+            err = offset_for_time(b, rq, t->info.id, in->partition_index, in->timestamp, &offset, &ts);
         }
+    }
+    if (err == READ_PENDING) {
+        out->error_code = KERR_KAFKA_STORAGE_ERROR; /* if it is still pending when we give up */
+        return true;
     }
     out->error_code = (int16_t)err;
     if (err)
-        return;
+        return false;
     out->offset = offset;
     out->timestamp = ts;
     out->leader_epoch = 0;
@@ -112,12 +120,23 @@ static void list_partition(struct broker *b, struct request *rq, struct topic_en
         out->old_style_offsets[0] = offset;
         out->old_style_offsets_count = offset >= 0 ? 1 : 0;
     }
+    return false;
 }
+
+/* Reads from the store finished: answer again from the start (cheap: the chunks are cached now). */
+static void resume_list_offsets(void *broker, struct request *rq)
+{
+    handle_list_offsets(broker, rq);
+}
+
+/* Waits for reads at most this often, then answers (pending partitions get KAFKA_STORAGE_ERROR). */
+#define MAX_READ_ROUNDS 4
 
 void handle_list_offsets(struct broker *b, struct request *rq)
 {
     struct list_offsets_request *req = rq->body;
     struct list_offsets_response *resp = RQ_ALLOC(rq, struct list_offsets_response, 1);
+    bool pending = false;
     int ntopics = req->topics_count > 0 ? req->topics_count : 0;
     resp->topics = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->topics_count = ntopics;
@@ -138,8 +157,13 @@ void handle_list_offsets(struct broker *b, struct request *rq)
             if (!t)
                 pout->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
             else
-                list_partition(b, rq, t, &tin->partitions[j], pout);
+                pending |= list_partition(b, rq, t, &tin->partitions[j], pout);
         }
+    }
+    if (pending && rq->read_rounds < MAX_READ_ROUNDS) {
+        rq->read_rounds++;
+        rq->resume = resume_list_offsets;
+        return;
     }
     request_respond(rq, resp);
 }

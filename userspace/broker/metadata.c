@@ -36,21 +36,53 @@ static void fill_topic(struct broker *b, struct request *rq, resp_topic_t *out, 
     }
 }
 
+/* "ws_host_override=HOST" among the comma-separated key=value pairs of the client id (for clients
+ * behind e.g. kubectl port-forward): every broker is advertised at HOST. */
+static struct kstr client_host_override(const struct request *rq)
+{
+    static const char key[] = "ws_host_override=";
+    struct kstr id = rq->hdr.client_id;
+    int32_t i = 0;
+    while (id.len > 0 && i < id.len) {
+        int32_t end = i;
+        while (end < id.len && id.ptr[end] != ',')
+            end++;
+        int32_t klen = (int32_t)sizeof(key) - 1;
+        if (end - i > klen && !memcmp(id.ptr + i, key, (size_t)klen))
+            return (struct kstr){id.ptr + i + klen, end - i - klen};
+        i = end + 1;
+    }
+    return (struct kstr){NULL, -1};
+}
+
+/* Slot s is advertised at its owner's host and port base + s, unless overridden: the client id's
+ * ws_host_override, then the discovery overrides (load-balancer mode). */
+static void fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
+{
+    const struct config *cfg = b->cfg;
+    struct kstr host_override = client_host_override(rq);
+    if (host_override.len < 0 && cfg->hostname_override[0])
+        host_override = kstr_c(cfg->hostname_override);
+    resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, cfg->slots);
+    resp->brokers_count = cfg->slots;
+    for (int s = 0; s < cfg->slots; s++) {
+        const struct member_info *m = membership_slot_owner(&b->members, (uint32_t)s);
+        struct metadata_response_broker *out = &resp->brokers[s];
+        out->node_id = s;
+        out->host = host_override.len >= 0 ? host_override
+                                           : kstr_c(rq_cstr(rq, kstr_c(m ? m->host : cfg->advertised_host)));
+        out->port = (cfg->port_override_base ? cfg->port_override_base : m ? m->port_base : cfg->slot_port_base) + s;
+        out->rack = (struct kstr){NULL, -1};
+    }
+}
+
 void handle_metadata(struct broker *b, struct request *rq)
 {
     struct metadata_request *req = rq->body;
     int16_t ver = rq->hdr.api_version;
     struct metadata_response *resp = RQ_ALLOC(rq, struct metadata_response, 1);
 
-    int nslots = b->cfg->slots;
-    resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, nslots);
-    resp->brokers_count = nslots;
-    for (int s = 0; s < nslots; s++) {
-        resp->brokers[s].node_id = s;
-        resp->brokers[s].host = kstr_c(b->cfg->advertise_host);
-        resp->brokers[s].port = b->cfg->slot_port_base + s;
-        resp->brokers[s].rack = (struct kstr){NULL, -1};
-    }
+    fill_brokers(b, rq, resp);
     resp->cluster_id = kstr_c(b->cfg->cluster_id);
     resp->controller_id = 0;
     resp->cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;

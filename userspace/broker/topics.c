@@ -148,7 +148,7 @@ struct partition_state *topics_partition(struct broker *b, struct topic_entry *t
     }
     struct partition_state *ps = &t->parts[partition];
     int64_t now = mono_ms();
-    if (!ps->loaded || now - ps->checked_ms > OFFSETS_FRESH_MS) {
+    if (!ps->loaded || now - ps->checked_ms > OFFSETS_FRESH_MS || ps->epoch != b->offsets_epoch) {
         int64_t log_start, hwm;
         if (metastore_partition_offsets(b->meta, t->info.id, partition, &log_start, &hwm) != 0) {
             *err = KERR_KAFKA_STORAGE_ERROR;
@@ -160,6 +160,7 @@ struct partition_state *topics_partition(struct broker *b, struct topic_entry *t
             ps->high_watermark = hwm;
         ps->loaded = true;
         ps->checked_ms = now;
+        ps->epoch = b->offsets_epoch;
     }
     *err = 0;
     return ps;

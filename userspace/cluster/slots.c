@@ -22,7 +22,7 @@ int slot_owner(uint32_t slot, const uint64_t *member_ids, const bool *live, int 
     int best = -1;
     uint64_t best_score = 0;
     for (int i = 0; i < nmembers; i++) {
-        if (!live[i])
+        if (live && !live[i])
             continue;
         uint64_t score = mix(mix(slot) ^ member_ids[i]);
         if (best < 0 || score > best_score) {

@@ -17,8 +17,8 @@ static inline uint32_t slot_of_partition(const char *topic, size_t len, int32_t 
     return (uint32_t)(((uint64_t)topic_hash(topic, len) + (uint32_t)partition) % nslots);
 }
 
-/* The live member with the highest score for this slot, or -1 if none is live. Members are
- * identified by a 64-bit id (for now: the worker index). */
+/* The live member with the highest score for this slot, or -1 if none is live (live == NULL: all
+ * are). Members are identified by a 64-bit id. */
 int slot_owner(uint32_t slot, const uint64_t *member_ids, const bool *live, int nmembers);
 
 #endif

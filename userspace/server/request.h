@@ -28,6 +28,11 @@ struct request {
     struct buf resp;               /* encoded response, header included */
     enum request_state state;
     int64_t received_ms;
+    /* A handler waiting for object reads (done on reader threads) sets resume; it runs in the
+     * loop once reads_pending drops to 0. */
+    void (*resume)(void *broker, struct request *rq);
+    int reads_pending;
+    int read_rounds;               /* how often it waited for reads (bounded) */
 };
 
 /* Encodes resp_body (the API's response struct) at the request's version and queues it. */

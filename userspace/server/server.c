@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,19 @@ static void submit_event_read(struct server *s)
     struct io_uring_sqe *sqe = server_sqe(s);
     io_uring_prep_read(sqe, s->event_fd, &s->event_value, sizeof(s->event_value), 0);
     io_uring_sqe_set_data(sqe, &s->event_op);
+}
+
+void server_watch_fd(struct server *s, int fd, void (*cb)(struct server *s, void *arg), void *arg)
+{
+    if (s->watch_armed || fd < 0)
+        return;
+    s->watch_op = (struct io_op){OP_WATCH, s};
+    s->watch_cb = cb;
+    s->watch_arg = arg;
+    struct io_uring_sqe *sqe = server_sqe(s);
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data(sqe, &s->watch_op);
+    s->watch_armed = true;
 }
 
 void server_wakeup(struct server *s)
@@ -166,6 +180,11 @@ static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
     case OP_EVENTFD:
         submit_event_read(s);
         broker_on_wakeup(s->broker);
+        break;
+    case OP_WATCH:
+        s->watch_armed = false;
+        if (s->watch_cb)
+            s->watch_cb(s, s->watch_arg);
         break;
     }
 }

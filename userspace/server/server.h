@@ -13,7 +13,7 @@
 struct broker;
 struct conn;
 
-enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND, OP_EVENTFD };
+enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND, OP_EVENTFD, OP_WATCH };
 
 /* Every submission's user_data points at one of these. */
 struct io_op {
@@ -47,6 +47,11 @@ struct server {
      * least-loaded choice current). */
     void (*conns_changed)(struct server *s, void *arg);
     void *conns_changed_arg;
+    /* One extra fd the loop watches for readability (the metadata store's notification socket). */
+    struct io_op watch_op;
+    bool watch_armed;
+    void (*watch_cb)(struct server *s, void *arg);
+    void *watch_arg;
 };
 
 /* Opens a listening TCP socket (SO_REUSEADDR, and SO_REUSEPORT when shared with other workers).
@@ -60,6 +65,8 @@ int server_run(struct server *s);
 void server_destroy(struct server *s);
 /* An io_uring submission slot (submits pending ones first if the ring is full). */
 struct io_uring_sqe *server_sqe(struct server *s);
+/* Calls cb (in the loop) once fd becomes readable; one-shot: call again to keep watching. */
+void server_watch_fd(struct server *s, int fd, void (*cb)(struct server *s, void *arg), void *arg);
 /* Wakes the loop from another thread: the broker's on_wakeup runs in the loop. */
 void server_wakeup(struct server *s);
 

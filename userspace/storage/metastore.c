@@ -9,9 +9,8 @@ struct metastore *metastore_open(const char *url, char *err, size_t errlen)
     if (strncmp(url, "sqlite://", 9) == 0)
         return metastore_sqlite_open(url + 9, err, errlen);
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        snprintf(err, errlen, "postgres:// is not supported yet");
-    else
-        snprintf(err, errlen, "unknown metadata store URL '%s' (expected sqlite://PATH or postgres://...)", url);
+        return metastore_pg_open(url, err, errlen);
+    snprintf(err, errlen, "unknown metadata store URL '%s' (expected sqlite://PATH or postgres://...)", url);
     return NULL;
 }
 
@@ -72,3 +71,17 @@ int metastore_max_timestamp(struct metastore *m, int64_t topic_id, int32_t parti
 {
     return m->ops->max_timestamp(m, topic_id, partition, out);
 }
+
+int metastore_heartbeat(struct metastore *m, const struct member_info *self) { return m->ops->heartbeat(m, self); }
+
+int metastore_list_members(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
+                           struct member_info **out, int *n)
+{
+    return m->ops->list_members(m, agent_group, alive_within_ms, out, n);
+}
+
+int metastore_remove_member(struct metastore *m, const char *id) { return m->ops->remove_member(m, id); }
+
+int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
+
+int metastore_consume_notifications(struct metastore *m) { return m->ops->consume_notifications(m); }

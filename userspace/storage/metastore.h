@@ -115,11 +115,21 @@ int metastore_remove_member(struct metastore *m, const char *id);
 
 /* ---- cross-process wake-ups: "someone committed" ---- */
 
-/* A file descriptor that becomes readable when another process commits an object (PostgreSQL:
- * LISTEN/NOTIFY on the connection's socket), or -1 if the backend has none (SQLite: callers poll). */
+/* A file descriptor to poll for readability, which it becomes when another handle (this or any
+ * process, any host) commits an object. PostgreSQL: the handle's connection socket, listening on
+ * channel sluice_commits from the first call on (every reconnect listens again). -1 when there is
+ * none: always on SQLite (callers poll the store), and on PostgreSQL while the store is
+ * unreachable (ask again on the next timer tick). The fd belongs to the handle: never close it.
+ * Any call on the handle may reconnect and so replace the socket, and may read notifications
+ * off it meanwhile. Hence the contract: before each wait, consume, then ask for the fd again,
+ * and wait with a timeout:
+ *     n = metastore_consume_notifications(m);    (n > 0: wake the waiters)
+ *     fd = metastore_notify_fd(m);               (fd < 0: wait on a timer only)
+ *     wait until fd is readable or the timeout passes; repeat */
 int metastore_notify_fd(struct metastore *m);
-/* Drains pending notifications without blocking; returns how many commits were announced (0 if
- * none), or -1 on error. */
+/* Takes pending notifications without blocking: how many commits by other handles were
+ * announced (0 if none), or -1 if the store is unreachable. The first call after a reconnect
+ * answers at least 1: commits made while disconnected were announced to nobody. */
 int metastore_consume_notifications(struct metastore *m);
 
 #endif

@@ -1,5 +1,5 @@
 /* What a metadata store backend implements: metastore.c forwards each public call through
- * these operations, so SQLite and (later) PostgreSQL share one interface. */
+ * these operations, so SQLite and PostgreSQL share one interface. */
 #ifndef SLUICE_METASTORE_BACKEND_H
 #define SLUICE_METASTORE_BACKEND_H
 
@@ -24,6 +24,12 @@ struct metastore_ops {
     int (*find_chunks_by_time)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
                                struct chunk_ref *out, int max);
     int (*max_timestamp)(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out);
+    int (*heartbeat)(struct metastore *m, const struct member_info *self);
+    int (*list_members)(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
+                        struct member_info **out, int *n);
+    int (*remove_member)(struct metastore *m, const char *id);
+    int (*notify_fd)(struct metastore *m);
+    int (*consume_notifications)(struct metastore *m);
 };
 
 /* Every backend's handle starts with this. */
@@ -33,5 +39,7 @@ struct metastore {
 
 /* path: the part of a sqlite:// URL after the scheme. */
 struct metastore *metastore_sqlite_open(const char *path, char *err, size_t errlen);
+/* url: the whole postgres:// or postgresql:// URL, handed to libpq. */
+struct metastore *metastore_pg_open(const char *url, char *err, size_t errlen);
 
 #endif

@@ -66,6 +66,15 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (topic_id, partition, base_offset)) WITHOUT ROWID;"
     "CREATE INDEX chunks_by_last_offset ON chunks(topic_id, partition, last_offset);"
     "CREATE INDEX chunks_by_max_timestamp ON chunks(topic_id, partition, max_timestamp);",
+    /* 2: membership. One row per worker incarnation; heartbeat_ms is the store's clock (here the
+     * local wall clock: the database is local). */
+    "CREATE TABLE members ("
+    "  id TEXT PRIMARY KEY,"
+    "  agent_group TEXT NOT NULL,"
+    "  host TEXT NOT NULL,"
+    "  port_base INTEGER NOT NULL,"
+    "  worker INTEGER NOT NULL,"
+    "  heartbeat_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -90,6 +99,9 @@ enum stmt_id {
     S_FIND_CHUNKS,
     S_FIND_CHUNKS_BY_TIME,
     S_MAX_TIMESTAMP,
+    S_MEMBER_UPSERT,
+    S_MEMBERS_LIST,
+    S_MEMBER_DELETE,
     S_COUNT
 };
 
@@ -135,6 +147,14 @@ static const char *const stmt_sql[S_COUNT] = {
                         " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.max_timestamp ="
                         " (SELECT max(max_timestamp) FROM chunks WHERE topic_id = ?1 AND partition = ?2)"
                         " ORDER BY c.base_offset LIMIT 1",
+    [S_MEMBER_UPSERT] = "INSERT INTO members (id, agent_group, host, port_base, worker, heartbeat_ms)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET"
+                        " agent_group = excluded.agent_group, host = excluded.host, port_base = excluded.port_base,"
+                        " worker = excluded.worker, heartbeat_ms = excluded.heartbeat_ms",
+    /* ?1: group or NULL for all; ?2: the oldest heartbeat still alive. */
+    [S_MEMBERS_LIST] = "SELECT id, agent_group, host, port_base, worker, heartbeat_ms FROM members"
+                       " WHERE (?1 IS NULL OR agent_group = ?1) AND heartbeat_ms >= ?2 ORDER BY id",
+    [S_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?1",
 };
 
 struct sqlite_store {
@@ -561,6 +581,85 @@ static int sq_max_timestamp(struct metastore *m, int64_t topic_id, int32_t parti
     return db_error(s, "max timestamp");
 }
 
+/* ---- membership ---- */
+
+/* Binds a fixed-size string field that may lack its terminator. */
+static void bind_field(sqlite3_stmt *q, int col, const char *v, size_t size)
+{
+    sqlite3_bind_text(q, col, v, (int)strnlen(v, size), SQLITE_STATIC);
+}
+
+static int sq_heartbeat(struct metastore *m, const struct member_info *self)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_MEMBER_UPSERT);
+    bind_field(q, 1, self->id, sizeof(self->id));
+    bind_field(q, 2, self->agent_group, sizeof(self->agent_group));
+    bind_field(q, 3, self->host, sizeof(self->host));
+    sqlite3_bind_int(q, 4, self->port_base);
+    sqlite3_bind_int(q, 5, self->worker);
+    sqlite3_bind_int64(q, 6, wall_ms());
+    return run(s, q, "heartbeat");
+}
+
+static int sq_list_members(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
+                           struct member_info **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_MEMBERS_LIST);
+    if (agent_group)
+        sqlite3_bind_text(q, 1, agent_group, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, wall_ms() - alive_within_ms);
+    struct member_info *v = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct member_info *nv = realloc(v, (size_t)cap * sizeof(*v));
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        struct member_info *mi = &v[count++];
+        memset(mi, 0, sizeof(*mi));
+        snprintf(mi->id, sizeof(mi->id), "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(mi->agent_group, sizeof(mi->agent_group), "%s", (const char *)sqlite3_column_text(q, 1));
+        snprintf(mi->host, sizeof(mi->host), "%s", (const char *)sqlite3_column_text(q, 2));
+        mi->port_base = sqlite3_column_int(q, 3);
+        mi->worker = sqlite3_column_int(q, 4);
+        mi->heartbeat_ms = sqlite3_column_int64(q, 5);
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list members");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_remove_member(struct metastore *m, const char *id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_MEMBER_DELETE);
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    return run(s, q, "remove member");
+}
+
+/* No cross-process wake-ups: SQLite readers poll. */
+static int sq_notify_fd(struct metastore *m)
+{
+    (void)m;
+    return -1;
+}
+
+static int sq_consume_notifications(struct metastore *m)
+{
+    (void)m;
+    return 0;
+}
+
 /* ---- open / close ---- */
 
 static void sq_close(struct metastore *m)
@@ -584,6 +683,11 @@ static const struct metastore_ops sqlite_ops = {
     .find_chunks = sq_find_chunks,
     .find_chunks_by_time = sq_find_chunks_by_time,
     .max_timestamp = sq_max_timestamp,
+    .heartbeat = sq_heartbeat,
+    .list_members = sq_list_members,
+    .remove_member = sq_remove_member,
+    .notify_fd = sq_notify_fd,
+    .consume_notifications = sq_consume_notifications,
 };
 
 /* Creates the folders above the database file; fsyncs the parent of each one it creates. */

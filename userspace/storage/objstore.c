@@ -1,5 +1,6 @@
 /* objstore_open: picks the backend from the URL scheme. */
 #include "objstore.h"
+#include "objstore_s3.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +11,7 @@ struct objstore *objstore_open(const char *url, char *err, size_t errlen)
     if (strncmp(url, "file://", 7) == 0) {
         s = objstore_file_open(url + 7, err, errlen);
     } else if (strncmp(url, "s3://", 5) == 0) {
-        snprintf(err, errlen, "s3:// is not supported yet");
+        s = objstore_s3_open(url, err, errlen);
     } else {
         snprintf(err, errlen, "unknown object store URL '%s' (expected file://DIR or s3://BUCKET)", url);
     }

@@ -3,6 +3,7 @@
 #ifndef SLUICE_OBJSTORE_H
 #define SLUICE_OBJSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@ struct objstore_ops {
 struct objstore {
     const struct objstore_ops *ops;
     char url[512];
+    /* Reads are cheap enough to do inline on an event loop (file://: the page cache). Remote
+     * stores leave it false, and the broker reads from them on its reader threads. */
+    bool local_reads;
 };
 
 /* Opens the store named by url ("file:///abs/path" or "file://relative/path"); creates the

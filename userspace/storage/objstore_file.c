@@ -384,6 +384,7 @@ struct objstore *objstore_file_open(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     fs->base.ops = &file_ops;
+    fs->base.local_reads = true;
     fs->root_fd = fd;
     snprintf(fs->root, sizeof(fs->root), "%s", dir);
     return &fs->base;

@@ -1,0 +1,121 @@
+"""A throwaway PostgreSQL 15 for integration tests: initdb in a temp folder, a server on
+127.0.0.1 and a free port (run as the postgres user when the tests run as root: the server refuses
+root), database "sluice". stop()/start() keep the folder and the port, for fault tests.
+
+    pg = PgServer()            # raises harness.Skip without PostgreSQL
+    try:
+        agent = Agent(env={"SLUICE_METADATA_URL": pg.url})
+        ...
+        pg.stop(); ...; pg.start()
+    finally:
+        pg.cleanup()
+"""
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+
+import harness
+
+PG_BIN = os.environ.get("SLUICE_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PgServer:
+    def __init__(self, dbname="sluice", fsync=False):
+        for prog in ("initdb", "pg_ctl", "postgres", "psql"):
+            if not os.access(os.path.join(PG_BIN, prog), os.X_OK):
+                raise harness.Skip("no PostgreSQL: %s/%s not found (set SLUICE_PG_BIN)" % (PG_BIN, prog))
+        self._user = None
+        if os.geteuid() == 0:
+            try:
+                self._user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise harness.Skip("running as root and there is no postgres user to run the server as")
+        self.dbname = dbname
+        self.fsync = fsync
+        self.dir = tempfile.mkdtemp(prefix="sluice-pg-")
+        if self._user:
+            os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
+        self.datadir = os.path.join(self.dir, "data")
+        self.port = harness.free_port()
+        self.running = False
+        try:
+            self._run("initdb", "-D", self.datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                      "--locale=C", "-N")
+            self.start()
+            self.psql("postgres", "CREATE DATABASE %s" % dbname)
+        except Exception:
+            self.cleanup()
+            raise
+
+    @property
+    def url(self):
+        return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, self.dbname)
+
+    def _demote(self):
+        if self._user:
+            os.setgroups([])
+            os.setgid(self._user.pw_gid)
+            os.setuid(self._user.pw_uid)
+
+    def _run(self, prog, *args, timeout=60):
+        # The server's user may not read our working folder: run from the temp folder.
+        p = subprocess.run([os.path.join(PG_BIN, prog)] + list(args), cwd=self.dir, preexec_fn=self._demote,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        if p.returncode != 0:
+            raise AssertionError("%s failed (%d): %s" % (prog, p.returncode, p.stdout.decode(errors="replace")))
+        return p.stdout.decode(errors="replace")
+
+    def start(self):
+        """Starts the server, again on the same folder and port after stop()."""
+        opts = "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=200" % (
+            self.dir, self.port, "on" if self.fsync else "off")
+        self._run("pg_ctl", "-D", self.datadir, "-l", os.path.join(self.dir, "server.log"), "-w", "-t", "30",
+                  "-o", opts, "start")
+        self.running = True
+
+    def stop(self, mode="fast"):
+        """Stops the server (connections are cut); start() brings it back."""
+        if self.running:
+            self._run("pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")
+            self.running = False
+
+    def psql(self, db, sql):
+        """Runs SQL as the superuser; returns psql's unaligned, tuples-only output."""
+        p = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode(errors="replace")
+        if p.returncode != 0:
+            raise AssertionError("psql failed: %s" % out)
+        return out.strip()
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        try:
+            self.stop("immediate")
+        except Exception:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # Self-check: start, query, stop, start again on the same port, clean up.
+    pg = PgServer()
+    try:
+        assert pg.psql("sluice", "SELECT 1") == "1"
+        pg.stop()
+        pg.start()
+        assert pg.psql("sluice", "SELECT current_database()") == "sluice"
+        print("ok", pg.url)
+    finally:
+        pg.cleanup()
+    assert not os.path.exists(pg.dir)

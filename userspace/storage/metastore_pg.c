@@ -1,0 +1,1274 @@
+/* postgres:// metadata store (libpq): the schema and semantics of sqlite://, shared by the agents of
+ * many hosts. One connection per handle, statements prepared once per connection. Offsets come
+ * from UPDATE partitions ... RETURNING inside the commit's transaction: the row lock serializes
+ * committers of a partition, and a commit locks its partitions in (topic, partition) order so two
+ * commits never deadlock. Several statements of one call travel as one libpq pipeline (a commit of
+ * any number of chunks is two round trips).
+ *
+ * Connection loss: the failing call answers -1 and drops the connection; a later call reconnects
+ * (PQreset, at most every RECONNECT_INTERVAL_MS), prepares the statements again and re-issues
+ * LISTEN. A call that finds an idle connection dead (the server restarted meanwhile) reconnects
+ * and tries once more, unless it had already sent COMMIT: then the outcome is unknown and the
+ * answer is -1, never offsets that may not exist. */
+#include <inttypes.h>
+#include <postgresql/libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "../protocol/errors.h"
+#include "../util/clock.h"
+#include "../util/log.h"
+#include "metastore_backend.h"
+
+#define RECONNECT_INTERVAL_MS 200
+#define LOG_REPEAT_MS 10000                /* the same error is logged again after this long */
+#define MIGRATION_LOCK "7234224651627586" /* pg_advisory_xact_lock key: agents migrate one at a time */
+#define CHANNEL "sluice_commits"
+
+/* Schema migrations, as in metastore_sqlite.c: entry i takes the database from version i to
+ * i + 1, the same versions and tables. Append, never edit. */
+static const char *const migrations[] = {
+    /* 1: topics, partitions, objects, chunks. Identity ids are never reused (a deleted topic's
+     * chunks must stay unreachable). Partition rows are updated on every commit: fillfactor
+     * leaves room for HOT updates. */
+    "CREATE TABLE topics ("
+    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  uuid BYTEA NOT NULL UNIQUE,"
+    "  partitions INTEGER NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX topics_live_name ON topics(name) WHERE deleted = 0;"
+    "CREATE TABLE topic_configs ("
+    "  topic_id BIGINT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (topic_id, name));"
+    "CREATE TABLE partitions ("
+    "  topic_id BIGINT NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  next_offset BIGINT NOT NULL DEFAULT 0,"
+    "  log_start_offset BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (topic_id, partition)) WITH (fillfactor = 50);"
+    "CREATE TABLE objects ("
+    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  key TEXT NOT NULL UNIQUE,"
+    "  size BIGINT NOT NULL,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE chunks ("
+    "  topic_id BIGINT NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  base_offset BIGINT NOT NULL,"
+    "  last_offset BIGINT NOT NULL,"
+    "  object_id BIGINT NOT NULL,"
+    "  pos BIGINT NOT NULL,"
+    "  len BIGINT NOT NULL,"
+    "  batch_count INTEGER NOT NULL,"
+    "  first_timestamp BIGINT NOT NULL,"
+    "  max_timestamp BIGINT NOT NULL,"
+    "  PRIMARY KEY (topic_id, partition, base_offset));"
+    "CREATE INDEX chunks_by_last_offset ON chunks(topic_id, partition, last_offset);"
+    "CREATE INDEX chunks_by_max_timestamp ON chunks(topic_id, partition, max_timestamp);",
+    /* 2: membership; heartbeat_ms is the server's clock, so agents' clocks need not agree. */
+    "CREATE TABLE members ("
+    "  id TEXT PRIMARY KEY,"
+    "  agent_group TEXT NOT NULL,"
+    "  host TEXT NOT NULL,"
+    "  port_base INTEGER NOT NULL,"
+    "  worker INTEGER NOT NULL,"
+    "  heartbeat_ms BIGINT NOT NULL);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_NOTIFY,
+    S_TOPIC_BY_NAME,
+    S_TOPIC_INSERT,
+    S_CONFIG_INSERT,
+    S_TOPIC_MARK_DELETED,
+    S_TOPIC_DELETE_PARTITIONS,
+    S_TOPIC_DELETE_CHUNKS,
+    S_TOPIC_DELETE_CONFIGS,
+    S_TOPICS_LIST,
+    S_CONFIGS_LIST,
+    S_OBJECT_INSERT,
+    S_PARTITION_ADVANCE,
+    S_CHUNK_INSERT,
+    S_PARTITION_OFFSETS,
+    S_FIND_CHUNKS,
+    S_FIND_CHUNKS_BY_TIME,
+    S_MAX_TIMESTAMP,
+    S_MEMBER_UPSERT,
+    S_MEMBERS_LIST,
+    S_MEMBER_DELETE,
+    S_COUNT
+};
+
+#define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms"
+#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp"
+#define MEMBER_COLS "id, agent_group, host, port_base, worker, heartbeat_ms"
+#define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+/* Sorting is by bytes (COLLATE "C"), as SQLite does, whatever the database's locale. */
+static const struct {
+    const char *name, *sql;
+} stmts[S_COUNT] = {
+    [S_BEGIN] = {"begin", "BEGIN"},
+    [S_COMMIT] = {"commit", "COMMIT"},
+    [S_NOTIFY] = {"notify", "NOTIFY " CHANNEL},
+    [S_TOPIC_BY_NAME] = {"topic_by_name", "SELECT " TOPIC_COLS " FROM topics WHERE name = $1 AND deleted = 0"},
+    /* The topic and its partitions in one statement. A live topic of that name, even one being
+     * created by a concurrent transaction, makes it insert nothing and return no row. */
+    [S_TOPIC_INSERT] = {"topic_insert",
+                        "WITH t AS (INSERT INTO topics (name, uuid, partitions, created_ms)"
+                        " VALUES ($1, decode($2, 'hex'), $3::int, $4::bigint)"
+                        " ON CONFLICT (name) WHERE deleted = 0 DO NOTHING RETURNING id),"
+                        " p AS (INSERT INTO partitions (topic_id, partition)"
+                        " SELECT t.id, g FROM t, generate_series(0, $3::int - 1) g)"
+                        " SELECT id FROM t"},
+    [S_CONFIG_INSERT] = {"config_insert", "INSERT INTO topic_configs (topic_id, name, value) VALUES ($1, $2, $3)"
+                                          " ON CONFLICT (topic_id, name) DO UPDATE SET value = excluded.value"},
+    [S_TOPIC_MARK_DELETED] = {"topic_mark_deleted",
+                              "UPDATE topics SET deleted = 1 WHERE name = $1 AND deleted = 0 RETURNING id"},
+    [S_TOPIC_DELETE_PARTITIONS] = {"topic_delete_partitions", "DELETE FROM partitions WHERE topic_id = $1"},
+    [S_TOPIC_DELETE_CHUNKS] = {"topic_delete_chunks", "DELETE FROM chunks WHERE topic_id = $1"},
+    [S_TOPIC_DELETE_CONFIGS] = {"topic_delete_configs", "DELETE FROM topic_configs WHERE topic_id = $1"},
+    [S_TOPICS_LIST] = {"topics_list",
+                       "SELECT " TOPIC_COLS " FROM topics WHERE deleted = 0 ORDER BY name COLLATE \"C\""},
+    [S_CONFIGS_LIST] = {"configs_list",
+                        "SELECT name, value FROM topic_configs WHERE topic_id = $1 ORDER BY name COLLATE \"C\""},
+    [S_OBJECT_INSERT] = {"object_insert",
+                         "INSERT INTO objects (key, size, created_ms) VALUES ($1, $2, $3) RETURNING id"},
+    /* Checks (live topic, existing partition), takes the row lock, advances next_offset. */
+    [S_PARTITION_ADVANCE] = {"partition_advance",
+                             "UPDATE partitions SET next_offset = next_offset + $3"
+                             " WHERE topic_id = $1 AND partition = $2"
+                             " AND EXISTS (SELECT 1 FROM topics WHERE id = $1 AND deleted = 0)"
+                             " RETURNING next_offset"},
+    [S_CHUNK_INSERT] = {"chunk_insert",
+                        "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                        " batch_count, first_timestamp, max_timestamp)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
+    [S_PARTITION_OFFSETS] = {"partition_offsets", "SELECT log_start_offset, next_offset FROM partitions"
+                                                  " WHERE topic_id = $1 AND partition = $2"},
+    [S_FIND_CHUNKS] = {"find_chunks", "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                                      " WHERE c.topic_id = $1 AND c.partition = $2 AND c.last_offset >= $3"
+                                      " ORDER BY c.last_offset LIMIT $4"},
+    [S_FIND_CHUNKS_BY_TIME] = {"find_chunks_by_time",
+                               "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                               " WHERE c.topic_id = $1 AND c.partition = $2 AND c.max_timestamp >= $3"
+                               " ORDER BY c.base_offset LIMIT $4"},
+    [S_MAX_TIMESTAMP] = {"max_timestamp",
+                         "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
+                         " WHERE c.topic_id = $1 AND c.partition = $2 AND c.max_timestamp ="
+                         " (SELECT max(max_timestamp) FROM chunks WHERE topic_id = $1 AND partition = $2)"
+                         " ORDER BY c.base_offset LIMIT 1"},
+    [S_MEMBER_UPSERT] = {"member_upsert",
+                         "INSERT INTO members (" MEMBER_COLS ") VALUES ($1, $2, $3, $4, $5, " STORE_NOW_MS ")"
+                         " ON CONFLICT (id) DO UPDATE SET agent_group = excluded.agent_group,"
+                         " host = excluded.host, port_base = excluded.port_base, worker = excluded.worker,"
+                         " heartbeat_ms = excluded.heartbeat_ms"},
+    [S_MEMBERS_LIST] = {"members_list", "SELECT " MEMBER_COLS " FROM members"
+                                        " WHERE ($1::text IS NULL OR agent_group = $1)"
+                                        " AND heartbeat_ms >= " STORE_NOW_MS " - $2::bigint"
+                                        " ORDER BY id COLLATE \"C\""},
+    [S_MEMBER_DELETE] = {"member_delete", "DELETE FROM members WHERE id = $1"},
+};
+
+struct pg_store {
+    struct metastore base;
+    PGconn *conn;
+    char where[256];         /* the URL without its password, for log lines */
+    bool ready;              /* connected, statements prepared (and LISTEN issued if listen) */
+    bool was_ready;          /* the connection looked fine when this call began */
+    bool commit_sent;        /* this call sent COMMIT: if the answer is lost, so is the outcome */
+    bool listen;             /* notify_fd was asked for: LISTEN on every connection */
+    bool listening;          /* LISTEN issued on the current connection */
+    bool missed_wakeup;      /* reconnected: notifications sent meanwhile were lost */
+    bool connect_failed;     /* the last connection attempt failed, at last_connect_ms */
+    int64_t last_connect_ms;
+    int failures;            /* failed calls since the connection was last fine */
+    char last_error[256];    /* the last error logged, and when: repeats are counted, not logged */
+    int64_t last_error_ms;
+    int suppressed;
+};
+
+/* ---- errors ---- */
+
+/* Logs a failure, one line per distinct message: a dead server fails every call the same way,
+ * and a busy worker must not write a line per call. A repeated message is logged again after
+ * LOG_REPEAT_MS, with the number left out. */
+static void report(struct pg_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(struct pg_store *s, const char *fmt, ...)
+{
+    char msg[sizeof(s->last_error)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* libpq's messages span lines ("...\n\tIs the server running...?\n"): one line, single spaces. */
+    size_t len = 0;
+    for (const char *p = msg; *p; p++) {
+        char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
+        if (ch != ' ' || (len > 0 && msg[len - 1] != ' '))
+            msg[len++] = ch;
+    }
+    while (len > 0 && msg[len - 1] == ' ')
+        len--;
+    msg[len] = '\0';
+    s->failures++;
+    int64_t now = mono_ms();
+    if (strcmp(msg, s->last_error) == 0 && now - s->last_error_ms < LOG_REPEAT_MS) {
+        s->suppressed++;
+        return;
+    }
+    if (s->suppressed)
+        log_error("metastore: %s: %s (%d similar failures not logged)", s->where, msg, s->suppressed);
+    else
+        log_error("metastore: %s: %s", s->where, msg);
+    memcpy(s->last_error, msg, len + 1);
+    s->last_error_ms = now;
+    s->suppressed = 0;
+}
+
+/* After a failed statement: a broken connection (server gone or restarting, network) is marked
+ * for a reconnect; any other error leaves the connection as it is. */
+static void check_conn(struct pg_store *s, const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (PQstatus(s->conn) != CONNECTION_OK ||
+        (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)))
+        s->ready = false;
+}
+
+static void fail(struct pg_store *s, const PGresult *r, const char *what)
+{
+    check_conn(s, r);
+    const char *msg = r ? PQresultErrorMessage(r) : "";
+    report(s, "%s: %s", what, msg[0] ? msg : PQerrorMessage(s->conn));
+}
+
+/* ---- statements ---- */
+
+/* Text parameters: strings as they are, integers printed. */
+struct params {
+    int n;
+    const char *v[10];
+    char num[10][24];
+};
+
+static void par_str(struct params *p, const char *v) { p->v[p->n++] = v; }
+
+static void par_i64(struct params *p, int64_t x)
+{
+    snprintf(p->num[p->n], sizeof(p->num[0]), "%" PRId64, x);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static int64_t get_i64(const PGresult *r, int row, int col) { return strtoll(PQgetvalue(r, row, col), NULL, 10); }
+
+/* Runs a prepared statement: its result (the caller clears it), or NULL after reporting. */
+static PGresult *exec(struct pg_store *s, enum stmt_id id, const struct params *p, const char *what)
+{
+    PGresult *r = PQexecPrepared(s->conn, stmts[id].name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    fail(s, r, what);
+    PQclear(r);
+    return NULL;
+}
+
+static int exec_cmd(struct pg_store *s, enum stmt_id id, const struct params *p, const char *what)
+{
+    PGresult *r = exec(s, id, p, what);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+/* Ends a failed transaction. The failure itself was reported. */
+static void rollback(struct pg_store *s)
+{
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        return;
+    PGTransactionStatusType ts = PQtransactionStatus(s->conn);
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return;
+    PGresult *r = PQexec(s->conn, "ROLLBACK");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        check_conn(s, r);
+    PQclear(r);
+}
+
+static int abort_tx(struct pg_store *s)
+{
+    rollback(s);
+    return -1;
+}
+
+/* COMMIT. Once it is sent the call is never retried: if the answer is lost, the outcome is unknown. */
+static int commit(struct pg_store *s, const char *what)
+{
+    s->commit_sent = true;
+    PGresult *r = exec(s, S_COMMIT, NULL, what);
+    if (!r)
+        return -1;
+    /* A transaction that failed earlier answers COMMIT with ROLLBACK. */
+    bool ok = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    if (!ok) {
+        report(s, "%s: transaction rolled back", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- pipelines: several statements in one round trip ---- */
+
+struct pipe {
+    int n;       /* statements queued */
+    bool failed; /* a statement could not be queued */
+};
+
+static void pipe_start(struct pg_store *s, struct pipe *pp)
+{
+    memset(pp, 0, sizeof(*pp));
+    if (!PQenterPipelineMode(s->conn))
+        pp->failed = true;
+}
+
+static void pipe_send(struct pg_store *s, struct pipe *pp, enum stmt_id id, const struct params *p)
+{
+    if (pp->failed)
+        return;
+    if (PQsendQueryPrepared(s->conn, stmts[id].name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0))
+        pp->n++;
+    else
+        pp->failed = true;
+}
+
+/* Sends the Sync that ends the pipeline and reads the results of its statements into res[0..n)
+ * (each a result to clear, or NULL). Returns 0 if every statement succeeded; otherwise reports
+ * the first error and returns -1. Leaves pipeline mode either way. */
+static int pipe_finish(struct pg_store *s, struct pipe *pp, PGresult **res, const char *what)
+{
+    const PGresult *bad = NULL;
+    int rc = pp->failed ? -1 : 0;
+    memset(res, 0, (size_t)pp->n * sizeof(*res));
+    if (PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF)
+        goto out;
+    if (!PQpipelineSync(s->conn)) {
+        rc = -1;
+        goto out;
+    }
+    for (int i = 0; i < pp->n; i++) {
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) { /* the connection broke */
+            rc = -1;
+            goto out;
+        }
+        res[i] = r;
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            rc = -1;
+            if (!bad && st != PGRES_PIPELINE_ABORTED)
+                bad = r;
+            if (PQstatus(s->conn) != CONNECTION_OK)
+                goto out;
+        }
+        PGresult *end = PQgetResult(s->conn); /* NULL closes each statement's results */
+        if (end) {
+            PQclear(end);
+            rc = -1;
+            s->ready = false; /* out of step with the server: start over */
+            goto out;
+        }
+    }
+    PGresult *sync = PQgetResult(s->conn);
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+        rc = -1;
+        s->ready = false;
+    }
+    PQclear(sync);
+out:
+    if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF &&
+        !PQexitPipelineMode(s->conn))
+        s->ready = false;
+    if (rc < 0)
+        fail(s, bad, what);
+    return rc;
+}
+
+static void clear_all(PGresult **res, int n)
+{
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
+}
+
+/* ---- connection ---- */
+
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    log_debug("metastore: postgres: %s", msg);
+}
+
+static int listen_now(struct pg_store *s)
+{
+    PGresult *r = PQexec(s->conn, "LISTEN " CHANNEL);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        fail(s, r, "LISTEN");
+    PQclear(r);
+    s->listening = ok;
+    return ok ? 0 : -1;
+}
+
+/* Readies a fresh connection: every statement prepared (one round trip), LISTEN if wanted. */
+static int setup_conn(struct pg_store *s)
+{
+    PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
+    s->listening = false;
+    struct pipe pp;
+    pipe_start(s, &pp);
+    for (int i = 0; i < S_COUNT && !pp.failed; i++) {
+        if (PQsendPrepare(s->conn, stmts[i].name, stmts[i].sql, 0, NULL))
+            pp.n++;
+        else
+            pp.failed = true;
+    }
+    PGresult *res[S_COUNT];
+    int rc = pipe_finish(s, &pp, res, "preparing statements");
+    clear_all(res, pp.n);
+    if (rc < 0)
+        return -1;
+    if (s->listen && listen_now(s) < 0)
+        return -1;
+    return 0;
+}
+
+/* Every call starts here. A dropped connection is re-established at once, but after a failed
+ * attempt the next one waits RECONNECT_INTERVAL_MS: a dead server answers at once, and a busy
+ * worker would otherwise try on every call. Calls refused in between count as repeats of the
+ * last error. */
+static int call_begin(struct pg_store *s)
+{
+    s->commit_sent = false;
+    s->was_ready = s->ready && PQstatus(s->conn) == CONNECTION_OK;
+    if (s->was_ready)
+        return 0;
+    s->ready = false;
+    int64_t now = mono_ms();
+    if (s->connect_failed && now - s->last_connect_ms < RECONNECT_INTERVAL_MS) {
+        s->failures++;
+        s->suppressed++;
+        return -1;
+    }
+    s->last_connect_ms = now;
+    s->connect_failed = true;
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        report(s, "connect: %s", PQerrorMessage(s->conn));
+        return -1;
+    }
+    if (setup_conn(s) < 0)
+        return -1;
+    s->connect_failed = false;
+    s->ready = true;
+    log_info("metastore: %s: reconnected after %d failed calls", s->where, s->failures);
+    s->failures = 0;
+    s->suppressed = 0;
+    s->last_error[0] = '\0';
+    s->missed_wakeup = s->listen;
+    return 0;
+}
+
+/* A call that failed because the connection it began with had gone stale (not because the
+ * server is down now) reconnects and runs once more, unless it sent COMMIT. */
+static bool retry(struct pg_store *s, int rc, int attempt)
+{
+    return rc == -1 && attempt == 0 && s->was_ready && !s->ready && !s->commit_sent;
+}
+
+/* ---- topics ---- */
+
+static void random_uuid(uint8_t u[16])
+{
+    for (;;) {
+        size_t got = 0;
+        while (got < 16) {
+            ssize_t r = getrandom(u + got, 16 - got, 0);
+            if (r > 0)
+                got += (size_t)r;
+        }
+        u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
+        u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+        /* As Kafka's Uuid.randomUuid: no id whose base64 form starts with '-' (index 62). */
+        if (u[0] >> 2 != 62)
+            return;
+    }
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static void read_topic(const PGresult *r, int row, struct topic_info *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = get_i64(r, row, 0);
+    snprintf(t->name, sizeof(t->name), "%s", PQgetvalue(r, row, 1));
+    const char *hex = PQgetvalue(r, row, 2);
+    if (strlen(hex) == 32)
+        for (int i = 0; i < 16; i++)
+            t->uuid[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+    t->partitions = (int32_t)get_i64(r, row, 3);
+    t->created_ms = get_i64(r, row, 4);
+}
+
+static int create_topic_once(struct pg_store *s, const char *name, int32_t partitions,
+                             const struct topic_config *configs, int nconfigs, struct topic_info *out)
+{
+    struct topic_info t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "%s", name);
+    random_uuid(t.uuid);
+    t.partitions = partitions;
+    t.created_ms = wall_ms();
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", t.uuid[i]);
+
+    if (exec_cmd(s, S_BEGIN, NULL, "create topic") < 0)
+        return -1;
+    struct params p = {0};
+    par_str(&p, name);
+    par_str(&p, hex);
+    par_i64(&p, partitions);
+    par_i64(&p, t.created_ms);
+    PGresult *r = exec(s, S_TOPIC_INSERT, &p, "create topic");
+    if (!r)
+        return abort_tx(s);
+    bool created = PQntuples(r) == 1;
+    if (created)
+        t.id = get_i64(r, 0, 0);
+    PQclear(r);
+    if (!created) {
+        rollback(s);
+        return KERR_TOPIC_ALREADY_EXISTS;
+    }
+    for (int i = 0; i < nconfigs; i++) {
+        p = (struct params){0};
+        par_i64(&p, t.id);
+        par_str(&p, configs[i].key);
+        par_str(&p, configs[i].value);
+        if (exec_cmd(s, S_CONFIG_INSERT, &p, "create topic config") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s, "create topic") < 0)
+        return abort_tx(s);
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int pg_create_topic(struct metastore *m, const char *name, int32_t partitions,
+                           const struct topic_config *configs, int nconfigs, struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    size_t name_len = strlen(name);
+    if (name_len == 0 || name_len > TOPIC_NAME_MAX)
+        return KERR_INVALID_TOPIC_EXCEPTION;
+    if (partitions < 1)
+        return KERR_INVALID_PARTITIONS;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = create_topic_once(s, name, partitions, configs, nconfigs, out);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int delete_topic_once(struct pg_store *s, const char *name)
+{
+    if (exec_cmd(s, S_BEGIN, NULL, "delete topic") < 0)
+        return -1;
+    struct params p = {0};
+    par_str(&p, name);
+    PGresult *r = exec(s, S_TOPIC_MARK_DELETED, &p, "delete topic");
+    if (!r)
+        return abort_tx(s);
+    bool found = PQntuples(r) == 1;
+    int64_t id = found ? get_i64(r, 0, 0) : 0;
+    PQclear(r);
+    if (!found) {
+        rollback(s);
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    /* The topic row stays (deleted = 1) so its id is never reused. Partitions go before chunks:
+     * deleting a partition row waits for a commit holding its lock, and the chunk delete, a
+     * new statement, then sees that commit's chunks too. */
+    static const enum stmt_id steps[] = {S_TOPIC_DELETE_PARTITIONS, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_CONFIGS};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        p = (struct params){0};
+        par_i64(&p, id);
+        if (exec_cmd(s, steps[i], &p, "delete topic") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s, "delete topic") < 0)
+        return abort_tx(s);
+    return 0;
+}
+
+static int pg_delete_topic(struct metastore *m, const char *name)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = delete_topic_once(s, name);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int get_topic_once(struct pg_store *s, const char *name, struct topic_info *out)
+{
+    struct params p = {0};
+    par_str(&p, name);
+    PGresult *r = exec(s, S_TOPIC_BY_NAME, &p, "get topic");
+    if (!r)
+        return -1;
+    int rc = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (PQntuples(r) == 1) {
+        read_topic(r, 0, out);
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_get_topic(struct metastore *m, const char *name, struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = get_topic_once(s, name, out);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+/* malloc(0) may answer NULL, which callers take for "nothing": fine, they free it anyway. */
+static void *alloc_rows(int n, size_t size)
+{
+    if (n == 0)
+        return NULL;
+    void *v = calloc((size_t)n, size);
+    if (!v)
+        abort();
+    return v;
+}
+
+static int list_topics_once(struct pg_store *s, struct topic_info **out, int *n)
+{
+    PGresult *r = exec(s, S_TOPICS_LIST, NULL, "list topics");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct topic_info *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++)
+        read_topic(r, i, &v[i]);
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_list_topics(struct metastore *m, struct topic_info **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = list_topics_once(s, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int topic_configs_once(struct pg_store *s, int64_t topic_id, struct topic_config **out, int *n)
+{
+    struct params p = {0};
+    par_i64(&p, topic_id);
+    PGresult *r = exec(s, S_CONFIGS_LIST, &p, "list topic configs");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct topic_config *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++) {
+        snprintf(v[i].key, sizeof(v[i].key), "%s", PQgetvalue(r, i, 0));
+        snprintf(v[i].value, sizeof(v[i].value), "%s", PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = topic_configs_once(s, topic_id, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+/* ---- produce: one transaction per object ---- */
+
+/* A chunk's place in the commit: sorted by (topic, partition, index), so partitions are locked
+ * in one global order and a partition's chunks keep their array order. */
+struct commit_slot {
+    int64_t topic_id;
+    int32_t partition;
+    int idx;
+};
+
+static int by_partition(const void *a, const void *b)
+{
+    const struct commit_slot *x = a, *y = b;
+    if (x->topic_id != y->topic_id)
+        return x->topic_id < y->topic_id ? -1 : 1;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->idx - y->idx;
+}
+
+/* Round trip 1: BEGIN, the object row, and one UPDATE ... RETURNING per partition (its offsets
+ * for all its chunks at once). Round trip 2: the chunk rows, NOTIFY, COMMIT. */
+static int commit_once(struct pg_store *s, const char *object_key, uint64_t object_size,
+                       struct commit_chunk *chunks, int nchunks)
+{
+    struct commit_slot *slots = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*slots));
+    PGresult **res = malloc((size_t)(nchunks + 3) * sizeof(*res));
+    int *group_start = malloc((size_t)(nchunks + 1) * sizeof(*group_start));
+    int64_t *group_count = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*group_count));
+    if (!slots || !res || !group_start || !group_count)
+        abort();
+    int nslots = 0;
+    for (int i = 0; i < nchunks; i++) {
+        struct commit_chunk *c = &chunks[i];
+        c->base_offset = -1;
+        c->error = 0;
+        if (c->offset_count < 1) /* a chunk must take offsets: a caller bug, not the store's */
+            c->error = KERR_INVALID_RECORD;
+        else
+            slots[nslots++] = (struct commit_slot){c->topic_id, c->partition, i};
+    }
+    qsort(slots, (size_t)nslots, sizeof(*slots), by_partition);
+    /* Groups: the chunks of one partition, and the offsets they take together. */
+    int ngroups = 0;
+    for (int i = 0; i < nslots; i++) {
+        if (i == 0 || slots[i].topic_id != slots[i - 1].topic_id || slots[i].partition != slots[i - 1].partition) {
+            group_start[ngroups] = i;
+            group_count[ngroups++] = 0;
+        }
+        group_count[ngroups - 1] += chunks[slots[i].idx].offset_count;
+    }
+    group_start[ngroups] = nslots;
+
+    int rc = -1;
+    struct pipe pp;
+    pipe_start(s, &pp);
+    pipe_send(s, &pp, S_BEGIN, NULL);
+    struct params p = {0};
+    par_str(&p, object_key);
+    par_i64(&p, (int64_t)object_size);
+    par_i64(&p, wall_ms());
+    pipe_send(s, &pp, S_OBJECT_INSERT, &p);
+    for (int g = 0; g < ngroups; g++) {
+        p = (struct params){0};
+        par_i64(&p, slots[group_start[g]].topic_id);
+        par_i64(&p, slots[group_start[g]].partition);
+        par_i64(&p, group_count[g]);
+        pipe_send(s, &pp, S_PARTITION_ADVANCE, &p);
+    }
+    int sent = pp.n;
+    if (pipe_finish(s, &pp, res, "commit object") < 0) {
+        clear_all(res, sent);
+        goto out;
+    }
+    int64_t object_id = get_i64(res[1], 0, 0);
+    int assigned = 0;
+    for (int g = 0; g < ngroups; g++) {
+        const PGresult *r = res[2 + g];
+        bool found = PQntuples(r) == 1;
+        int64_t base = found ? get_i64(r, 0, 0) - group_count[g] : -1;
+        for (int i = group_start[g]; i < group_start[g + 1]; i++) {
+            struct commit_chunk *c = &chunks[slots[i].idx];
+            if (!found) {
+                c->error = KERR_UNKNOWN_TOPIC_OR_PARTITION; /* deleted meanwhile, or no such partition */
+                continue;
+            }
+            c->base_offset = base;
+            base += c->offset_count;
+            assigned++;
+        }
+    }
+    clear_all(res, sent);
+
+    pipe_start(s, &pp);
+    for (int i = 0; i < nslots; i++) {
+        const struct commit_chunk *c = &chunks[slots[i].idx];
+        if (c->base_offset < 0)
+            continue;
+        p = (struct params){0};
+        par_i64(&p, c->topic_id);
+        par_i64(&p, c->partition);
+        par_i64(&p, c->base_offset);
+        par_i64(&p, c->base_offset + c->offset_count - 1);
+        par_i64(&p, object_id);
+        par_i64(&p, (int64_t)c->pos);
+        par_i64(&p, c->len);
+        par_i64(&p, c->batch_count);
+        par_i64(&p, c->first_timestamp);
+        par_i64(&p, c->max_timestamp);
+        pipe_send(s, &pp, S_CHUNK_INSERT, &p);
+    }
+    if (assigned > 0)
+        pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */
+    pipe_send(s, &pp, S_COMMIT, NULL);
+    s->commit_sent = true;
+    sent = pp.n;
+    if (pipe_finish(s, &pp, res, "commit object") == 0) {
+        /* A transaction that failed earlier answers COMMIT with ROLLBACK. */
+        if (strcmp(PQcmdStatus(res[sent - 1]), "COMMIT") == 0)
+            rc = 0;
+        else
+            report(s, "commit object: transaction rolled back");
+    }
+    clear_all(res, sent);
+out:
+    if (rc < 0)
+        rollback(s);
+    free(slots);
+    free(res);
+    free(group_start);
+    free(group_count);
+    return rc;
+}
+
+/* A failed commit assigns nothing: every chunk answers KAFKA_STORAGE_ERROR. */
+static int fail_commit(struct commit_chunk *chunks, int nchunks)
+{
+    for (int i = 0; i < nchunks; i++) {
+        chunks[i].base_offset = -1;
+        chunks[i].error = KERR_KAFKA_STORAGE_ERROR;
+    }
+    return -1;
+}
+
+static int pg_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
+                            struct commit_chunk *chunks, int nchunks)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    if (strlen(object_key) >= sizeof(((struct chunk_ref *)0)->object_key)) {
+        log_error("metastore: object key too long: %s", object_key);
+        return fail_commit(chunks, nchunks);
+    }
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return fail_commit(chunks, nchunks);
+        int rc = commit_once(s, object_key, object_size, chunks, nchunks);
+        if (rc == 0)
+            return 0;
+        if (!retry(s, rc, attempt))
+            return fail_commit(chunks, nchunks);
+    }
+}
+
+/* ---- fetch and ListOffsets ---- */
+
+static int partition_offsets_once(struct pg_store *s, int64_t topic_id, int32_t partition, int64_t *log_start,
+                                  int64_t *high_watermark)
+{
+    struct params p = {0};
+    par_i64(&p, topic_id);
+    par_i64(&p, partition);
+    PGresult *r = exec(s, S_PARTITION_OFFSETS, &p, "partition offsets");
+    if (!r)
+        return -1;
+    int rc = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (PQntuples(r) == 1) {
+        *log_start = get_i64(r, 0, 0);
+        *high_watermark = get_i64(r, 0, 1);
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
+                                int64_t *high_watermark)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = partition_offsets_once(s, topic_id, partition, log_start, high_watermark);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static void read_chunk(const PGresult *r, int row, struct chunk_ref *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->object_key, sizeof(c->object_key), "%s", PQgetvalue(r, row, 0));
+    c->pos = (uint64_t)get_i64(r, row, 1);
+    c->len = (uint32_t)get_i64(r, row, 2);
+    c->batch_count = (int32_t)get_i64(r, row, 3);
+    c->base_offset = get_i64(r, row, 4);
+    c->last_offset = get_i64(r, row, 5);
+    c->max_timestamp = get_i64(r, row, 6);
+}
+
+/* Runs one of the chunk queries ($1 topic, $2 partition, $3 bound, $4 limit); max_timestamp
+ * takes only the first two. Returns the count of rows read, or -1. */
+static int chunk_query_once(struct pg_store *s, enum stmt_id id, int64_t topic_id, int32_t partition,
+                            int64_t bound, struct chunk_ref *out, int max)
+{
+    struct params p = {0};
+    par_i64(&p, topic_id);
+    par_i64(&p, partition);
+    if (id != S_MAX_TIMESTAMP) {
+        par_i64(&p, bound);
+        par_i64(&p, max);
+    }
+    PGresult *r = exec(s, id, &p, id == S_MAX_TIMESTAMP ? "max timestamp" : "find chunks");
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    if (n > max)
+        n = max;
+    for (int i = 0; i < n; i++)
+        read_chunk(r, i, &out[i]);
+    PQclear(r);
+    return n;
+}
+
+static int chunk_query(struct pg_store *s, enum stmt_id id, int64_t topic_id, int32_t partition, int64_t bound,
+                       struct chunk_ref *out, int max)
+{
+    if (max <= 0)
+        return 0;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = chunk_query_once(s, id, topic_id, partition, bound, out, max);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int pg_find_chunks(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
+                          struct chunk_ref *out, int max)
+{
+    return chunk_query((struct pg_store *)m, S_FIND_CHUNKS, topic_id, partition, from_offset, out, max);
+}
+
+static int pg_find_chunks_by_time(struct metastore *m, int64_t topic_id, int32_t partition, int64_t ts,
+                                  struct chunk_ref *out, int max)
+{
+    return chunk_query((struct pg_store *)m, S_FIND_CHUNKS_BY_TIME, topic_id, partition, ts, out, max);
+}
+
+static int pg_max_timestamp(struct metastore *m, int64_t topic_id, int32_t partition, struct chunk_ref *out)
+{
+    int n = chunk_query((struct pg_store *)m, S_MAX_TIMESTAMP, topic_id, partition, 0, out, 1);
+    return n < 0 ? -1 : n == 1 ? 0 : 1;
+}
+
+/* ---- membership ---- */
+
+/* A fixed-size field that may lack its terminator, as a string. */
+static const char *field(char *buf, size_t bufsize, const char *v, size_t size)
+{
+    snprintf(buf, bufsize, "%.*s", (int)strnlen(v, size), v);
+    return buf;
+}
+
+static int heartbeat_once(struct pg_store *s, const struct member_info *self)
+{
+    char id[sizeof(self->id) + 1], group[sizeof(self->agent_group) + 1], host[sizeof(self->host) + 1];
+    struct params p = {0};
+    par_str(&p, field(id, sizeof(id), self->id, sizeof(self->id)));
+    par_str(&p, field(group, sizeof(group), self->agent_group, sizeof(self->agent_group)));
+    par_str(&p, field(host, sizeof(host), self->host, sizeof(self->host)));
+    par_i64(&p, self->port_base);
+    par_i64(&p, self->worker);
+    return exec_cmd(s, S_MEMBER_UPSERT, &p, "heartbeat");
+}
+
+static int pg_heartbeat(struct metastore *m, const struct member_info *self)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = heartbeat_once(s, self);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int list_members_once(struct pg_store *s, const char *agent_group, int64_t alive_within_ms,
+                             struct member_info **out, int *n)
+{
+    struct params p = {0};
+    par_str(&p, agent_group); /* NULL: SQL NULL, every group */
+    par_i64(&p, alive_within_ms);
+    PGresult *r = exec(s, S_MEMBERS_LIST, &p, "list members");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct member_info *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++) {
+        snprintf(v[i].id, sizeof(v[i].id), "%s", PQgetvalue(r, i, 0));
+        snprintf(v[i].agent_group, sizeof(v[i].agent_group), "%s", PQgetvalue(r, i, 1));
+        snprintf(v[i].host, sizeof(v[i].host), "%s", PQgetvalue(r, i, 2));
+        v[i].port_base = (int32_t)get_i64(r, i, 3);
+        v[i].worker = (int32_t)get_i64(r, i, 4);
+        v[i].heartbeat_ms = get_i64(r, i, 5);
+    }
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_list_members(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
+                           struct member_info **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = list_members_once(s, agent_group, alive_within_ms, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int pg_remove_member(struct metastore *m, const char *id)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    struct params p = {0};
+    par_str(&p, id);
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = exec_cmd(s, S_MEMBER_DELETE, &p, "remove member");
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+/* ---- notifications ---- */
+
+static int pg_notify_fd(struct metastore *m)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    s->listen = true; /* from now on every connection of this handle listens */
+    if (call_begin(s) < 0)
+        return -1;
+    if (!s->listening && listen_now(s) < 0)
+        return -1;
+    return PQsocket(s->conn);
+}
+
+static int consume_once(struct pg_store *s)
+{
+    if (!PQconsumeInput(s->conn)) {
+        fail(s, NULL, "notifications");
+        return -1;
+    }
+    int n = 0;
+    PGnotify *nt;
+    while ((nt = PQnotifies(s->conn))) {
+        if (nt->be_pid != PQbackendPID(s->conn)) /* this handle's own commits are no news */
+            n++;
+        PQfreemem(nt);
+    }
+    if (s->missed_wakeup) { /* commits made while disconnected were announced to nobody */
+        s->missed_wakeup = false;
+        n++;
+    }
+    return n;
+}
+
+static int pg_consume_notifications(struct metastore *m)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = consume_once(s);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+/* ---- open / close ---- */
+
+static void pg_close(struct metastore *m)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    PQfinish(s->conn);
+    free(s);
+}
+
+static const struct metastore_ops pg_ops = {
+    .close = pg_close,
+    .create_topic = pg_create_topic,
+    .delete_topic = pg_delete_topic,
+    .get_topic = pg_get_topic,
+    .list_topics = pg_list_topics,
+    .topic_configs = pg_topic_configs,
+    .commit_object = pg_commit_object,
+    .partition_offsets = pg_partition_offsets,
+    .find_chunks = pg_find_chunks,
+    .find_chunks_by_time = pg_find_chunks_by_time,
+    .max_timestamp = pg_max_timestamp,
+    .heartbeat = pg_heartbeat,
+    .list_members = pg_list_members,
+    .remove_member = pg_remove_member,
+    .notify_fd = pg_notify_fd,
+    .consume_notifications = pg_consume_notifications,
+};
+
+/* "postgres://user@host:port/db" for log lines: the URL's parts without the password. */
+static int describe(const char *url, char *out, size_t outlen, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (!opts) {
+        snprintf(err, errlen, "invalid metadata URL: %s", msg ? msg : "out of memory");
+        PQfreemem(msg);
+        return -1;
+    }
+    const char *user = "", *host = "", *port = "", *db = "";
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    snprintf(out, outlen, "postgres://%s%s%s%s%s/%s", user, user[0] ? "@" : "", host, port[0] ? ":" : "", port, db);
+    PQconninfoFree(opts);
+    return 0;
+}
+
+/* Brings the schema to SCHEMA_VERSION in one transaction. The advisory lock makes agents that
+ * start together take turns: CREATE TABLE IF NOT EXISTS alone races on the catalog. */
+static int migrate(struct pg_store *s, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ");"
+                                  " CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
+                                  " SELECT coalesce(max(version), 0) FROM schema_version");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        goto fail;
+    int version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s has schema version %d, newer than this sluice's %d", s->where, version,
+                 SCHEMA_VERSION);
+        rollback(s);
+        return -1;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        r = PQexec(s->conn, migrations[v]);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            goto fail;
+        PQclear(r);
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DELETE FROM schema_version; INSERT INTO schema_version VALUES (%d); COMMIT",
+             SCHEMA_VERSION);
+    r = PQexec(s->conn, version < SCHEMA_VERSION ? sql : "COMMIT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        goto fail;
+    PQclear(r);
+    if (version < SCHEMA_VERSION)
+        log_info("metastore: %s schema at version %d (was %d)", s->where, SCHEMA_VERSION, version);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: schema: %s", s->where, r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+    PQclear(r);
+    rollback(s);
+    return -1;
+}
+
+struct metastore *metastore_pg_open(const char *url, char *err, size_t errlen)
+{
+    struct pg_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &pg_ops;
+    if (describe(url, s->where, sizeof(s->where), err, errlen) < 0) {
+        free(s);
+        return NULL;
+    }
+    /* Defaults the URL may override (it comes last): a dead host or a silent network must fail
+     * calls within seconds, not hang a worker for the kernel's TCP timeouts. */
+    const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"5", "10", "3", "3", "15000", "sluice", url, NULL};
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to %s: %s", s->where, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        goto fail;
+    }
+    PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
+    if (migrate(s, err, errlen) < 0)
+        goto fail;
+    if (setup_conn(s) < 0) {
+        snprintf(err, errlen, "%s: %s", s->where, s->last_error);
+        goto fail;
+    }
+    s->ready = true;
+    return &s->base;
+fail:
+    /* libpq's messages end in a newline. */
+    for (size_t len = strlen(err); len > 0 && (err[len - 1] == '\n' || err[len - 1] == ' ');)
+        err[--len] = '\0';
+    pg_close(&s->base);
+    return NULL;
+}
