@@ -10,6 +10,7 @@ root), database "sluice". stop()/start() keep the folder and the port, for fault
     finally:
         pg.cleanup()
 """
+import atexit
 import os
 import pwd
 import shutil
@@ -36,6 +37,7 @@ class PgServer:
         self.dbname = dbname
         self.fsync = fsync
         self.dir = tempfile.mkdtemp(prefix="sluice-pg-")
+        atexit.register(self.cleanup)  # a test that forgets cleanup() leaves no server behind
         if self._user:
             os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
         self.datadir = os.path.join(self.dir, "data")
@@ -105,6 +107,7 @@ class PgServer:
         except Exception:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+        atexit.unregister(self.cleanup)
 
 
 if __name__ == "__main__":

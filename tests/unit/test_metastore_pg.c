@@ -647,7 +647,8 @@ TEST(metastore_sqlite_migrates_to_members)
     metastore_close(m);
     sqlite3 *db;
     CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; UPDATE schema_version SET version = 1", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+             SQLITE_OK);
     sqlite3_close(db);
 
     m = open_url(url);

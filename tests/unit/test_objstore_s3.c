@@ -19,6 +19,7 @@
 #include "check.h"
 #include "storage/objstore.h"
 #include "storage/objstore_s3.h"
+#include "storage/s3_xml.h"
 
 /* ---- URL parsing ---- */
 
@@ -143,6 +144,57 @@ TEST(s3_open_needs_credentials)
     free(sk);
 }
 
+/* ---- the XML of S3's answers ---- */
+
+static int unescaped_is(const char *xml, const char *want)
+{
+    struct buf b;
+    buf_init(&b);
+    int ok = s3_xml_unescape(xml, xml + strlen(xml), &b) == 0 && b.len == strlen(want) &&
+             memcmp(b.data, want, b.len) == 0;
+    buf_free(&b);
+    return ok;
+}
+
+static int unescape_fails(const char *xml)
+{
+    struct buf b;
+    buf_init(&b);
+    int rc = s3_xml_unescape(xml, xml + strlen(xml), &b);
+    buf_free(&b);
+    return rc == -1;
+}
+
+TEST(s3_xml_entities)
+{
+    CHECK(unescaped_is("plain/key.obj", "plain/key.obj"));
+    CHECK(unescaped_is("a&amp;b&lt;c&gt;d&quot;e&apos;f", "a&b<c>d\"e'f"));
+    CHECK(unescaped_is("&#65;&#x42;&#X43;&#233;&#x20AC;&#x1F600;", "ABC\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));
+    CHECK(unescape_fails("a&b"));        /* no ';' */
+    CHECK(unescape_fails("&nbsp;"));     /* not an XML entity */
+    CHECK(unescape_fails("&#;"));
+    CHECK(unescape_fails("&#x;"));
+    CHECK(unescape_fails("&#0;"));
+    CHECK(unescape_fails("&#xD800;"));   /* a surrogate */
+    CHECK(unescape_fails("&#x110000;")); /* past Unicode */
+    CHECK(unescape_fails("&#12a;"));
+}
+
+TEST(s3_xml_find_element_text)
+{
+    const char *doc = "<R><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b</Key><Size>12</Size></Contents>"
+                      "<Contents><Key></Key></Contents><Open>never closed</R>";
+    const char *end = doc + strlen(doc), *s, *e;
+    CHECK(s3_xml_find(doc, end, "IsTruncated", &s, &e) && e - s == 4 && !strncmp(s, "true", 4));
+    CHECK(s3_xml_find(doc, end, "Key", &s, &e) && e - s == 7 && !strncmp(s, "a&amp;b", 7));
+    const char *c1s, *c1e;
+    CHECK(s3_xml_find(doc, end, "Contents", &c1s, &c1e));
+    CHECK(s3_xml_find(c1e, end, "Key", &s, &e) && e == s); /* the second entry's empty key */
+    CHECK(!s3_xml_find(doc, end, "Open", &s, &e));
+    CHECK(!s3_xml_find(doc, end, "Missing", &s, &e));
+    CHECK(!s3_xml_find(doc, doc, "R", &s, &e));
+}
+
 /* ---- a live S3 server ---- */
 
 struct server {
@@ -207,8 +259,10 @@ static int server_start(struct server *srv, const char *service_endpoint)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        const char *argv[] = {"node", "--openssl-legacy-provider", "tests/s3/serve.js", "--port", port, "--directory", data,
-                              service_endpoint ? "--service-endpoint" : NULL, service_endpoint, NULL};
+        /* The legacy provider: s3rver 3.7.1 makes its list continuation tokens with DES. */
+        const char *argv[] = {"node", "--openssl-legacy-provider", "tests/s3/serve.js", "--port", port,
+                              "--directory", data, service_endpoint ? "--service-endpoint" : NULL, service_endpoint,
+                              NULL};
         execvp("node", (char **)argv);
         _exit(127);
     }
@@ -396,6 +450,8 @@ TEST(s3_live_put_get_delete_list)
     CHECK_EQ(objstore_put(s, odd, "odd", 3), 0);
     CHECK(get_is(s, odd, 0, 3, (const uint8_t *)"odd"));
     CHECK_EQ(objstore_put(s, "objects/empty.obj", "", 0), 0);
+    CHECK_EQ(objstore_put(s, "null.obj", NULL, 0), 0); /* no data at all */
+    CHECK_EQ(objstore_delete(s, "null.obj"), 0);
     CHECK_EQ(objstore_put(s, "other/x.obj", "12345", 5), 0);
     CHECK_EQ(objstore_put(s, "objects/a.obj", "over", 4), 0); /* overwrite */
     CHECK(get_is(s, "objects/a.obj", 0, 4, (const uint8_t *)"over"));
@@ -639,7 +695,8 @@ TEST(s3_live_server_down_fails_fast_then_recovers)
     buf_init(&b);
     CHECK(objstore_get_range(s, "o", 0, 5, &b) != 0);
     CHECK(objstore_put(s, "p", "x", 1) != 0);
-    CHECK(ms_now() - t0 < 2 * 1600); /* connection refused: only the backoff pauses */
+    /* Connection refused: only the backoff pauses (at most 1.55 s per operation), not timeouts. */
+    CHECK(ms_now() - t0 < 5000);
     CHECK_EQ(b.len, 0);
     buf_free(&b);
     CHECK_EQ(server_start(&srv, NULL), 0); /* same port, same folder */

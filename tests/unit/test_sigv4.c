@@ -232,7 +232,8 @@ TEST(sigv4_query_encoded_before_sorting)
     struct buf creq;
     buf_init(&creq);
     CHECK_EQ(sigv4_canonical_request(&rq, &creq), 0);
-    CHECK(starts_with((const char *)creq.data, "GET\n/b\na=y&a=z&a-b=1&continuation-token=ab%2B%2Fc%3D%3D&list-type=2&prefix=x%20y%2F\n"));
+    CHECK(starts_with((const char *)creq.data,
+                      "GET\n/b\na=y&a=z&a-b=1&continuation-token=ab%2B%2Fc%3D%3D&list-type=2&prefix=x%20y%2F\n"));
     buf_free(&creq);
 }
 

@@ -157,6 +157,12 @@ int64_t broker_next_deadline(struct broker *b)
 void broker_tick(struct broker *b, int64_t now_ms)
 {
     produce_maybe_flush(b, now_ms, b->draining);
+    /* Other calls on this connection may have read a notification off the socket before the
+     * watch saw it: drain them here while fetches wait (one non-blocking recv). */
+    if (b->waiters && metastore_consume_notifications(b->meta) > 0) {
+        b->offsets_epoch++;
+        b->next_hwm_poll_ms = 0;
+    }
     bool poll = b->waiters && now_ms >= b->next_hwm_poll_ms;
     if (poll || !b->waiters)
         b->next_hwm_poll_ms = now_ms + FETCH_POLL_MS;

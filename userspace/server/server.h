@@ -50,6 +50,8 @@ struct server {
     /* One extra fd the loop watches for readability (the metadata store's notification socket). */
     struct io_op watch_op;
     bool watch_armed;
+    bool watch_cancelling;         /* the fd changed: the old poll is being removed */
+    int watch_fd;
     void (*watch_cb)(struct server *s, void *arg);
     void *watch_arg;
 };

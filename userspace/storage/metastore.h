@@ -1,5 +1,6 @@
-/* Metadata store: topics, partitions, objects and chunks. Backends: sqlite:// (embedded default),
- * later postgres://. The store, not the agent, assigns offsets: one transaction per flushed object.
+/* Metadata store: topics, partitions, objects and chunks. Backends: sqlite:// (embedded default)
+ * and postgres:// (clusters of many agents). The store, not the agent, assigns offsets: one
+ * transaction per flushed object.
  * Each thread opens its own handle. All functions return 0 on success, -1 on a store error (one log
  * line written), or a positive Kafka error code where stated. */
 #ifndef SLUICE_METASTORE_H
@@ -53,7 +54,8 @@ struct chunk_ref {
     int64_t max_timestamp;
 };
 
-/* url: "sqlite:///abs/path.db" or "sqlite://relative/path.db". Creates/migrates the schema. */
+/* url: "sqlite:///abs/path.db", "sqlite://relative/path.db", or "postgres://user:pass@host:port/db?..."
+ * (handed to libpq). Creates/migrates the schema. */
 struct metastore *metastore_open(const char *url, char *err, size_t errlen);
 void metastore_close(struct metastore *m);
 
@@ -72,7 +74,9 @@ int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
 /* One transaction: records the object and assigns each chunk its base offset, in array order
  * (several chunks of the same partition get consecutive ranges). A chunk whose topic is gone or
  * whose partition does not exist gets error = UNKNOWN_TOPIC_OR_PARTITION and base_offset -1; the
- * others still commit. On -1 nothing is committed and every chunk has KAFKA_STORAGE_ERROR. */
+ * others still commit. On -1 nothing was acknowledged and every chunk has KAFKA_STORAGE_ERROR; on
+ * PostgreSQL a lost COMMIT answer also returns -1 although the commit may have happened (a producer
+ * retry may then duplicate the data, never lose it). */
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks);
 

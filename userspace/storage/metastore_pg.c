@@ -1,15 +1,16 @@
 /* postgres:// metadata store (libpq): the schema and semantics of sqlite://, shared by the agents of
  * many hosts. One connection per handle, statements prepared once per connection. Offsets come
- * from UPDATE partitions ... RETURNING inside the commit's transaction: the row lock serializes
- * committers of a partition, and a commit locks its partitions in (topic, partition) order so two
- * commits never deadlock. Several statements of one call travel as one libpq pipeline (a commit of
- * any number of chunks is two round trips).
+ * from UPDATE partitions SET next_offset = next_offset + n ... RETURNING inside the commit's
+ * transaction: the row lock serializes committers of a partition, and a commit first locks its
+ * partitions in (topic, partition) order, so two commits never deadlock. A commit handles all its
+ * partitions and chunks with set-based statements (arrays), sent as libpq pipelines: two round
+ * trips and a handful of statements, whatever the number of chunks.
  *
- * Connection loss: the failing call answers -1 and drops the connection; a later call reconnects
- * (PQreset, at most every RECONNECT_INTERVAL_MS), prepares the statements again and re-issues
- * LISTEN. A call that finds an idle connection dead (the server restarted meanwhile) reconnects
- * and tries once more, unless it had already sent COMMIT: then the outcome is unknown and the
- * answer is -1, never offsets that may not exist. */
+ * Connection loss: the failing call answers -1 and drops the connection; the next call reconnects
+ * (PQreset; after a failed attempt, not again for RECONNECT_INTERVAL_MS), prepares the statements
+ * again and re-issues LISTEN. A call that finds an idle connection dead (the server restarted
+ * meanwhile) reconnects and tries once more, unless it had already sent COMMIT: then the outcome
+ * is unknown and the answer is -1, never offsets that may not exist. */
 #include <inttypes.h>
 #include <postgresql/libpq-fe.h>
 #include <stdarg.h>
@@ -98,8 +99,9 @@ enum stmt_id {
     S_TOPICS_LIST,
     S_CONFIGS_LIST,
     S_OBJECT_INSERT,
-    S_PARTITION_ADVANCE,
-    S_CHUNK_INSERT,
+    S_PARTITIONS_LOCK,
+    S_PARTITIONS_ADVANCE,
+    S_CHUNKS_INSERT,
     S_PARTITION_OFFSETS,
     S_FIND_CHUNKS,
     S_FIND_CHUNKS_BY_TIME,
@@ -145,16 +147,26 @@ static const struct {
                         "SELECT name, value FROM topic_configs WHERE topic_id = $1 ORDER BY name COLLATE \"C\""},
     [S_OBJECT_INSERT] = {"object_insert",
                          "INSERT INTO objects (key, size, created_ms) VALUES ($1, $2, $3) RETURNING id"},
-    /* Checks (live topic, existing partition), takes the row lock, advances next_offset. */
-    [S_PARTITION_ADVANCE] = {"partition_advance",
-                             "UPDATE partitions SET next_offset = next_offset + $3"
-                             " WHERE topic_id = $1 AND partition = $2"
-                             " AND EXISTS (SELECT 1 FROM topics WHERE id = $1 AND deleted = 0)"
-                             " RETURNING next_offset"},
-    [S_CHUNK_INSERT] = {"chunk_insert",
-                        "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
-                        " batch_count, first_timestamp, max_timestamp)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
+    /* A commit's partitions, locked in (topic, partition) order: rows are sorted, then locked.
+     * Every committer locks in this one order, so two commits never deadlock. */
+    [S_PARTITIONS_LOCK] = {"partitions_lock",
+                           "SELECT 1 FROM partitions WHERE (topic_id, partition) IN"
+                           " (SELECT * FROM unnest($1::bigint[], $2::int[]))"
+                           " ORDER BY topic_id, partition FOR UPDATE"},
+    /* Takes $3 offsets of each (live topic, existing partition) and returns the new next_offset;
+     * a partition missing from the answer was deleted or never existed. */
+    [S_PARTITIONS_ADVANCE] = {"partitions_advance",
+                              "UPDATE partitions p SET next_offset = p.next_offset + v.n"
+                              " FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS v(topic_id, partition, n)"
+                              " WHERE p.topic_id = v.topic_id AND p.partition = v.partition"
+                              " AND EXISTS (SELECT 1 FROM topics t WHERE t.id = v.topic_id AND t.deleted = 0)"
+                              " RETURNING p.topic_id, p.partition, p.next_offset"},
+    [S_CHUNKS_INSERT] = {"chunks_insert",
+                         "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                         " batch_count, first_timestamp, max_timestamp)"
+                         " SELECT t, p, b, l, $1, pos, len, bc, ft, mt FROM unnest($2::bigint[], $3::int[],"
+                         " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[],"
+                         " $10::bigint[]) AS v(t, p, b, l, pos, len, bc, ft, mt)"},
     [S_PARTITION_OFFSETS] = {"partition_offsets", "SELECT log_start_offset, next_offset FROM partitions"
                                                   " WHERE topic_id = $1 AND partition = $2"},
     [S_FIND_CHUNKS] = {"find_chunks", "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
@@ -193,7 +205,7 @@ struct pg_store {
     bool missed_wakeup;      /* reconnected: notifications sent meanwhile were lost */
     bool connect_failed;     /* the last connection attempt failed, at last_connect_ms */
     int64_t last_connect_ms;
-    int failures;            /* failed calls since the connection was last fine */
+    int failures;            /* failed calls since a call last began on a fine connection */
     char last_error[256];    /* the last error logged, and when: repeats are counted, not logged */
     int64_t last_error_ms;
     int suppressed;
@@ -201,18 +213,9 @@ struct pg_store {
 
 /* ---- errors ---- */
 
-/* Logs a failure, one line per distinct message: a dead server fails every call the same way,
- * and a busy worker must not write a line per call. A repeated message is logged again after
- * LOG_REPEAT_MS, with the number left out. */
-static void report(struct pg_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void report(struct pg_store *s, const char *fmt, ...)
+/* libpq's messages span lines ("...\n\tIs the server running...?\n"): one line, single spaces. */
+static size_t one_line(char *msg)
 {
-    char msg[sizeof(s->last_error)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    /* libpq's messages span lines ("...\n\tIs the server running...?\n"): one line, single spaces. */
     size_t len = 0;
     for (const char *p = msg; *p; p++) {
         char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
@@ -222,6 +225,22 @@ static void report(struct pg_store *s, const char *fmt, ...)
     while (len > 0 && msg[len - 1] == ' ')
         len--;
     msg[len] = '\0';
+    return len;
+}
+
+/* Logs a failure, one line per distinct message: a dead server fails every call the same way,
+ * and a busy worker must not write a line per call. A repeated message is logged again after
+ * LOG_REPEAT_MS, with the number left out. */
+static void report_at(struct pg_store *s, enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report_at(struct pg_store *s, enum log_level lvl, const char *fmt, ...)
+{
+    char msg[sizeof(s->last_error)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t len = one_line(msg);
     s->failures++;
     int64_t now = mono_ms();
     if (strcmp(msg, s->last_error) == 0 && now - s->last_error_ms < LOG_REPEAT_MS) {
@@ -229,13 +248,15 @@ static void report(struct pg_store *s, const char *fmt, ...)
         return;
     }
     if (s->suppressed)
-        log_error("metastore: %s: %s (%d similar failures not logged)", s->where, msg, s->suppressed);
+        log_msg(lvl, "metastore: %s: %s (%d similar failures not logged)", s->where, msg, s->suppressed);
     else
-        log_error("metastore: %s: %s", s->where, msg);
+        log_msg(lvl, "metastore: %s: %s", s->where, msg);
     memcpy(s->last_error, msg, len + 1);
     s->last_error_ms = now;
     s->suppressed = 0;
 }
+
+#define report(s, ...) report_at(s, LOG_ERROR, __VA_ARGS__)
 
 /* After a failed statement: a broken connection (server gone or restarting, network) is marked
  * for a reconnect; any other error leaves the connection as it is. */
@@ -251,7 +272,14 @@ static void fail(struct pg_store *s, const PGresult *r, const char *what)
 {
     check_conn(s, r);
     const char *msg = r ? PQresultErrorMessage(r) : "";
-    report(s, "%s: %s", what, msg[0] ? msg : PQerrorMessage(s->conn));
+    if (!msg[0])
+        msg = PQerrorMessage(s->conn);
+    /* A connection that was fine when the call began: the call reconnects and may well succeed,
+     * and if the server is really gone the reconnect's error follows. */
+    if (s->was_ready && !s->ready)
+        report_at(s, LOG_WARN, "%s: connection lost: %s", what, msg);
+    else
+        report(s, "%s: %s", what, msg);
 }
 
 /* ---- statements ---- */
@@ -462,8 +490,10 @@ static int call_begin(struct pg_store *s)
 {
     s->commit_sent = false;
     s->was_ready = s->ready && PQstatus(s->conn) == CONNECTION_OK;
-    if (s->was_ready)
+    if (s->was_ready) {
+        s->failures = 0;
         return 0;
+    }
     s->ready = false;
     int64_t now = mono_ms();
     if (s->connect_failed && now - s->last_connect_ms < RECONNECT_INTERVAL_MS) {
@@ -482,7 +512,7 @@ static int call_begin(struct pg_store *s)
         return -1;
     s->connect_failed = false;
     s->ready = true;
-    log_info("metastore: %s: reconnected after %d failed calls", s->where, s->failures);
+    log_info("metastore: %s: reconnected (%d errors while disconnected)", s->where, s->failures);
     s->failures = 0;
     s->suppressed = 0;
     s->last_error[0] = '\0';
@@ -744,8 +774,44 @@ static int pg_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
 
 /* ---- produce: one transaction per object ---- */
 
-/* A chunk's place in the commit: sorted by (topic, partition, index), so partitions are locked
- * in one global order and a partition's chunks keep their array order. */
+/* Integer arrays travel as text parameters: "{1,2,3}". */
+struct array {
+    char *p;
+    size_t len, cap;
+};
+
+static void array_init(struct array *a)
+{
+    a->cap = 256;
+    a->p = malloc(a->cap);
+    if (!a->p)
+        abort();
+    a->p[0] = '{';
+    a->len = 1;
+}
+
+static void array_add(struct array *a, int64_t v)
+{
+    if (a->cap - a->len < 32) {
+        a->cap *= 2;
+        a->p = realloc(a->p, a->cap);
+        if (!a->p)
+            abort();
+    }
+    a->len += (size_t)snprintf(a->p + a->len, a->cap - a->len, "%" PRId64 ",", v);
+}
+
+static const char *array_end(struct array *a)
+{
+    if (a->len > 1)
+        a->len--; /* the last comma */
+    a->p[a->len++] = '}';
+    a->p[a->len] = '\0';
+    return a->p;
+}
+
+/* A chunk's place in the commit: sorted by (topic, partition, index), so a partition's chunks
+ * sit together (a group) and keep their array order. */
 struct commit_slot {
     int64_t topic_id;
     int32_t partition;
@@ -762,18 +828,39 @@ static int by_partition(const void *a, const void *b)
     return x->idx - y->idx;
 }
 
-/* Round trip 1: BEGIN, the object row, and one UPDATE ... RETURNING per partition (its offsets
- * for all its chunks at once). Round trip 2: the chunk rows, NOTIFY, COMMIT. */
+struct commit_group {
+    int64_t topic_id;
+    int32_t partition;
+    int first, end;      /* its slots */
+    int64_t count;       /* offsets its chunks take together */
+    int64_t base;        /* first offset assigned, -1 if the partition is gone */
+};
+
+static struct commit_group *find_group(struct commit_group *g, int n, int64_t topic_id, int32_t partition)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (g[mid].topic_id < topic_id || (g[mid].topic_id == topic_id && g[mid].partition < partition))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && g[lo].topic_id == topic_id && g[lo].partition == partition ? &g[lo] : NULL;
+}
+
+enum { A_TOPIC, A_PARTITION, A_BASE, A_LAST, A_POS, A_LEN, A_BATCHES, A_FIRST_TS, A_MAX_TS, NARRAYS };
+
+/* Two round trips whatever the number of chunks. 1: BEGIN, the object row, lock the partitions,
+ * advance them. 2: the chunk rows, NOTIFY, COMMIT. */
 static int commit_once(struct pg_store *s, const char *object_key, uint64_t object_size,
                        struct commit_chunk *chunks, int nchunks)
 {
     struct commit_slot *slots = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*slots));
-    PGresult **res = malloc((size_t)(nchunks + 3) * sizeof(*res));
-    int *group_start = malloc((size_t)(nchunks + 1) * sizeof(*group_start));
-    int64_t *group_count = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*group_count));
-    if (!slots || !res || !group_start || !group_count)
+    struct commit_group *groups = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*groups));
+    if (!slots || !groups)
         abort();
-    int nslots = 0;
+    int nslots = 0, ngroups = 0;
     for (int i = 0; i < nchunks; i++) {
         struct commit_chunk *c = &chunks[i];
         c->base_offset = -1;
@@ -784,18 +871,26 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
             slots[nslots++] = (struct commit_slot){c->topic_id, c->partition, i};
     }
     qsort(slots, (size_t)nslots, sizeof(*slots), by_partition);
-    /* Groups: the chunks of one partition, and the offsets they take together. */
-    int ngroups = 0;
+    struct array a[NARRAYS];
+    for (int k = 0; k < NARRAYS; k++)
+        array_init(&a[k]);
     for (int i = 0; i < nslots; i++) {
         if (i == 0 || slots[i].topic_id != slots[i - 1].topic_id || slots[i].partition != slots[i - 1].partition) {
-            group_start[ngroups] = i;
-            group_count[ngroups++] = 0;
+            groups[ngroups++] = (struct commit_group){slots[i].topic_id, slots[i].partition, i, i, 0, -1};
+            array_add(&a[A_TOPIC], slots[i].topic_id);
+            array_add(&a[A_PARTITION], slots[i].partition);
         }
-        group_count[ngroups - 1] += chunks[slots[i].idx].offset_count;
+        groups[ngroups - 1].end = i + 1;
+        groups[ngroups - 1].count += chunks[slots[i].idx].offset_count;
     }
-    group_start[ngroups] = nslots;
+    struct array counts;
+    array_init(&counts);
+    for (int g = 0; g < ngroups; g++)
+        array_add(&counts, groups[g].count);
+    const char *topics = array_end(&a[A_TOPIC]), *partitions = array_end(&a[A_PARTITION]);
 
     int rc = -1;
+    PGresult *res[4];
     struct pipe pp;
     pipe_start(s, &pp);
     pipe_send(s, &pp, S_BEGIN, NULL);
@@ -804,57 +899,63 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
     par_i64(&p, (int64_t)object_size);
     par_i64(&p, wall_ms());
     pipe_send(s, &pp, S_OBJECT_INSERT, &p);
-    for (int g = 0; g < ngroups; g++) {
-        p = (struct params){0};
-        par_i64(&p, slots[group_start[g]].topic_id);
-        par_i64(&p, slots[group_start[g]].partition);
-        par_i64(&p, group_count[g]);
-        pipe_send(s, &pp, S_PARTITION_ADVANCE, &p);
-    }
+    p = (struct params){0};
+    par_str(&p, topics);
+    par_str(&p, partitions);
+    pipe_send(s, &pp, S_PARTITIONS_LOCK, &p);
+    par_str(&p, array_end(&counts));
+    pipe_send(s, &pp, S_PARTITIONS_ADVANCE, &p);
     int sent = pp.n;
     if (pipe_finish(s, &pp, res, "commit object") < 0) {
         clear_all(res, sent);
         goto out;
     }
     int64_t object_id = get_i64(res[1], 0, 0);
+    for (int row = 0; row < PQntuples(res[3]); row++) {
+        struct commit_group *g = find_group(groups, ngroups, get_i64(res[3], row, 0), (int32_t)get_i64(res[3], row, 1));
+        if (g)
+            g->base = get_i64(res[3], row, 2) - g->count;
+    }
+    clear_all(res, sent);
+
+    /* Each group's range goes to its chunks in array order. The topic and partition arrays are
+     * built again, now one entry per chunk. */
+    for (int k = 0; k < NARRAYS; k++) {
+        free(a[k].p);
+        array_init(&a[k]);
+    }
     int assigned = 0;
     for (int g = 0; g < ngroups; g++) {
-        const PGresult *r = res[2 + g];
-        bool found = PQntuples(r) == 1;
-        int64_t base = found ? get_i64(r, 0, 0) - group_count[g] : -1;
-        for (int i = group_start[g]; i < group_start[g + 1]; i++) {
+        int64_t base = groups[g].base;
+        for (int i = groups[g].first; i < groups[g].end; i++) {
             struct commit_chunk *c = &chunks[slots[i].idx];
-            if (!found) {
+            if (base < 0) {
                 c->error = KERR_UNKNOWN_TOPIC_OR_PARTITION; /* deleted meanwhile, or no such partition */
                 continue;
             }
             c->base_offset = base;
             base += c->offset_count;
             assigned++;
+            array_add(&a[A_TOPIC], c->topic_id);
+            array_add(&a[A_PARTITION], c->partition);
+            array_add(&a[A_BASE], c->base_offset);
+            array_add(&a[A_LAST], c->base_offset + c->offset_count - 1);
+            array_add(&a[A_POS], (int64_t)c->pos);
+            array_add(&a[A_LEN], c->len);
+            array_add(&a[A_BATCHES], c->batch_count);
+            array_add(&a[A_FIRST_TS], c->first_timestamp);
+            array_add(&a[A_MAX_TS], c->max_timestamp);
         }
     }
-    clear_all(res, sent);
-
     pipe_start(s, &pp);
-    for (int i = 0; i < nslots; i++) {
-        const struct commit_chunk *c = &chunks[slots[i].idx];
-        if (c->base_offset < 0)
-            continue;
+    if (assigned > 0) {
         p = (struct params){0};
-        par_i64(&p, c->topic_id);
-        par_i64(&p, c->partition);
-        par_i64(&p, c->base_offset);
-        par_i64(&p, c->base_offset + c->offset_count - 1);
         par_i64(&p, object_id);
-        par_i64(&p, (int64_t)c->pos);
-        par_i64(&p, c->len);
-        par_i64(&p, c->batch_count);
-        par_i64(&p, c->first_timestamp);
-        par_i64(&p, c->max_timestamp);
-        pipe_send(s, &pp, S_CHUNK_INSERT, &p);
-    }
-    if (assigned > 0)
+        for (int k = 0; k < NARRAYS; k++)
+            par_str(&p, array_end(&a[k]));
+        pipe_send(s, &pp, S_CHUNKS_INSERT, &p);
         pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */
+    }
     pipe_send(s, &pp, S_COMMIT, NULL);
     s->commit_sent = true;
     sent = pp.n;
@@ -869,10 +970,11 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
 out:
     if (rc < 0)
         rollback(s);
+    for (int k = 0; k < NARRAYS; k++)
+        free(a[k].p);
+    free(counts.p);
     free(slots);
-    free(res);
-    free(group_start);
-    free(group_count);
+    free(groups);
     return rc;
 }
 
@@ -1253,7 +1355,8 @@ struct metastore *metastore_pg_open(const char *url, char *err, size_t errlen)
     const char *vals[] = {"5", "10", "3", "3", "15000", "sluice", url, NULL};
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to %s: %s", s->where, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        snprintf(err, errlen, "cannot connect to %s: %s", s->where,
+                 s->conn ? PQerrorMessage(s->conn) : "out of memory");
         goto fail;
     }
     PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
@@ -1266,9 +1369,7 @@ struct metastore *metastore_pg_open(const char *url, char *err, size_t errlen)
     s->ready = true;
     return &s->base;
 fail:
-    /* libpq's messages end in a newline. */
-    for (size_t len = strlen(err); len > 0 && (err[len - 1] == '\n' || err[len - 1] == ' ');)
-        err[--len] = '\0';
+    one_line(err);
     pg_close(&s->base);
     return NULL;
 }

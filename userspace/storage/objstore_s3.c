@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "../util/log.h"
+#include "s3_xml.h"
 #include "sigv4.h"
 
 #define KEY_MAX 1024
@@ -276,6 +277,8 @@ static size_t on_read(char *p, size_t size, size_t n, void *arg)
     size_t len = size * n, left = src->len - src->pos;
     if (len > left)
         len = left;
+    if (len == 0)
+        return 0; /* also keeps an empty object's NULL data out of memcpy */
     memcpy(p, src->data + src->pos, len);
     src->pos += len;
     return len;
@@ -294,7 +297,8 @@ static int on_seek(void *arg, curl_off_t off, int origin)
 
 struct call {
     const char *method;
-    const char *key; /* full key, store prefix included; NULL: the bucket itself */
+    const char *key;   /* full key, store prefix included; NULL: the bucket itself */
+    const char *label; /* what logs name when key is NULL */
     const struct sigv4_pair *query;
     size_t nquery;
     const void *body; /* PUT */
@@ -311,109 +315,18 @@ struct outcome {
     char code[64];                /* S3 error code, "" when none */
 };
 
-/* Finds <tag>text</tag> in [p, end); the text's bounds in *ts, *te. */
-static bool xml_find(const char *p, const char *end, const char *tag, const char **ts, const char **te)
-{
-    char open[64], close[64];
-    int on = snprintf(open, sizeof(open), "<%s>", tag), cn = snprintf(close, sizeof(close), "</%s>", tag);
-    const char *s = memmem(p, (size_t)(end - p), open, (size_t)on);
-    if (!s)
-        return false;
-    s += on;
-    const char *e = memmem(s, (size_t)(end - s), close, (size_t)cn);
-    if (!e)
-        return false;
-    *ts = s;
-    *te = e;
-    return true;
-}
-
-static void put_utf8(struct buf *out, unsigned long cp)
-{
-    uint8_t b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (uint8_t)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (uint8_t)(0xC0 | cp >> 6);
-        b[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (uint8_t)(0xE0 | cp >> 12);
-        b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        b[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (uint8_t)(0xF0 | cp >> 18);
-        b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-        b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        b[3] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    buf_append(out, b, n);
-}
-
-/* Appends the XML text [s, e) with its entities replaced; -1 on an unknown or malformed one. */
-static int xml_unescape(const char *s, const char *e, struct buf *out)
-{
-    static const struct {
-        const char *name;
-        char c;
-    } named[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
-    while (s < e) {
-        if (*s != '&') {
-            buf_append(out, s++, 1);
-            continue;
-        }
-        const char *semi = memchr(s, ';', (size_t)(e - s));
-        if (!semi || semi - s > 10)
-            return -1;
-        const char *ent = s + 1;
-        size_t n = (size_t)(semi - ent);
-        bool done = false;
-        if (n >= 2 && ent[0] == '#') {
-            bool hexa = ent[1] == 'x' || ent[1] == 'X';
-            unsigned long cp = 0;
-            size_t i = hexa ? 2 : 1;
-            if (i == n)
-                return -1;
-            for (; i < n; i++) {
-                int d = hexa ? hexval(ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
-                if (d < 0)
-                    return -1;
-                cp = cp * (hexa ? 16 : 10) + (unsigned long)d;
-            }
-            if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-                return -1;
-            put_utf8(out, cp);
-            done = true;
-        } else {
-            for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
-                if (strlen(named[i].name) == n && memcmp(ent, named[i].name, n) == 0) {
-                    buf_append(out, &named[i].c, 1);
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if (!done)
-            return -1;
-        s = semi + 1;
-    }
-    return 0;
-}
-
 /* The S3 error document's Code (and Message) into the outcome, for logs and retry decisions. */
 static void read_error(const struct buf *body, size_t start, struct outcome *o)
 {
+    if (!body->data || body->len <= start)
+        return;
     const char *p = (const char *)body->data + start, *end = (const char *)body->data + body->len;
     const char *s, *e;
-    if (!body->data || !xml_find(p, end, "Code", &s, &e))
+    if (!s3_xml_find(p, end, "Code", &s, &e))
         return;
     snprintf(o->code, sizeof(o->code), "%.*s", (int)(e - s), s);
     const char *ms = "", *me = ms;
-    xml_find(p, end, "Message", &ms, &me);
+    s3_xml_find(p, end, "Message", &ms, &me);
     int mlen = (int)(me - ms) > 200 ? 200 : (int)(me - ms);
     snprintf(o->detail, sizeof(o->detail), "%s%s%.*s", o->code, mlen ? ": " : "", mlen, ms);
     for (char *c = o->detail; *c; c++)
@@ -520,7 +433,9 @@ static void attempt(struct s3_store *s, CURL *h, const struct call *c, const cha
     }
 
     o->curl = curl_easy_perform(h);
-    if (o->curl != CURLE_OK) {
+    if (o->curl == CURLE_WRITE_ERROR) {
+        snprintf(o->detail, sizeof(o->detail), "the response is longer than the %zu bytes expected", c->max_response);
+    } else if (o->curl != CURLE_OK) {
         snprintf(o->detail, sizeof(o->detail), "%s", errbuf[0] ? errbuf : curl_easy_strerror(o->curl));
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &o->status);
@@ -593,7 +508,7 @@ static int run_call(struct s3_store *s, const struct call *c, struct buf *out, l
 {
     char payload_hash[SIGV4_HEX_LEN];
     sigv4_sha256_hex(c->body ? c->body : "", c->body_len, payload_hash);
-    const char *what = c->key ? c->key : "(bucket)";
+    const char *what = c->key ? c->key : c->label;
     size_t start = out->len;
     int64_t deadline = now_ms() + S3_OP_DEADLINE_MS;
     struct outcome o;
@@ -607,8 +522,8 @@ static int run_call(struct s3_store *s, const struct call *c, struct buf *out, l
             log_error("objstore s3: %s s3://%s/%s: cannot create a curl handle", c->method, s->cfg.bucket, what);
             return -1;
         }
-        attempt(s, h, c, payload_hash, out, &o, left < S3_REQUEST_TIMEOUT_MS ? (long)(left > 1 ? left : 1)
-                                                                              : (long)S3_REQUEST_TIMEOUT_MS);
+        long timeout = left < S3_REQUEST_TIMEOUT_MS ? (long)left : S3_REQUEST_TIMEOUT_MS;
+        attempt(s, h, c, payload_hash, out, &o, timeout > 1 ? timeout : 1);
         give_handle(s, h);
         if (o.curl == CURLE_OK && (o.status == c->ok[0] || o.status == c->ok[1])) {
             *status = o.status;
@@ -737,19 +652,22 @@ static void listing_add(struct listing *l, struct buf *key, uint64_t size)
  * the next continuation token into token ("" when the listing is complete). -1 on bad XML. */
 static int parse_page(const struct s3_store *s, const struct buf *page, struct listing *l, struct buf *token)
 {
+    buf_reset(token);
+    if (!page->data)
+        return 0; /* an empty body: no keys, no more pages */
     const char *p = (const char *)page->data, *end = p + page->len;
     size_t pl = strlen(s->cfg.prefix);
     struct buf key;
     buf_init(&key);
     const char *cs, *ce;
     int rc = 0;
-    while (rc == 0 && p && xml_find(p, end, "Contents", &cs, &ce)) {
+    while (rc == 0 && s3_xml_find(p, end, "Contents", &cs, &ce)) {
         const char *ks, *ke, *ss, *se;
         char num[24];
         char *numend;
         buf_reset(&key);
-        if (!xml_find(cs, ce, "Key", &ks, &ke) || !xml_find(cs, ce, "Size", &ss, &se) || se - ss < 1 ||
-            se - ss >= (long)sizeof(num) || xml_unescape(ks, ke, &key) != 0) {
+        if (!s3_xml_find(cs, ce, "Key", &ks, &ke) || !s3_xml_find(cs, ce, "Size", &ss, &se) || se - ss < 1 ||
+            se - ss >= (long)sizeof(num) || s3_xml_unescape(ks, ke, &key) != 0) {
             rc = -1;
             break;
         }
@@ -769,16 +687,15 @@ static int parse_page(const struct s3_store *s, const struct buf *page, struct l
         p = ce;
     }
     buf_free(&key);
-    buf_reset(token);
     const char *ts, *te;
     const char *all = (const char *)page->data;
-    if (rc == 0 && page->len && xml_find(all, end, "IsTruncated", &ts, &te) && te - ts == 4 &&
-        memcmp(ts, "true", 4) == 0) {
-        if (!xml_find(all, end, "NextContinuationToken", &ts, &te) || te == ts || xml_unescape(ts, te, token) != 0)
+    if (rc == 0 && s3_xml_find(all, end, "IsTruncated", &ts, &te) && te - ts == 4 && memcmp(ts, "true", 4) == 0) {
+        if (!s3_xml_find(all, end, "NextContinuationToken", &ts, &te) || te == ts ||
+            s3_xml_unescape(ts, te, token) != 0)
             return -1;
+        buf_append(token, "", 1); /* a C string for the next query */
+        token->len--;
     }
-    buf_append(token, "", 1);
-    token->len--;
     return rc;
 }
 
@@ -798,20 +715,27 @@ static int s3_list(struct objstore *os, const char *prefix, void (*cb)(const cha
     snprintf(page_size, sizeof(page_size), "%d", s->list_page_size);
 
     struct listing l = {0};
-    struct buf page, token;
+    struct buf page, token, sent;
     buf_init(&page);
     buf_init(&token);
+    buf_init(&sent);
     int rc = 0;
     for (int pages = 0;; pages++) {
         struct sigv4_pair q[4];
         size_t nq = 0;
         q[nq++] = (struct sigv4_pair){"list-type", "2"};
         q[nq++] = (struct sigv4_pair){"prefix", full};
-        if (token.len)
-            q[nq++] = (struct sigv4_pair){"continuation-token", (const char *)token.data};
+        buf_reset(&sent); /* the token this page asks with; parse_page overwrites token */
+        if (token.len) {
+            buf_append(&sent, token.data, token.len + 1);
+            q[nq++] = (struct sigv4_pair){"continuation-token", (const char *)sent.data};
+        }
         if (s->list_page_size > 0)
             q[nq++] = (struct sigv4_pair){"max-keys", page_size};
-        struct call c = {.method = "GET", .query = q, .nquery = nq, .ok = {200, 200}, .max_response = RESPONSE_MAX};
+        char label[KEY_MAX + 32];
+        snprintf(label, sizeof(label), "?list-type=2&prefix=%s", full);
+        struct call c = {.method = "GET", .label = label, .query = q, .nquery = nq, .ok = {200, 200},
+                         .max_response = RESPONSE_MAX};
         buf_reset(&page);
         long status;
         if (run_call(s, &c, &page, &status) != 0) {
@@ -826,6 +750,12 @@ static int s3_list(struct objstore *os, const char *prefix, void (*cb)(const cha
         }
         if (!token.len)
             break;
+        if (token.len + 1 == sent.len && memcmp(token.data, sent.data, token.len) == 0) {
+            log_error("objstore s3: list s3://%s/%s: the server repeats continuation token %s", s->cfg.bucket, full,
+                      (const char *)token.data);
+            rc = -1;
+            break;
+        }
     }
     /* Like the file backend: all keys or none; S3 lists them in byte order already. */
     for (size_t i = 0; i < l.n; i++) {
@@ -836,6 +766,7 @@ static int s3_list(struct objstore *os, const char *prefix, void (*cb)(const cha
     free(l.v);
     buf_free(&page);
     buf_free(&token);
+    buf_free(&sent);
     return rc;
 }
 

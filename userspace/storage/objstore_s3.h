@@ -4,10 +4,10 @@
  *
  * PREFIX (if any) is a folder prepended to every key ("a/b" -> keys "a/b/KEY"). Without endpoint
  * the store is AWS's s3.REGION.amazonaws.com over https; an endpoint without a scheme means http
- * for 127.0.0.1, [::1], localhost and *.localhost, https otherwise. region defaults to us-east-1; path_style
- * defaults to false (virtual-hosted: BUCKET.HOST/KEY; path style: HOST/BUCKET/KEY). Credentials
- * come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (optional), read once
- * when the store is opened. */
+ * for 127.0.0.1, [::1], localhost and *.localhost, https otherwise. region defaults to us-east-1;
+ * path_style defaults to false (virtual-hosted: BUCKET.HOST/KEY; path style: HOST/BUCKET/KEY).
+ * Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
+ * (optional), read once when the store is opened; opening does not contact the store. */
 #ifndef SLUICE_OBJSTORE_S3_H
 #define SLUICE_OBJSTORE_S3_H
 

@@ -61,7 +61,9 @@ void sigv4_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash)
     static const char digits[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~' || (c == '/' && keep_slash)) {
+        bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                          c == '.' || c == '_' || c == '~';
+        if (unreserved || (c == '/' && keep_slash)) {
             buf_chr(out, (char)c);
         } else {
             char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
