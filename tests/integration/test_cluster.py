@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
-from harness import Agent, expect, kcat, run
+from harness import Agent, Skip, expect, kcat, run
 
 SLOTS = 32  # enough that every agent owns some slots (8 slots over 6 workers: often not)
 
@@ -27,17 +27,19 @@ class Cluster:
         self.pg = self.s3 = None
         self.env = {}
         if stores in ("auto", "remote"):
+            import pgserver
+            import s3server
             try:
-                import pgserver
-                import s3server
                 self.pg = pgserver.PgServer()
                 self.s3 = s3server.S3Server()
-                self.env = {"SLUICE_METADATA_URL": self.pg.url,
-                            "SLUICE_BUCKET_URL": self.s3.bucket_url("sluice", "cluster"),
-                            **self.s3.credentials_env()}
-            except ImportError:
+                self.env = {"SLUICE_METADATA_URL": self.pg.url, **self.s3.agent_env("cluster")}
+            except Skip:
                 if stores == "remote":
                     raise
+                for srv in (self.pg, self.s3):
+                    if srv:
+                        srv.cleanup()
+                self.pg = self.s3 = None
         if not self.env:
             self.env = {"SLUICE_METADATA_URL": "sqlite://" + os.path.join(self.dir, "metadata.db"),
                         "SLUICE_BUCKET_URL": "file://" + os.path.join(self.dir, "objects")}

@@ -50,6 +50,8 @@ int topics_refresh(struct broker *b);
 /* Partition state with its offsets loaded (NULL if the partition does not exist or the store failed;
  * *err then says which Kafka error to answer). */
 struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err);
+/* The same, read from the store now whatever the cache says. */
+struct partition_state *topics_partition_fresh(struct broker *b, struct topic_entry *t, int32_t partition, int *err);
 /* Kafka topic name rules: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
 bool topic_name_valid(const char *name, int32_t len);
 /* Creates a topic (KERR_* or 0); the cache learns it at once. */
@@ -137,6 +139,9 @@ void fetch_cancel_all(struct broker *b);
 /* A committed chunk's bytes, through the cache. NULL with *err = READ_PENDING when the chunk is being
  * read from a remote store (rq resumes once it is cached: set rq->resume), or with a Kafka error. */
 #define READ_PENDING (-2)
+/* A request waits for reads at most this many times; after that a missing chunk is an error. A
+ * request with reads pending is never answered (read jobs point at it). */
+#define MAX_READ_ROUNDS 4
 const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, struct request *rq, int *err);
 void broker_note_read_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len);
 

@@ -59,6 +59,11 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
         return NULL;
     }
     if (!b->objects->local_reads) { /* remote store: never block the loop */
+        if (rq->read_rounds >= MAX_READ_ROUNDS) {
+            /* It waited often enough (the cache keeps losing the race): answer without it. */
+            *err = KERR_KAFKA_STORAGE_ERROR;
+            return NULL;
+        }
         reader_request(&b->reader, ref->object_key, ref->pos, ref->len, rq);
         *err = READ_PENDING;
         return NULL;
@@ -167,7 +172,22 @@ static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_re
             pout->high_watermark = ps->high_watermark;
             pout->last_stable_offset = ps->high_watermark;
             pout->log_start_offset = ps->log_start;
+            if (pin->fetch_offset > ps->high_watermark) {
+                /* Another worker or agent may have committed since we last looked: never send a
+                 * client off to "latest" on a stale view (clients reset on OFFSET_OUT_OF_RANGE). */
+                ps = topics_partition_fresh(b, t, pin->partition, &err);
+                if (!ps) {
+                    pout->error_code = (int16_t)err;
+                    continue;
+                }
+                pout->high_watermark = ps->high_watermark;
+                pout->last_stable_offset = ps->high_watermark;
+                pout->log_start_offset = ps->log_start;
+            }
             if (pin->fetch_offset < ps->log_start || pin->fetch_offset > ps->high_watermark) {
+                log_warn("fetch %.*s/%d at offset %lld: out of range [%lld, %lld] (%s)", tin->topic.len,
+                         tin->topic.ptr, pin->partition, (long long)pin->fetch_offset, (long long)ps->log_start,
+                         (long long)ps->high_watermark, request_who(rq));
                 pout->error_code = KERR_OFFSET_OUT_OF_RANGE;
                 continue;
             }
@@ -225,9 +245,6 @@ static bool fetch_has_new_data(struct broker *b, struct request *rq)
 
 enum fetch_outcome { FETCH_ANSWERED, FETCH_WAIT_DATA, FETCH_WAIT_READS };
 
-/* A fetch waits for reads at most this often before it answers with what is cached. */
-#define MAX_READ_ROUNDS 4
-
 static void fetch_resume(void *broker, struct request *rq);
 
 /* Answers if there is enough data (or final); otherwise says what to wait for. */
@@ -238,7 +255,7 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
     int errors = 0;
     bool pending = false;
     int64_t bytes = fetch_build(b, rq, resp, &errors, &pending);
-    if (pending && rq->read_rounds < MAX_READ_ROUNDS) {
+    if (pending) { /* read jobs list this request: it must not be answered (freed) before they end */
         rq->read_rounds++;
         rq->resume = fetch_resume;
         return FETCH_WAIT_READS;

@@ -129,8 +129,6 @@ static void resume_list_offsets(void *broker, struct request *rq)
     handle_list_offsets(broker, rq);
 }
 
-/* Waits for reads at most this often, then answers (pending partitions get KAFKA_STORAGE_ERROR). */
-#define MAX_READ_ROUNDS 4
 
 void handle_list_offsets(struct broker *b, struct request *rq)
 {
@@ -160,7 +158,7 @@ void handle_list_offsets(struct broker *b, struct request *rq)
                 pending |= list_partition(b, rq, t, &tin->partitions[j], pout);
         }
     }
-    if (pending && rq->read_rounds < MAX_READ_ROUNDS) {
+    if (pending) { /* read jobs list this request: never answer it before they end */
         rq->read_rounds++;
         rq->resume = resume_list_offsets;
         return;

@@ -140,6 +140,13 @@ struct topic_entry *topics_lookup_id(struct broker *b, int64_t topic_id)
     return NULL;
 }
 
+struct partition_state *topics_partition_fresh(struct broker *b, struct topic_entry *t, int32_t partition, int *err)
+{
+    if (partition >= 0 && partition < t->info.partitions)
+        t->parts[partition].checked_ms = INT64_MIN / 2; /* older than any freshness window */
+    return topics_partition(b, t, partition, err);
+}
+
 struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err)
 {
     if (partition < 0 || partition >= t->info.partitions) {

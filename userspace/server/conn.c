@@ -295,6 +295,11 @@ static void request_finished(struct request *rq)
 
 void request_respond(struct request *rq, const void *resp_body)
 {
+    if (rq->reads_pending > 0) { /* a read job still points at it: answering would free it */
+        log_error("BUG: %s answered with %d reads pending; aborting the worker (the supervisor restarts it)", rq->api->name,
+                  rq->reads_pending);
+        abort();
+    }
     /* ApiVersions always answers with header v0 so that clients can parse any version of it. */
     bool header_v1 = rq->flexible && rq->hdr.api_key != 18;
     buf_reset(&rq->resp);
