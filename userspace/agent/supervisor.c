@@ -44,15 +44,14 @@ struct supervisor {
     bool stopping;
     int exit_status;
     bool all_served_once;       /* "all workers serving" logged */
-    struct metastore *meta;     /* to read the group's membership */
-    struct membership members;
-    int64_t next_refresh_ms;
 };
 
-/* Writes the slot -> local worker table into the kernel map. A slot owned (per the group's
- * membership) by one of this agent's live workers goes to it; any other slot — owned by another
- * agent, or not yet known — goes to a local worker picked by rendezvous over the live ones, so a
- * client that dials it here is still served (steering only improves locality). */
+/* Writes the slot -> local worker table into the kernel map: rendezvous hashing over this agent's
+ * live workers, scored with the same member ids the whole group uses. So when the group's table
+ * gives a slot to one of our workers, that worker also wins here (the group's winner is the best
+ * score of all, hence of ours too); a slot another agent owns goes to one of our workers all the
+ * same, so a client that dials it here is still served. No membership read is needed, and the
+ * kernel map changes only when one of our workers comes or goes. */
 static void publish_slot_owners(struct supervisor *sv)
 {
     if (!sv->steer)
@@ -60,29 +59,15 @@ static void publish_slot_owners(struct supervisor *sv)
     uint64_t ids[STEER_MAX_WORKERS];
     bool live[STEER_MAX_WORKERS];
     for (int i = 0; i < sv->n; i++) {
-        ids[i] = (uint64_t)i;
+        char id[64];
+        member_id(sv->cfg, i, id, sizeof(id));
+        ids[i] = member_id_hash(id);
         live[i] = sv->w[i].live;
     }
     for (int s = 0; s < sv->cfg->slots; s++) {
-        const struct member_info *m = membership_slot_owner(&sv->members, (uint32_t)s);
-        int owner;
-        if (m && member_is_local(sv->cfg, m) && m->worker >= 0 && m->worker < sv->n && live[m->worker])
-            owner = m->worker;
-        else
-            owner = slot_owner((uint32_t)s, ids, live, sv->n);
+        int owner = slot_owner((uint32_t)s, ids, live, sv->n);
         steer_set_slot_owner(sv->steer, (uint32_t)s, owner < 0 ? STEER_NO_WORKER : (uint32_t)owner);
     }
-}
-
-/* Re-reads the group's members (heartbeats of every worker of every agent). */
-static void refresh_membership(struct supervisor *sv)
-{
-    int64_t now = mono_ms();
-    if (now < sv->next_refresh_ms)
-        return;
-    sv->next_refresh_ms = now + sv->cfg->heartbeat_timeout_ms / 6;
-    if (sv->meta && membership_refresh(&sv->members, sv->meta, sv->cfg) == 0)
-        publish_slot_owners(sv);
 }
 
 static int start_worker(struct supervisor *sv, int id)
@@ -229,8 +214,6 @@ int agent_run(const struct config *cfg)
     if (check_stores(cfg) != 0)
         return 1;
     struct supervisor sv = {.cfg = cfg, .n = cfg->workers};
-    char err[512] = "";
-    sv.meta = metastore_open(cfg->metadata_url, err, sizeof(err));
     sv.steer = open_steering(cfg);
     if (!sv.steer && !strcmp(cfg->steering, "on"))
         return 1;
@@ -265,10 +248,7 @@ int agent_run(const struct config *cfg)
         int ids[1 + STEER_MAX_WORKERS];
         int np = 0;
         pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-        refresh_membership(&sv);
-        int64_t now = mono_ms(), wait = sv.next_refresh_ms - now;
-        if (wait < 0)
-            wait = 0;
+        int64_t now = mono_ms(), wait = -1;
         for (int i = 0; i < sv.n; i++) {
             if (sv.w[i].ready_fd >= 0) {
                 ids[np] = i;
@@ -276,7 +256,7 @@ int agent_run(const struct config *cfg)
             }
             if (sv.w[i].restart_at_ms) {
                 int64_t d = sv.w[i].restart_at_ms - now;
-                wait = d < wait ? (d < 0 ? 0 : d) : wait;
+                wait = wait < 0 || d < wait ? (d < 0 ? 0 : d) : wait;
             }
         }
         if (poll(pfds, (nfds_t)np, (int)wait) < 0 && errno != EINTR) {
@@ -319,9 +299,6 @@ int agent_run(const struct config *cfg)
         sv.w[i].live = false;
     publish_slot_owners(&sv);
     steer_close(sv.steer);
-    membership_free(&sv.members);
-    if (sv.meta)
-        metastore_close(sv.meta);
     free(sv.w);
     close(sfd);
     log_info("supervisor: all workers stopped, exiting");

@@ -27,8 +27,8 @@ bool member_is_local(const struct config *cfg, const struct member_info *m)
     return !strncmp(m->id, cfg->agent_id, n) && m->id[n] == '-';
 }
 
-/* FNV-1a 64 of the id: the member's identity in rendezvous hashing. */
-static uint64_t id_hash(const char *s)
+/* FNV-1a 64 of the id. */
+uint64_t member_id_hash(const char *s)
 {
     uint64_t h = 14695981039346656037ULL;
     for (; *s; s++)
@@ -48,7 +48,7 @@ int membership_refresh(struct membership *ms, struct metastore *m, const struct 
         return -1;
     }
     for (int i = 0; i < n; i++)
-        ids[i] = id_hash(members[i].id);
+        ids[i] = member_id_hash(members[i].id);
     membership_free(ms);
     ms->members = members;
     ms->ids = ids;

@@ -17,6 +17,8 @@ struct membership {
     bool known;                  /* at least one successful refresh */
 };
 
+/* A member id hashed: its identity in rendezvous hashing. */
+uint64_t member_id_hash(const char *id);
 /* "<agent_id>-w<worker>" */
 void member_id(const struct config *cfg, int worker, char *out, size_t outlen);
 /* The member record this worker heartbeats. */
