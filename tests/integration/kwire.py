@@ -125,3 +125,21 @@ def parse_produce_v3_response(frame):
             pos += 22
             out.append((topic, part, err, base))
     return corr, out
+
+
+def fetch_v4_body(topic, partition, offset, max_wait_ms=500, min_bytes=1, max_bytes=1 << 20):
+    return (struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0) + struct.pack(">i", 1) + string(topic)
+            + struct.pack(">iiqi", 1, partition, offset, max_bytes))
+
+
+def parse_fetch_v4_response(frame):
+    """-> (correlation_id, error_code, high_watermark, records bytes) of the single partition."""
+    pos = 4 + 4  # correlation id, throttle time
+    (corr,) = struct.unpack_from(">i", frame, 0)
+    pos += 4  # topics count (1)
+    (tl,) = struct.unpack_from(">h", frame, pos)
+    pos += 2 + tl + 4  # topic name, partitions count (1)
+    _part, err, hwm, _lso, naborted = struct.unpack_from(">ihqqi", frame, pos)
+    pos += 26 + max(naborted, 0) * 16
+    (rlen,) = struct.unpack_from(">i", frame, pos)
+    return corr, err, hwm, frame[pos + 4:pos + 4 + max(rlen, 0)]

@@ -257,3 +257,103 @@ def test_killed_agent_slots_move_and_nothing_acked_is_lost():
         victim.remove_steering_pins()
     finally:
         cl.cleanup()
+
+
+def test_consumer_on_one_agent_sees_data_produced_through_another_quickly():
+    """A long-polling fetch on agent B is woken by a commit made through agent A (PostgreSQL:
+    LISTEN/NOTIFY; SQLite: polling). Prints the latency from the produce's ack to the fetch's answer."""
+    cl = Cluster()
+    try:
+        a = cl.agent()
+        b = cl.agent()
+        kcat(a, "-P", "-t", "wake", "-p", "0", input=b"first\n")
+        prod, cons = kwire.connect(a.port), kwire.connect(b.port)
+        latencies = []
+        offset = 1
+        for i in range(30):
+            got = {}
+
+            def fetch():
+                cons.sendall(kwire.request(1, 4, 1000 + i, kwire.fetch_v4_body("wake", 0, offset, max_wait_ms=3000)))
+                frame = kwire.read_frame(cons, timeout=10)
+                got["t"] = time.time()
+                got["resp"] = kwire.parse_fetch_v4_response(frame)
+
+            t = threading.Thread(target=fetch)
+            t.start()
+            time.sleep(0.05)  # the fetch is parked on B
+            prod.sendall(kwire.request(0, 3, i + 1, kwire.produce_v3_body("wake", 0, kwire.record_batch([b"m%d" % i]))))
+            _, parts = kwire.parse_produce_v3_response(kwire.read_frame(prod))
+            t_ack = time.time()
+            expect(parts[0][2] == 0 and parts[0][3] == offset, "produce via A: %r" % parts)
+            t.join(10)
+            _, err, hwm, records = got["resp"]
+            expect(err == 0 and records and hwm == offset + 1, "fetch via B: err %d hwm %d, %d bytes" % (err, hwm, len(records)))
+            latencies.append(max(0.0, got["t"] - t_ack))
+            offset += 1
+        latencies.sort()
+        median = latencies[len(latencies) // 2]
+        print("    produced via agent A, long-poll fetch on agent B answered %.1f ms after the ack (median of 30, "
+              "max %.1f ms; %s)" % (median * 1000, latencies[-1] * 1000,
+                                     "PostgreSQL LISTEN/NOTIFY" if cl.pg else "SQLite polling"))
+        # The target is 100 ms at the median; this check only catches a broken wake-up (which would
+        # fall back to the 3 s long-poll deadline), not a slow machine.
+        expect(median < 1.0, "median wake-up %.0f ms" % (median * 1000))
+        prod.close()
+        cons.close()
+    finally:
+        cl.cleanup()
+
+
+def test_metadata_store_down_for_5s_during_produce():
+    """PostgreSQL stopped for 5 s under an acks=all producer: nothing acknowledged is lost, the
+    producer gets retriable errors meanwhile, and the agent recovers without a restart."""
+    cl = Cluster()
+    if not cl.pg:
+        cl.cleanup()
+        raise Skip("needs PostgreSQL")
+    try:
+        a = cl.agent()
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin.create_topics([NewTopic("pgdown", 2, 1)])["pgdown"].result(10)
+        acked, stop = [], threading.Event()
+        during = []
+
+        def produce():
+            p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000,
+                          "retry.backoff.ms": 200})
+            i = 0
+            while not stop.is_set():
+                p.produce("pgdown", b"m%d" % i, partition=i % 2,
+                          on_delivery=lambda e, m: (acked.append((m.partition(), m.offset(), m.value())),
+                                                    during.append(time.time())) if e is None else None)
+                i += 1
+                p.poll(0.005)
+            expect(p.flush(60) == 0, "undelivered after PostgreSQL came back")
+
+        t = threading.Thread(target=produce)
+        t.start()
+        time.sleep(1.5)
+        cl.pg.stop()
+        t_down = time.time()
+        time.sleep(5)
+        cl.pg.start()
+        t_up = time.time()
+        time.sleep(3)
+        stop.set()
+        t.join(90)
+        acked_while_down = sum(1 for x in during if t_down + 0.5 < x < t_up)
+        after = sum(1 for x in during if x > t_up)
+        print("    PostgreSQL down 5 s: %d acked in all, %d during the outage, %d after it came back"
+              % (len(acked), acked_while_down, after))
+        first_err = [l for l in a.log_text().splitlines() if "committing object" in l][:1]
+        expect(acked_while_down == 0, "%d records acknowledged while the store was down (down %.3f..%.3f, acks at %r; "
+               "first commit error: %r)" % (acked_while_down, t_down, t_up,
+                                            [round(x, 3) for x in during if t_down + 0.5 < x < t_up][:5], first_err))
+        expect(after > 0, "no acknowledgement after the store came back: the agent did not recover")
+        expect(a.alive(), "agent died")
+        seen, dup = consume_all(a.bootstrap, "pgdown", 2, len(acked))
+        lost = [x for x in acked if seen.get((x[0], x[1])) != x[2]]
+        expect(not lost, "%d acknowledged records lost, e.g. %r" % (len(lost), lost[:3]))
+    finally:
+        cl.cleanup()
