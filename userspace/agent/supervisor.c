@@ -199,7 +199,18 @@ static int check_stores(const struct config *cfg)
         log_error("object store %s: %s", cfg->bucket_url, err);
         return -1;
     }
+    /* Opening an S3 store contacts nobody: write and delete a tiny object so that a wrong bucket,
+     * endpoint or key is one clear error now, not failed produces later. */
+    char key[96];
+    snprintf(key, sizeof(key), "probe/%s", cfg->agent_id);
+    int rc = objstore_put(o, key, "sluice", 6);
+    if (rc == 0)
+        objstore_delete(o, key);
     objstore_close(o);
+    if (rc != 0) {
+        log_error("object store %s: cannot write to it (see the line above)", cfg->bucket_url);
+        return -1;
+    }
     struct metastore *m = metastore_open(cfg->metadata_url, err, sizeof(err));
     if (!m) {
         log_error("metadata store %s: %s", cfg->metadata_url, err);
