@@ -128,6 +128,14 @@ static int read_partition(struct broker *b, struct request *rq, int64_t topic_id
     return 0;
 }
 
+/* Without transactions the last stable offset is the high watermark. */
+static void set_offsets(resp_part_t *pout, const struct partition_state *ps)
+{
+    pout->high_watermark = ps->high_watermark;
+    pout->last_stable_offset = ps->high_watermark;
+    pout->log_start_offset = ps->log_start;
+}
+
 /* Builds the response from current data. Returns the bytes of records it holds; *errors counts
  * partitions answered with an error (those are answered at once, not long-polled); *pending says
  * that some chunk is being read from the store (the request then waits for it). */
@@ -169,9 +177,7 @@ static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_re
                 pout->error_code = (int16_t)err;
                 continue;
             }
-            pout->high_watermark = ps->high_watermark;
-            pout->last_stable_offset = ps->high_watermark;
-            pout->log_start_offset = ps->log_start;
+            set_offsets(pout, ps);
             if (pin->fetch_offset > ps->high_watermark) {
                 /* Another worker or agent may have committed since we last looked: never send a
                  * client off to "latest" on a stale view (clients reset on OFFSET_OUT_OF_RANGE). */
@@ -180,9 +186,7 @@ static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_re
                     pout->error_code = (int16_t)err;
                     continue;
                 }
-                pout->high_watermark = ps->high_watermark;
-                pout->last_stable_offset = ps->high_watermark;
-                pout->log_start_offset = ps->log_start;
+                set_offsets(pout, ps);
             }
             if (pin->fetch_offset < ps->log_start || pin->fetch_offset > ps->high_watermark) {
                 log_warn("fetch %.*s/%d at offset %lld: out of range [%lld, %lld] (%s)", tin->topic.len,

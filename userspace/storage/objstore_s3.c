@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "util/hex.h"
 #include "../util/log.h"
 #include "s3_xml.h"
 #include "sigv4.h"
@@ -38,17 +39,6 @@ struct s3_store {
 
 /* ---- URL parsing ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Copies s[0..n) percent-decoded into out (size outlen); -1 if it does not fit or is malformed. */
 static int url_decode(const char *s, size_t n, char *out, size_t outlen)
 {
@@ -58,7 +48,7 @@ static int url_decode(const char *s, size_t n, char *out, size_t outlen)
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);

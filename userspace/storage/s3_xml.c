@@ -1,20 +1,11 @@
 /* See s3_xml.h. */
 #include "s3_xml.h"
 
+#include "util/hex.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 bool s3_xml_find(const char *p, const char *end, const char *tag, const char **ts, const char **te)
 {
@@ -84,7 +75,7 @@ int s3_xml_unescape(const char *s, const char *e, struct buf *out)
             if (i == n)
                 return -1;
             for (; i < n; i++) {
-                int d = hexa ? hex_digit(ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
+                int d = hexa ? hex_digit_value(ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
                 if (d < 0)
                     return -1;
                 cp = cp * (hexa ? 16 : 10) + (unsigned long)d;
