@@ -337,8 +337,8 @@ def test_metadata_store_down_for_5s_during_produce():
         cl.pg.stop()
         t_down = time.time()
         time.sleep(5)
+        t_up = time.time()  # the server may accept commits before pg_ctl's start returns
         cl.pg.start()
-        t_up = time.time()
         time.sleep(3)
         stop.set()
         t.join(90)
