@@ -581,6 +581,19 @@ static void members_checks(struct metastore *m, int *failed_)
         CHECK(strcmp(v[1].id, "agent-c-w0") == 0);
     }
     free(v);
+
+    /* Pruning: c last heartbeated over 400 ms ago, B just now. A long horizon keeps both; a
+     * 200 ms one removes only c, for good (it is gone even from an unbounded listing). */
+    CHECK_EQ(metastore_prune_members(m, 3600 * 1000), 0);
+    CHECK_EQ(metastore_list_members(m, NULL, 60000, &v, &n), 0);
+    CHECK_EQ(n, 2);
+    free(v);
+    CHECK_EQ(metastore_prune_members(m, 200), 0);
+    CHECK_EQ(metastore_list_members(m, NULL, INT64_MAX / 4, &v, &n), 0);
+    CHECK_EQ(n, 1);
+    if (n == 1)
+        CHECK(strcmp(v[0].id, "agent-B-w1") == 0);
+    free(v);
 }
 
 TEST(pg_metastore_members)

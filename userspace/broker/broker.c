@@ -29,11 +29,18 @@ const struct api_handler api_handlers[] = {
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
 /* Tells the group this worker is alive, and learns who else is. */
+/* Rows of members dead this long are deleted (one row per worker incarnation accumulates otherwise). */
+#define MEMBER_PRUNE_AFTER_MS (3600 * 1000)
+/* Worker 0 of each agent prunes once every this many heartbeats. */
+#define PRUNE_EVERY_HEARTBEATS 60
+
 static void heartbeat(struct broker *b, int64_t now_ms)
 {
     b->next_heartbeat_ms = now_ms + b->cfg->heartbeat_timeout_ms / 6;
     if (metastore_heartbeat(b->meta, &b->self) != 0)
         log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
+    if (b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1)
+        metastore_prune_members(b->meta, MEMBER_PRUNE_AFTER_MS);
     membership_refresh(&b->members, b->meta, b->cfg);
 }
 

@@ -175,6 +175,7 @@ struct broker {
     struct membership members;   /* the group's live workers: who serves which slot */
     struct member_info self;
     int64_t next_heartbeat_ms;
+    uint64_t heartbeats;
     uint64_t offsets_epoch;      /* bumped when another process announces a commit */
     bool draining;
 };

@@ -81,6 +81,10 @@ int metastore_list_members(struct metastore *m, const char *agent_group, int64_t
 }
 
 int metastore_remove_member(struct metastore *m, const char *id) { return m->ops->remove_member(m, id); }
+int metastore_prune_members(struct metastore *m, int64_t older_than_ms)
+{
+    return m->ops->prune_members(m, older_than_ms);
+}
 
 int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
 

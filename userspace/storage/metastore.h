@@ -116,6 +116,9 @@ int metastore_list_members(struct metastore *m, const char *agent_group, int64_t
                            struct member_info **out, int *n);
 /* Removes a member (clean shutdown); removing an unknown id is fine. */
 int metastore_remove_member(struct metastore *m, const char *id);
+/* Deletes members whose last heartbeat is older than older_than_ms (the store's clock): workers
+ * that died without leaving, one row per incarnation. Returns 0 or -1. */
+int metastore_prune_members(struct metastore *m, int64_t older_than_ms);
 
 /* ---- cross-process wake-ups: "someone committed" ---- */
 

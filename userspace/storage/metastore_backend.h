@@ -28,6 +28,7 @@ struct metastore_ops {
     int (*list_members)(struct metastore *m, const char *agent_group, int64_t alive_within_ms,
                         struct member_info **out, int *n);
     int (*remove_member)(struct metastore *m, const char *id);
+    int (*prune_members)(struct metastore *m, int64_t older_than_ms);
     int (*notify_fd)(struct metastore *m);
     int (*consume_notifications)(struct metastore *m);
 };

@@ -109,6 +109,7 @@ enum stmt_id {
     S_MEMBER_UPSERT,
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
+    S_MEMBERS_PRUNE,
     S_COUNT
 };
 
@@ -191,6 +192,7 @@ static const struct {
                                         " AND heartbeat_ms >= " STORE_NOW_MS " - $2::bigint"
                                         " ORDER BY id COLLATE \"C\""},
     [S_MEMBER_DELETE] = {"member_delete", "DELETE FROM members WHERE id = $1"},
+    [S_MEMBERS_PRUNE] = {"members_prune", "DELETE FROM members WHERE heartbeat_ms < " STORE_NOW_MS " - $1::bigint"},
 };
 
 struct pg_store {
@@ -1194,6 +1196,20 @@ static int pg_remove_member(struct metastore *m, const char *id)
     }
 }
 
+static int pg_prune_members(struct metastore *m, int64_t older_than_ms)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    struct params p = {0};
+    par_i64(&p, older_than_ms);
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = exec_cmd(s, S_MEMBERS_PRUNE, &p, "prune members");
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
 /* ---- notifications ---- */
 
 static int pg_notify_fd(struct metastore *m)
@@ -1263,6 +1279,7 @@ static const struct metastore_ops pg_ops = {
     .heartbeat = pg_heartbeat,
     .list_members = pg_list_members,
     .remove_member = pg_remove_member,
+    .prune_members = pg_prune_members,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
 };

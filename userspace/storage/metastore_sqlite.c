@@ -102,6 +102,7 @@ enum stmt_id {
     S_MEMBER_UPSERT,
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
+    S_MEMBERS_PRUNE,
     S_COUNT
 };
 
@@ -155,6 +156,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_MEMBERS_LIST] = "SELECT id, agent_group, host, port_base, worker, heartbeat_ms FROM members"
                        " WHERE (?1 IS NULL OR agent_group = ?1) AND heartbeat_ms >= ?2 ORDER BY id",
     [S_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?1",
+    [S_MEMBERS_PRUNE] = "DELETE FROM members WHERE heartbeat_ms < ?1",
 };
 
 struct sqlite_store {
@@ -647,6 +649,14 @@ static int sq_remove_member(struct metastore *m, const char *id)
     return run(s, q, "remove member");
 }
 
+static int sq_prune_members(struct metastore *m, int64_t older_than_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_MEMBERS_PRUNE);
+    sqlite3_bind_int64(q, 1, wall_ms() - older_than_ms);
+    return run(s, q, "prune members");
+}
+
 /* No cross-process wake-ups: SQLite readers poll. */
 static int sq_notify_fd(struct metastore *m)
 {
@@ -686,6 +696,7 @@ static const struct metastore_ops sqlite_ops = {
     .heartbeat = sq_heartbeat,
     .list_members = sq_list_members,
     .remove_member = sq_remove_member,
+    .prune_members = sq_prune_members,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
 };
