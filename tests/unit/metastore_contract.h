@@ -1,0 +1,20 @@
+/* The metadata store's contract as one set of checks, run against each backend by its test file.
+ * url names a fresh, empty store; failures are counted through failed_ like CHECK does. */
+#ifndef SLUICE_METASTORE_CONTRACT_H
+#define SLUICE_METASTORE_CONTRACT_H
+
+#include <stdint.h>
+
+#include "check.h"
+#include "storage/metastore.h"
+
+/* Topics: create (with configs), get, list in byte order, duplicates, delete, re-create. */
+void metastore_contract_topics(const char *url, int *failed_);
+/* Commits: offsets assigned in array order, per-chunk errors, a failed commit assigns nothing,
+ * find_chunks / by time / max timestamp, deletion, persistence across close and reopen. */
+void metastore_contract_commits(const char *url, int *failed_);
+
+/* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
+struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);
+
+#endif
