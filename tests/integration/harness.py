@@ -181,6 +181,26 @@ def kcat(agent, *args, input=None, timeout=120):
                timeout=timeout)
 
 
+def consume_all(bootstrap, topic, partitions, want, timeout=120, record=lambda m: m.value()):
+    """Reads partitions 0..partitions-1 of topic from offset 0 until want distinct offsets arrived
+    (or timeout). Returns ({(partition, offset): record(message)}, duplicates); a consume error
+    fails the test."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen, dup = {}, 0
+    deadline = time.time() + timeout
+    while len(seen) < want and time.time() < deadline:
+        for m in c.consume(10000, timeout=0.5):
+            expect(m.error() is None, "consume error %r" % m.error())
+            key = (m.partition(), m.offset())
+            dup += key in seen
+            seen[key] = record(m)
+    c.close()
+    return seen, dup
+
+
 def expect(cond, what):
     if not cond:
         raise AssertionError(what)

@@ -10,11 +10,11 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
-from harness import Agent, Skip, expect, kcat, run
+from harness import Agent, Skip, consume_all, expect, kcat, run
 
 SLOTS = 32  # enough that every agent owns some slots (8 slots over 6 workers: often not)
 
@@ -94,22 +94,6 @@ def converged(agents, want_bases, rounds=3):
         return False
     table = dict(next(iter(views)))
     return {port - s for s, (_, port) in table.items()} == set(want_bases)
-
-
-def consume_all(bootstrap, topic, partitions, want, timeout=60):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    seen = {}
-    dup = 0
-    deadline = time.time() + timeout
-    while len(seen) < want and time.time() < deadline:
-        for m in c.consume(10000, timeout=0.5):
-            expect(m.error() is None, "consume error %r" % m.error())
-            key = (m.partition(), m.offset())
-            dup += key in seen
-            seen[key] = m.value()
-    c.close()
-    return seen, dup
 
 
 def test_three_agents_share_one_cluster():

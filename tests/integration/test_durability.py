@@ -8,7 +8,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Agent, expect
+from harness import Agent, consume_all, expect
 
 PRODUCER = r'''
 import sys, time
@@ -55,14 +55,8 @@ def test_kill9_loses_no_acked_record():
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "verify", "enable.auto.commit": False})
         lo_hi = [c.get_watermark_offsets(TopicPartition("durable", p), timeout=10) for p in (0, 1)]
         want = sum(hi - lo for lo, hi in lo_hi)
-        c.assign([TopicPartition("durable", p, 0) for p in (0, 1)])
-        seen = {}
-        deadline = time.time() + 60
-        while len(seen) < want and time.time() < deadline:
-            for m in c.consume(5000, timeout=1.0):
-                expect(m.error() is None, "consume error %r" % m.error())
-                seen[(m.partition(), m.offset())] = m.value().decode()
         c.close()
+        seen, _ = consume_all(a.bootstrap, "durable", 2, want, timeout=60, record=lambda m: m.value().decode())
         for p, (lo, hi) in enumerate(lo_hi):
             offs = sorted(o for (pp, o) in seen if pp == p)
             expect(offs == list(range(lo, hi)), "partition %d: offsets not contiguous 0..%d" % (p, hi - 1))

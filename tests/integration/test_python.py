@@ -5,7 +5,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Agent, expect
+from harness import Agent, consume_all, expect
 
 
 def wait_futures(futures, timeout=30):
@@ -91,16 +91,7 @@ def test_produce_100k_keyed_then_consume_by_assignment():
         for (part, _), (key, _) in acked.items():
             expect(key_part.setdefault(key, part) == part, "key %r in two partitions" % key)
 
-        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "verify", "enable.auto.commit": False,
-                      "fetch.wait.max.ms": 100})
-        c.assign([TopicPartition("keyed", part, 0) for part in range(4)])
-        seen = {}
-        deadline = time.time() + 120
-        while len(seen) < n and time.time() < deadline:
-            for m in c.consume(10000, timeout=1.0):
-                expect(m.error() is None, "consume error: %r" % m.error())
-                seen[(m.partition(), m.offset())] = (m.key(), m.value())
-        c.close()
+        seen, _ = consume_all(a.bootstrap, "keyed", 4, n, record=lambda m: (m.key(), m.value()))
         expect(len(seen) == n, "consumed %d of %d" % (len(seen), n))
         for k, v in acked.items():
             expect(seen.get(k) == v, "at %r: produced %r, consumed %r" % (k, v, seen.get(k)))

@@ -5,13 +5,13 @@ import struct
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
-from harness import Agent, expect, kcat
+from harness import Agent, consume_all, expect, kcat
 from s3server import S3Server
-from test_kcat import consume, lines_for, produce
+from test_kcat import consume, lines_for, produce, round_trip_every_codec
 from test_python import wait_futures
 
 PREFIX = "some/prefix"
@@ -39,14 +39,7 @@ def test_s3_every_codec_round_trips_10000_messages():
     s3 = S3Server()
     a = s3_agent(s3)
     try:
-        for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
-            topic = "s3-codec-" + codec
-            lines = lines_for(codec, 10000, seed=codec)
-            produce(a, topic, lines, codec)
-            got = consume(a, topic, "-o", "beginning")
-            expect(len(got) == len(lines), "%s: consumed %d of %d messages" % (codec, len(got), len(lines)))
-            for i, (want, have) in enumerate(zip(lines, got)):
-                expect(want == have, "%s: message %d differs: %r != %r" % (codec, i, want, have))
+        round_trip_every_codec(a, "s3-codec-")
         stored = s3.objects()
         expect(stored and all(k.startswith(PREFIX + "/objects/") for k in stored),
                "objects in the bucket: %r" % stored[:10])
@@ -88,7 +81,7 @@ def test_s3_keyed_20000_on_4_partitions():
 
         # A fresh agent on the same metadata: its cache is cold, every byte comes from S3.
         a = restarted(a, s3)
-        seen = consume_all(a, "s3-keyed", 4, n)
+        seen, _ = consume_all(a.bootstrap, "s3-keyed", 4, n, record=lambda m: (m.key(), m.value()))
         expect(len(seen) == n, "consumed %d of %d" % (len(seen), n))
         for k, v in acked.items():
             expect(seen.get(k) == v, "at %r: produced %r, consumed %r" % (k, v, seen.get(k)))
@@ -97,20 +90,6 @@ def test_s3_keyed_20000_on_4_partitions():
     finally:
         a.cleanup()
         s3.cleanup()
-
-
-def consume_all(agent, topic, partitions, n, timeout=120):
-    c = Consumer({"bootstrap.servers": agent.bootstrap, "group.id": "s3-verify", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 100})
-    c.assign([TopicPartition(topic, part, 0) for part in range(partitions)])
-    seen = {}
-    deadline = time.time() + timeout
-    while len(seen) < n and time.time() < deadline:
-        for m in c.consume(5000, timeout=1.0):
-            if m.error() is None:
-                seen[(m.partition(), m.offset())] = (m.key(), m.value())
-    c.close()
-    return seen
 
 
 def test_s3_outage_during_produce_loses_no_acked_message():
@@ -168,7 +147,7 @@ def test_s3_outage_during_produce_loses_no_acked_message():
         expect(during_outage == 0, "%d messages acked while S3 was down" % during_outage)
         expect(a.alive(), "agent died")
 
-        seen = consume_all(a, "s3-outage", 2, len(acked))
+        seen, _ = consume_all(a.bootstrap, "s3-outage", 2, len(acked), record=lambda m: (m.key(), m.value()))
         missing = [k for k in acked if k not in seen]
         expect(not missing, "%d acked messages missing, e.g. %r" % (len(missing), missing[:5]))
         for k, v in acked.items():
