@@ -1,11 +1,11 @@
 /* See pg_fixture.h. Commands run as the postgres user through fork + setuid + exec; their output
  * goes to DIR/commands.log (kept only while the server exists: the folder goes at exit). */
 #include "pg_fixture.h"
+#include "test_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <postgresql/libpq-fe.h>
@@ -71,19 +71,6 @@ static int run(const char *prog, const char *const *args)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 int pg_fixture_start(void)
 {
     char opts[512], datadir[128], log[128];
@@ -111,20 +98,12 @@ int pg_fixture_stop(void)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void remove_all(void)
 {
     if (pg.state == 1)
         pg_fixture_stop();
     if (pg.dir[0])
-        nftw(pg.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rm_rf(pg.dir);
 }
 
 static pid_t owner_pid;
@@ -212,7 +191,7 @@ int pg_fixture_up(char *why, size_t whylen)
         snprintf(datadir, sizeof(datadir), "%s/data", pg.dir);
         /* -N: no fsync of the new cluster; C locale: byte order, as the store expects anyway. */
         const char *args[] = {"-D", datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N", NULL};
-        pg.port = free_port();
+        pg.port = test_free_port();
         if (run("initdb", args) < 0 || pg.port < 0 || pg_fixture_start() < 0 ||
             exec_in(NULL, "CREATE DATABASE sluice") < 0) {
             unavailable(why, whylen, "could not start a PostgreSQL server (see %s/commands.log)", pg.dir);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "util/hex.h"
 #include "messages.h"
 #include "protocol/codec.h"
 
@@ -973,17 +974,6 @@ struct frame {
     size_t len;
 };
 
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads the hex lines of a capture file ('#' lines are comments). Returns the frame count,
  * -1 if the file cannot be read or holds something else than hex. */
 static int load_frames(const char *path, struct frame *frames, int max)
@@ -1005,7 +995,7 @@ static int load_frames(const char *path, struct frame *frames, int max)
         }
         uint8_t *data = malloc(len / 2 + 1);
         for (size_t i = 0; i < len / 2; i++) {
-            int hi = hex_value(line[2 * i]), lo = hex_value(line[2 * i + 1]);
+            int hi = hex_digit_value(line[2 * i]), lo = hex_digit_value(line[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 free(data);
                 fclose(f);

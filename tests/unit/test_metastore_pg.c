@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "metastore_contract.h"
 #include "pg_fixture.h"
 #include "protocol/errors.h"
@@ -407,27 +408,9 @@ TEST(pg_metastore_members)
     metastore_close(m);
 }
 
-static char *temp_dir(void)
-{
-    char tmpl[] = "/tmp/sluice-unit-XXXXXX";
-    return mkdtemp(tmpl) ? strdup(tmpl) : NULL;
-}
-
-static void remove_sqlite_dir(char *dir)
-{
-    char path[512];
-    static const char *const files[] = {"meta.db", "meta.db-wal", "meta.db-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-    free(dir);
-}
-
 TEST(metastore_sqlite_members)
 {
-    char *dir = temp_dir(), url[512];
+    char *dir = test_temp_dir(), url[512];
     CHECK(dir != NULL);
     if (!dir)
         return;
@@ -441,13 +424,14 @@ TEST(metastore_sqlite_members)
         CHECK_EQ(metastore_consume_notifications(m), 0);
         metastore_close(m);
     }
-    remove_sqlite_dir(dir);
+    test_rm_rf(dir);
+    free(dir);
 }
 
 /* A database made before membership existed (schema version 1) gains the members table. */
 TEST(metastore_sqlite_migrates_to_members)
 {
-    char *dir = temp_dir(), url[600], path[512];
+    char *dir = test_temp_dir(), url[600], path[512];
     CHECK(dir != NULL);
     if (!dir)
         return;
@@ -480,7 +464,8 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK_EQ(sqlite3_column_int(q, 0), 2);
     sqlite3_finalize(q);
     sqlite3_close(db);
-    remove_sqlite_dir(dir);
+    test_rm_rf(dir);
+    free(dir);
 }
 
 /* ---- notifications ---- */

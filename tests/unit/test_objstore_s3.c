@@ -3,7 +3,6 @@
  * live tests skip when node or s3rver is missing (make deps installs both). */
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "storage/objstore.h"
 #include "storage/objstore_s3.h"
 #include "storage/s3_xml.h"
@@ -203,19 +203,6 @@ struct server {
     char dir[64];
 };
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static int port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -245,7 +232,7 @@ static int server_start(struct server *srv, const char *service_endpoint)
             return -1;
     }
     if (!srv->port)
-        srv->port = free_port();
+        srv->port = test_free_port();
     char port[16], data[96], log[96];
     snprintf(port, sizeof(port), "%d", srv->port);
     snprintf(data, sizeof(data), "%s/data", srv->dir);
@@ -291,19 +278,11 @@ static void server_stop(struct server *srv)
     }
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void server_cleanup(struct server *srv)
 {
     server_stop(srv);
     if (srv->dir[0])
-        nftw(srv->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rm_rf(srv->dir);
 }
 
 static size_t collect(char *p, size_t size, size_t n, void *arg)

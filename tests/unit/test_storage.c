@@ -1,6 +1,5 @@
 /* Object format, the file object store and the SQLite metadata store, on real temp folders. */
 #include <dirent.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 
 #include "batch_builder.h"
 #include "check.h"
+#include "test_util.h"
 #include "metastore_contract.h"
 #include "protocol/errors.h"
 #include "storage/metastore.h"
@@ -17,23 +17,6 @@
 #include "storage/objstore.h"
 
 /* ---- temp folders ---- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *make_temp_dir(void)
-{
-    char tmpl[] = "/tmp/sluice-unit-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? strdup(d) : NULL;
-}
 
 static int file_exists(const char *path)
 {
@@ -164,7 +147,7 @@ static int count_entries(const char *dir)
 
 TEST(storage_objstore_file_put_get_list_delete)
 {
-    char *tmp = make_temp_dir();
+    char *tmp = test_temp_dir();
     CHECK(tmp != NULL);
     if (!tmp)
         return;
@@ -279,7 +262,7 @@ TEST(storage_objstore_file_put_get_list_delete)
         CHECK_EQ(l.n, 4);
         objstore_close(s);
     }
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     free(tmp);
 }
 
@@ -311,13 +294,13 @@ static struct metastore *open_meta(const char *dir, char *url, size_t urlsz)
 
 TEST(storage_metastore_topics)
 {
-    char *tmp = make_temp_dir(), url[512];
+    char *tmp = test_temp_dir(), url[512];
     CHECK(tmp != NULL);
     if (!tmp)
         return;
     snprintf(url, sizeof(url), "sqlite://%s/deeper/folder/meta.db", tmp);
     metastore_contract_topics(url, failed_);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     free(tmp);
 }
 
@@ -325,19 +308,19 @@ TEST(storage_metastore_topics)
 
 TEST(storage_metastore_commit_assigns_offsets)
 {
-    char *tmp = make_temp_dir(), url[512];
+    char *tmp = test_temp_dir(), url[512];
     CHECK(tmp != NULL);
     if (!tmp)
         return;
     snprintf(url, sizeof(url), "sqlite://%s/deeper/folder/meta.db", tmp);
     metastore_contract_commits(url, failed_);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     free(tmp);
 }
 
 TEST(storage_metastore_persists_across_reopen)
 {
-    char *tmp = make_temp_dir(), url[512];
+    char *tmp = test_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
     CHECK(m != NULL);
     if (!m) {
@@ -364,7 +347,7 @@ TEST(storage_metastore_persists_across_reopen)
     m = metastore_open(url, err, sizeof(err));
     CHECK(m != NULL);
     if (!m) {
-        rm_rf(tmp);
+        test_rm_rf(tmp);
         free(tmp);
         return;
     }
@@ -392,7 +375,7 @@ TEST(storage_metastore_persists_across_reopen)
     CHECK_EQ(metastore_commit_object(m, "objects/keep-2", 500, &c2, 1), 0);
     CHECK_EQ(c2.base_offset, 10);
     metastore_close(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     free(tmp);
 }
 
@@ -475,7 +458,7 @@ static int by_base(const void *a, const void *b)
 
 TEST(storage_metastore_concurrent_commits_from_two_handles)
 {
-    char *tmp = make_temp_dir(), url[512];
+    char *tmp = test_temp_dir(), url[512];
     struct metastore *m = tmp ? open_meta(tmp, url, sizeof(url)) : NULL;
     CHECK(m != NULL);
     if (!m) {
@@ -532,6 +515,6 @@ TEST(storage_metastore_concurrent_commits_from_two_handles)
     free(all);
     free(w);
     metastore_close(m);
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     free(tmp);
 }
