@@ -82,7 +82,7 @@ static void describe_configs(struct request *rq, resp_topic_t *out, const struct
         c->config_source = 5; /* DEFAULT_CONFIG */
         for (int j = 0; j < nset; j++)
             if (set[j].key[0] && !strcmp(set[j].key, d->name)) {
-                c->value = kstr_c(rq_cstr(rq, kstr_c(set[j].value)));
+                c->value = kstr_c(set[j].value); /* set lives in the request's arena */
                 c->config_source = 1; /* TOPIC_CONFIG */
             }
     }

@@ -69,8 +69,8 @@ static void fill_brokers(struct broker *b, struct request *rq, struct metadata_r
         const struct member_info *m = membership_slot_owner(&b->members, (uint32_t)s);
         struct metadata_response_broker *out = &resp->brokers[s];
         out->node_id = s;
-        out->host = host_override.len >= 0 ? host_override
-                                           : kstr_c(rq_cstr(rq, kstr_c(m ? m->host : cfg->advertised_host)));
+        /* The membership view only changes in the broker's tick, never while this handler runs. */
+        out->host = host_override.len >= 0 ? host_override : kstr_c(m ? m->host : cfg->advertised_host);
         out->port = (cfg->port_override_base ? cfg->port_override_base : m ? m->port_base : cfg->slot_port_base) + s;
         out->rack = (struct kstr){NULL, -1};
     }
