@@ -37,6 +37,8 @@ static int search_chunk(struct broker *b, struct request *rq, const struct chunk
             int64_t delta = batch_find_timestamp(batch, size, ts);
             if (delta >= 0) {
                 *offset = base + delta;
+                /* Kafka answers the found record's own timestamp; this is the batch's maximum
+                 * (clients seek by the offset). */
                 *found_ts = h.max_timestamp;
                 return 1;
             }
