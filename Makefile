@@ -51,6 +51,12 @@ $(GEN)/%.skel.h: $(BUILD)/bpf/%.bpf.o
 
 .SECONDARY: $(BPF_OBJ)
 
+# BPF programs that only test beds use (tests/bed/NAME.bpf.c), loaded with `ip link set ... xdp obj`.
+BED_BPF_OBJ := $(patsubst tests/bed/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(wildcard tests/bed/*.bpf.c))
+$(BUILD)/bpf/%.bpf.o: tests/bed/%.bpf.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 $(BUILD)/obj/%.o: %.c $(GEN)/messages.h $(SKELS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -81,7 +87,7 @@ run: deps $(BUILD)/sluice
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request
+test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BED_BPF_OBJ)
 	tests/run.sh
 
 bench: deps $(BUILD)/sluice

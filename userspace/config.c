@@ -12,6 +12,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include "util/log.h"
 
@@ -73,7 +74,11 @@ static const struct setting settings[] = {
     {"steering", "SLUICE_STEERING", SET_STRING, S(steering), "auto",
      "eBPF connection steering: auto (on if the kernel allows), on (fail without it), off"},
     {"steering-name", "SLUICE_STEERING_NAME", SET_STRING, S(steering_name), "",
-     "pin folder under /sys/fs/bpf/sluice/ (default agent-<kafka-port>)"},
+     "pin folder under /sys/fs/bpf/sluice/ (default agent-<netns inode>-<kafka-port>)"},
+    {"xdp-interface", "SLUICE_XDP_INTERFACE", SET_STRING, S(xdp_interface), "",
+     "uplink interface: XDP forwards each slot connection to the host that owns the slot (unset: no XDP)"},
+    {"xdp-mode", "SLUICE_XDP_MODE", SET_STRING, S(xdp_mode), "l2",
+     "how XDP reaches the owner host: l2 (same segment: rewrite MACs) or ipip (routed: encapsulate)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -205,6 +210,14 @@ static int check_ranges(struct config *c)
         fprintf(stderr, "sluice: invalid value '%s' for steering (auto, on, off)\n", c->steering);
         return -1;
     }
+    if (strcmp(c->xdp_mode, "l2") && strcmp(c->xdp_mode, "ipip")) {
+        fprintf(stderr, "sluice: invalid value '%s' for xdp-mode (l2, ipip)\n", c->xdp_mode);
+        return -1;
+    }
+    if (c->xdp_interface[0] && !strcmp(c->steering, "off")) {
+        fprintf(stderr, "sluice: xdp-interface needs eBPF steering (steering auto or on, not off)\n");
+        return -1;
+    }
     if (c->slots > 4096 || c->workers > 64) {
         fprintf(stderr, "sluice: at most 4096 slots and 64 workers\n");
         return -1;
@@ -248,8 +261,16 @@ static int check_ranges(struct config *c)
                 c->port_override_base, c->slots);
         return -1;
     }
-    if (!c->steering_name[0])
-        snprintf(c->steering_name, sizeof(c->steering_name), "agent-%d", c->kafka_port);
+    if (!c->steering_name[0]) {
+        /* Agents in different network namespaces (containers) may share one bpffs and one port
+         * number: the namespace is part of the default name, so their pins never meet. */
+        struct stat ns;
+        if (stat("/proc/self/ns/net", &ns) == 0)
+            snprintf(c->steering_name, sizeof(c->steering_name), "agent-%llu-%d", (unsigned long long)ns.st_ino,
+                     c->kafka_port);
+        else
+            snprintf(c->steering_name, sizeof(c->steering_name), "agent-%d", c->kafka_port);
+    }
     for (const char *p = c->steering_name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
               *p == '_' || *p == '.')) {

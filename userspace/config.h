@@ -31,7 +31,9 @@ struct config {
     int slots;                    /* virtual brokers advertised in Metadata */
     int slot_port_base;           /* slot s is served at slot_port_base + s; 0 = kafka_port + 1 */
     char steering[16];            /* auto | on | off */
-    char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<kafka_port> */
+    char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<netns inode>-<kafka_port> */
+    char xdp_interface[16];       /* uplink for XDP forwarding of slot connections to their owner host; "" = none */
+    char xdp_mode[8];             /* l2 (same segment: rewrite MACs) | ipip (routed: encapsulate) */
 
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */

@@ -160,7 +160,8 @@ class Agent:
 
     @property
     def steering_name(self):
-        return self.env.get("SLUICE_STEERING_NAME", "agent-%d" % self.port)
+        ns = os.stat("/proc/self/ns/net").st_ino  # the agent runs in the test's network namespace
+        return self.env.get("SLUICE_STEERING_NAME", "agent-%d-%d" % (ns, self.port))
 
     def remove_steering_pins(self):
         """The pinned BPF maps and link outlive the agent (by design); tests remove theirs."""
