@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "util/log.h"
+#include "util/netaddr.h"
 
 enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_COUNT, SET_DURATION_MS, SET_BYTES, SET_BOOL };
 
@@ -31,7 +32,8 @@ struct setting {
 #define S(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 
 static const struct setting settings[] = {
-    {"kafka-host", "SLUICE_KAFKA_HOST", SET_STRING, S(bind_host), "0.0.0.0", "address the Kafka listener binds"},
+    {"kafka-host", "SLUICE_KAFKA_HOST", SET_STRING, S(bind_host), "::",
+     "address the Kafka listener binds (:: = every IPv4 and IPv6 address, 0.0.0.0 = every IPv4 address)"},
     {"kafka-port", "SLUICE_KAFKA_PORT", SET_PORT, S(kafka_port), "9092", "Kafka (bootstrap) port"},
     {"advertise-hostname-strategy", "SLUICE_ADVERTISE_HOSTNAME_STRATEGY", SET_STRING, S(advertise_strategy),
      "auto-ip4", "host advertised to clients: auto-ip4 (first non-loopback IPv4), local (127.0.0.1), custom"},
@@ -305,9 +307,33 @@ static int first_ipv4(char *out, size_t outlen)
     return rc;
 }
 
-/* Fills the derived fields: the advertised host and this agent's random id. */
+/* The uplink's MTU, or 1500 if it cannot be read (the interface is checked again at start-up). */
+static int interface_mtu(const char *ifname)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/class/net/%s/mtu", ifname);
+    FILE *f = fopen(path, "r");
+    int mtu = 0;
+    if (f) {
+        if (fscanf(f, "%d", &mtu) != 1)
+            mtu = 0;
+        fclose(f);
+    }
+    return mtu >= 576 ? mtu : 1500;
+}
+
+/* Fills the derived fields: the advertised host, this agent's random id, the listeners' MSS. */
 static void derive(struct config *c)
 {
+    if (!strcmp(c->bind_host, "::") && !ipv6_available()) {
+        log_warn("IPv6 is disabled on this host: listening on 0.0.0.0 (IPv4) instead of ::");
+        snprintf(c->bind_host, sizeof(c->bind_host), "0.0.0.0");
+    }
+    /* ipip adds a 20-byte outer IPv4 header to every forwarded packet. Clients size their segments
+     * by the MSS our SYN-ACK advertises, so advertise one that still fits the uplink's MTU:
+     * MTU - outer IPv4 (20) - inner IPv4 (20) - TCP (20). */
+    if (c->xdp_interface[0] && !strcmp(c->xdp_mode, "ipip"))
+        c->tcp_max_segment = interface_mtu(c->xdp_interface) - 60;
     if (!strcmp(c->advertise_strategy, "local"))
         snprintf(c->advertised_host, sizeof(c->advertised_host), "127.0.0.1");
     else if (!strcmp(c->advertise_strategy, "custom"))
@@ -375,9 +401,13 @@ void config_print_help(const char *prog)
 
 void config_log(const struct config *c)
 {
-    log_info("config: kafka=%s:%d slots=%d at ports %d..%d workers=%d steering=%s advertise=%s group=%s "
-             "bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d auto_create_topics=%s",
-             c->bind_host, c->kafka_port, c->slots, c->slot_port_base, c->slot_port_base + c->slots - 1, c->workers,
-             c->steering, c->advertised_host, c->agent_group, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
+    bool v6 = strchr(c->bind_host, ':') != NULL;
+    log_info("config: kafka=%s%s%s:%d slots=%d at ports %d..%d workers=%d steering=%s xdp=%s%s%s advertise=%s "
+             "group=%s bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d "
+             "auto_create_topics=%s",
+             v6 ? "[" : "", c->bind_host, v6 ? "]" : "", c->kafka_port, c->slots, c->slot_port_base,
+             c->slot_port_base + c->slots - 1, c->workers, c->steering, c->xdp_interface[0] ? c->xdp_interface : "off",
+             c->xdp_interface[0] ? " mode " : "", c->xdp_interface[0] ? c->xdp_mode : "", c->advertised_host,
+             c->agent_group, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
              (long long)c->batch_max_bytes, c->default_partitions, c->auto_create_topics ? "true" : "false");
 }

@@ -38,6 +38,8 @@ struct config {
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */
     char agent_id[40];            /* random per agent start; member ids are "<agent_id>-w<worker>" */
+    int tcp_max_segment;          /* MSS the listeners advertise (0: the route's); xdp-mode ipip leaves room for
+                                     the outer header so forwarded packets fit the uplink's MTU */
 };
 
 /* Fills defaults, then environment, then argv (after the subcommand). On a bad flag or value prints

@@ -90,8 +90,8 @@ def _read_exact(sock, n):
     return buf
 
 
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+def connect(port, host="127.0.0.1", timeout=10):
+    s = socket.create_connection((host, port), timeout=timeout)
     return s
 
 

@@ -4,6 +4,8 @@ a killed worker's slots come back, and the pinned counters match what the test d
 import json
 import os
 import re
+import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -376,3 +378,204 @@ def test_agent_starts_without_bpf_privileges():
             expect(answered(s, 1), "slot port not served without BPF")
     finally:
         a.cleanup()
+
+
+def test_bound_address_only():
+    """Bound to 127.0.0.1 (the harness's default), the steered ports are not served on the other
+    local addresses: 127.0.0.2 is local too (all of 127/8 is), but nobody listens there."""
+    a = steering_agent()
+    try:
+        for port in (a.port, a.port + 1, a.port + SLOTS):
+            with kwire.connect(port) as s:
+                expect(answered(s, 1), "127.0.0.1:%d not answered" % port)
+            try:
+                kwire.connect(port, host="127.0.0.2", timeout=3).close()
+                raise AssertionError("127.0.0.2:%d was accepted though the agent is bound to 127.0.0.1" % port)
+            except ConnectionRefusedError:
+                pass
+        st = status(a)["counters"]
+        print("    127.0.0.2 refused on the bootstrap and slot ports; other_address=%d" % st["other_address"])
+        expect(st["other_address"] == 3, "other_address counter %r" % st)
+    finally:
+        a.cleanup()
+
+
+def test_ipv6_client_of_a_default_agent():
+    """The default listener (::) serves IPv6 clients, steered like IPv4 ones."""
+    need_root()
+    a = Agent(env={"SLUICE_WORKERS": "2", "SLUICE_SLOTS": str(SLOTS), "SLUICE_STEERING": "on",
+                   "SLUICE_LOG_LEVEL": "debug", "SLUICE_ADVERTISE_HOSTNAME_STRATEGY": "custom",
+                   "SLUICE_ADVERTISE_HOSTNAME_CUSTOM": "::1"})
+    del a.env["SLUICE_KAFKA_HOST"]  # the default
+    a.start()
+    try:
+        a.wait_log("all 2 workers serving")
+        expect("kafka=[::]:%d" % a.port in a.log_text(), "not listening on [::] by default")
+        bootstrap = "[::1]:%d" % a.port
+        conf = {"bootstrap.servers": bootstrap, "broker.address.family": "v6"}
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic("six", 4, 1)])["six"].result(10)
+        p = Producer(dict(conf, acks="all", **{"linger.ms": 5}))
+        for i in range(2000):
+            p.produce("six", b"v6-%d" % i, partition=i % 4)
+        expect(p.flush(30) == 0, "undelivered messages over IPv6")
+        c = Consumer(dict(conf, **{"group.id": "six", "enable.auto.commit": False}))
+        c.assign([TopicPartition("six", part, 0) for part in range(4)])
+        got = set()
+        deadline = time.time() + 30
+        while len(got) < 2000 and time.time() < deadline:
+            for m in c.consume(1000, timeout=0.5):
+                expect(m.error() is None, "consume error %r" % m.error())
+                got.add(m.value())
+        c.close()
+        expect(got == {b"v6-%d" % i for i in range(2000)}, "consumed %d of 2000 over IPv6" % len(got))
+        v6 = re.findall(r"worker \d+ accepted \[::1\]:\d+ on port (\d+)", a.log_text())
+        slot_conns = [int(p) for p in v6 if int(p) != a.port]
+        st = status(a)["counters"]
+        print("    IPv6: 2000 messages produced and consumed via [::1]; %d IPv6 slot connections steered "
+              "(slot_hit=%d, assign_error=%d)" % (len(slot_conns), st["slot_hit"], st["assign_error"]))
+        expect(slot_conns and st["assign_error"] == 0, "no IPv6 slot connection steered: %r" % st)
+    finally:
+        a.cleanup()
+
+
+def test_worker_killed_during_a_connection_storm_refuses_nothing():
+    """While a killed worker's slots wait for the supervisor to move them, the kernel program hands
+    them to the live worker: a storm of new slot connections sees no refusal. The supervisor is
+    stopped (SIGSTOP) across the kill, so that window lasts a second instead of a fraction of a
+    millisecond: a supervisor busy elsewhere must not cost refused connections."""
+    a = steering_agent(SLUICE_LOG_LEVEL="info")
+    try:
+        owners = slot_owners(a)
+        victim_ports = [a.port + 1 + s for s, w in owners.items() if w == 0]
+        stop = threading.Event()
+        counts = {"ok": 0, "refused": 0, "reset": 0}
+        lock = threading.Lock()
+
+        def storm():
+            i = 0
+            while not stop.is_set():
+                port = victim_ports[i % len(victim_ports)]
+                i += 1
+                try:
+                    s = kwire.connect(port, timeout=2)
+                except ConnectionRefusedError:
+                    with lock:
+                        counts["refused"] += 1
+                    continue
+                try:
+                    ok = answered(s, 1)
+                except OSError:
+                    ok = False
+                finally:
+                    s.close()
+                with lock:
+                    counts["ok" if ok else "reset"] += 1
+
+        threads = [threading.Thread(target=storm) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        pid = int(re.findall(r"worker 0 \(pid (\d+)\) serving", a.log_text())[-1])
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, 9)
+            time.sleep(1.0)
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        fallback = status(a)["counters"]["slot_fallback"]
+        print("    storm over worker 0's %d slots across its kill -9: %d answered, %d refused, %d reset "
+              "(accepted by the dying worker), slot_fallback=%d"
+              % (len(victim_ports), counts["ok"], counts["refused"], counts["reset"], fallback))
+        expect(counts["ok"] > 100, "storm too small: %r" % counts)
+        expect(counts["refused"] == 0, "%d slot connections refused" % counts["refused"])
+        expect(fallback > 0, "the storm never hit the window (slot_fallback=0)")
+    finally:
+        a.cleanup()
+
+
+class NetnsAgent(Agent):
+    """An agent in a network namespace of its own (lo only), started with nsenter --net so that it
+    sees the host's /sys/fs/bpf, as containers sharing the host's bpffs do."""
+
+    def __init__(self, netns, **kw):
+        self.netns = netns
+        super().__init__(**kw)
+        self.env["SLUICE_KAFKA_PORT"] = "9092"
+        self.port = 9092
+
+    def nsenter(self):
+        return ["nsenter", "--net=/run/netns/" + self.netns]
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.nsenter() + [AGENT_BIN, "agent"] + self.args, env=self.env,
+                                     cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    @property
+    def steering_name(self):
+        return self.env.get("SLUICE_STEERING_NAME",
+                            "agent-%d-9092" % os.stat("/run/netns/" + self.netns).st_ino)
+
+    def kcat(self, *args, input=None):
+        return run(self.nsenter() + ["kcat", "-b", "127.0.0.1:9092"] + list(args), input=input, timeout=60)
+
+
+def test_agents_in_three_namespaces_share_bpffs_without_clashing():
+    """Three agents with the same port in three network namespaces of one host (one bpffs): each
+    gets pins of its own (the default name includes the namespace) and serves its own clients; a
+    fourth that asks for another's name explicitly is refused with a clear error."""
+    need_root()
+    tag = "sl%d" % os.getpid()
+    names = ["%s-%d" % (tag, i) for i in range(3)]
+    agents = []
+    try:
+        for n in names:
+            run(["ip", "netns", "add", n])
+            run(["ip", "-n", n, "link", "set", "lo", "up"])
+        for n in names:
+            agents.append(NetnsAgent(n, env={"SLUICE_WORKERS": "2", "SLUICE_SLOTS": "4", "SLUICE_STEERING": "on"})
+                          .start())
+        for a in agents:
+            a.wait_log("all 2 workers serving")
+        dirs = {a.steering_name for a in agents}
+        expect(len(dirs) == 3, "pin names collide: %r" % dirs)
+        for a in agents:
+            link = json.loads(run(["bpftool", "-j", "link", "show", "pinned",
+                                   "/sys/fs/bpf/sluice/%s/link" % a.steering_name]))
+            expect(link["netns_ino"] == os.stat("/run/netns/" + a.netns).st_ino,
+                   "%s steers another namespace: %r" % (a.steering_name, link))
+        for i, a in enumerate(agents):
+            a.kcat("-P", "-t", "t", "-p", "0", input=b"\n".join(b"%s-%d" % (a.netns.encode(), j) for j in range(50)))
+        for a in agents:
+            got = a.kcat("-C", "-t", "t", "-p", "0", "-o", "beginning", "-e").split()
+            expect(got == [b"%s-%d" % (a.netns.encode(), j) for j in range(50)],
+                   "%s read back %d records" % (a.netns, len(got)))
+        print("    3 agents on port 9092 in 3 namespaces: pins %s" % ", ".join(sorted(dirs)))
+
+        # An explicit name that another live namespace's agent holds: refused, that agent untouched.
+        run(["ip", "netns", "add", tag + "-x"])
+        x = NetnsAgent(tag + "-x", env={"SLUICE_WORKERS": "1", "SLUICE_STEERING": "on",
+                                        "SLUICE_STEERING_NAME": agents[0].steering_name})
+        x.start()
+        expect(x.proc.wait(20) == 1, "agent with a taken steering name did not exit 1")
+        line = [l for l in x.log_text().splitlines() if "in use by the agent of network namespace" in l]
+        print("    " + (line[0].split(" ", 2)[-1] if line else "(no line)"))
+        expect(line, "no clear error line: %s" % x.log_text()[-1000:])
+        got = agents[0].kcat("-C", "-t", "t", "-p", "0", "-o", "beginning", "-e").split()
+        expect(len(got) == 50, "the first agent stopped serving after the refused start")
+        shutil.rmtree(x.workdir, ignore_errors=True)
+    finally:
+        for a in agents:
+            try:
+                a.cleanup()
+            except Exception as e:
+                print("    cleanup: %s" % e)
+        for n in names + [tag + "-x"]:
+            run(["ip", "netns", "del", n], check=False)

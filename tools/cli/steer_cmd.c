@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../bpf/steer.h"
@@ -20,6 +21,8 @@ static const char *const counter_names[STEER_COUNTER_MAX] = {
     [STEER_NO_OWNER] = "no_owner",
     [STEER_ASSIGN_ERROR] = "assign_error",
     [STEER_NO_LIVE_WORKER] = "no_live_worker",
+    [STEER_SLOT_FALLBACK] = "slot_fallback",
+    [STEER_OTHER_ADDRESS] = "other_address",
 };
 
 static int open_map(const char *name, const char *map)
@@ -97,11 +100,12 @@ static int status(const char *name, bool json)
 
 static void usage(void)
 {
-    printf("usage: sluice steer status [--name NAME] [--json]\n"
-           "       sluice steer remove [--name NAME]\n\n"
-           "NAME is the agent's steering name (SLUICE_STEERING_NAME; default agent-<kafka port>, e.g.\n"
-           "agent-9092). status reads the maps pinned under " PIN_ROOT "/NAME/; remove deletes them and\n"
-           "the link, which detaches the program once no agent holds it.\n");
+    printf("usage: sluice steer status [--name NAME | --port PORT] [--json]\n"
+           "       sluice steer remove [--name NAME | --port PORT]\n\n"
+           "NAME is the agent's steering name (SLUICE_STEERING_NAME). Its default is\n"
+           "agent-<network namespace inode>-<kafka port>: --port PORT (default 9092) names the agent of that\n"
+           "port in the namespace this command runs in. status reads the maps pinned under " PIN_ROOT "/NAME/;\n"
+           "remove deletes them and the link, which detaches the program once no agent holds it.\n");
 }
 
 int cmd_steer(int argc, char **argv)
@@ -110,19 +114,38 @@ int cmd_steer(int argc, char **argv)
         usage();
         return argc < 1 ? 2 : 0;
     }
-    const char *name = "agent-9092";
+    const char *name = NULL;
+    int port = 9092;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--name") && i + 1 < argc)
             name = argv[++i];
         else if (!strncmp(argv[i], "--name=", 7))
             name = argv[i] + 7;
+        else if ((!strcmp(argv[i], "--port") && i + 1 < argc) || !strncmp(argv[i], "--port=", 7)) {
+            const char *v = argv[i][6] == '=' ? argv[i] + 7 : argv[++i];
+            port = atoi(v);
+            if (port < 1 || port > 65535) {
+                fprintf(stderr, "sluice: invalid --port '%s'\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--json"))
             json = true;
         else {
             fprintf(stderr, "sluice: unknown steer argument '%s' (see sluice steer --help)\n", argv[i]);
             return 2;
         }
+    }
+    char default_name[64];
+    if (!name) {
+        /* The agent's own default (config.c): this network namespace and the port. */
+        struct stat ns;
+        if (stat("/proc/self/ns/net", &ns) == 0)
+            snprintf(default_name, sizeof(default_name), "agent-%llu-%d", (unsigned long long)ns.st_ino, port);
+        else
+            snprintf(default_name, sizeof(default_name), "agent-%d", port);
+        name = default_name;
     }
     if (!strcmp(argv[0], "status"))
         return status(name, json);

@@ -20,6 +20,7 @@
 #include "storage/objstore.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/netaddr.h"
 
 /* A worker that dies sooner than this after starting is restarted only after this delay, so a
  * worker that cannot start does not spin. */
@@ -166,14 +167,23 @@ static struct steer *open_steering(const struct config *cfg)
         log_warn("steering off: workers share the ports with SO_REUSEPORT; locality is best effort");
         return NULL;
     }
+    char err[512] = "";
+    struct bind_addr bind;
+    if (bind_addr_parse(cfg->bind_host, &bind, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return NULL;
+    }
     struct steer_options o = {
         .name = cfg->steering_name,
         .bootstrap_port = (uint16_t)cfg->kafka_port,
         .slot_port_base = (uint16_t)cfg->slot_port_base,
         .nslots = (uint32_t)cfg->slots,
         .nworkers = (uint32_t)cfg->workers,
+        .bind_family = (uint16_t)bind.family,
+        .bind_specific = bind.specific,
+        .bind_ip4 = bind.ip4,
     };
-    char err[512] = "";
+    memcpy(o.bind_ip6, bind.ip6, sizeof(o.bind_ip6));
     struct steer *s = steer_open(&o, err, sizeof(err));
     if (!s) {
         if (!strcmp(cfg->steering, "on"))

@@ -48,15 +48,18 @@ static int open_listeners(const struct config *cfg, struct worker *w, int **fds_
     int *fds = calloc((size_t)n, sizeof(int));
     if (!fds)
         return -1;
+    /* With XDP forwarding, connections for other hosts' addresses arrive here (see steer/forward.c). */
+    struct listen_options lo = {.transparent = cfg->xdp_interface[0] != 0, .max_segment = cfg->tcp_max_segment};
     if (w->steer) {
-        fds[0] = server_listen(cfg->bind_host, 0, false);
+        fds[0] = server_listen(cfg->bind_host, 0, &lo);
         if (fds[0] < 0 || steer_set_worker_socket(w->steer, (uint32_t)w->id, fds[0]) != 0) {
             free(fds);
             return -1;
         }
     } else {
         for (int i = 0; i < n; i++) {
-            fds[i] = server_listen(cfg->bind_host, i == 0 ? cfg->kafka_port : cfg->slot_port_base + i - 1, true);
+            lo.reuseport = true;
+            fds[i] = server_listen(cfg->bind_host, i == 0 ? cfg->kafka_port : cfg->slot_port_base + i - 1, &lo);
             if (fds[i] < 0) {
                 while (i-- > 0)
                     close(fds[i]);

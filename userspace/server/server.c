@@ -29,7 +29,7 @@ static void on_stop_signal(int sig)
     stop_requested = 1;
 }
 
-int server_listen(const char *host, int port, bool reuseport)
+int server_listen(const char *host, int port, const struct listen_options *o)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
@@ -40,12 +40,31 @@ int server_listen(const char *host, int port, bool reuseport)
         log_error("cannot resolve listen address %s: %s", host, gai_strerror(rc));
         return -1;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
-        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
-        log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
+    int family = res->ai_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, zero = 0;
+    const char *what = "socket";
+    bool ok = fd >= 0;
+    if (ok && !(ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0))
+        what = "SO_REUSEADDR";
+    /* Like Kafka's default listener: :: serves IPv4 clients too, whatever net.ipv6.bindv6only says. */
+    if (ok && family == AF_INET6 && !(ok = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) == 0))
+        what = "IPV6_V6ONLY";
+    if (ok && o->reuseport && !(ok = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0))
+        what = "SO_REUSEPORT";
+    if (ok && o->transparent &&
+        !(ok = setsockopt(fd, family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                          family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one, sizeof(one)) == 0))
+        what = "IP_TRANSPARENT (needs CAP_NET_ADMIN)";
+    if (ok && o->max_segment > 0 &&
+        !(ok = setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &o->max_segment, sizeof(o->max_segment)) == 0))
+        what = "TCP_MAXSEG";
+    if (ok && !(ok = bind(fd, res->ai_addr, res->ai_addrlen) == 0))
+        what = "bind";
+    if (ok && !(ok = listen(fd, 4096) == 0))
+        what = "listen";
+    if (!ok) {
+        log_error("cannot listen on %s port %d: %s: %s", host, port, what, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);

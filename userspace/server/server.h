@@ -56,9 +56,16 @@ struct server {
     void *watch_arg;
 };
 
-/* Opens a listening TCP socket (SO_REUSEADDR, and SO_REUSEPORT when shared with other workers).
- * Returns the fd or -1 (one log line). */
-int server_listen(const char *host, int port, bool reuseport);
+struct listen_options {
+    bool reuseport;   /* SO_REUSEPORT: the port is shared with the other workers (steering off) */
+    bool transparent; /* IP_TRANSPARENT: accepts connections XDP forwarded here for another host's
+                         address, and answers them from that address (direct server return) */
+    int max_segment;  /* TCP_MAXSEG advertised to clients (0: the route's): room for IPIP headers */
+};
+
+/* Opens a listening TCP socket (SO_REUSEADDR and the options). "::" listens dual-stack (IPv4
+ * clients too). Returns the fd or -1 (one log line). */
+int server_listen(const char *host, int port, const struct listen_options *o);
 /* Takes ownership of the listening fds. */
 int server_init(struct server *s, const struct config *cfg, struct broker *b, int worker_id, const int *listen_fds,
                 int nlisteners);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ enum steer_map {
     MAP_WORKER_LOAD,
     MAP_COUNTERS,
     MAP_WORKER_STEERED,
+    MAP_PEER_ADDRS,
     NMAPS
 };
 
@@ -48,6 +50,7 @@ static const char *const map_names[NMAPS] = {
     [MAP_WORKER_LOAD] = "worker_load",
     [MAP_COUNTERS] = "counters",
     [MAP_WORKER_STEERED] = "worker_steered",
+    [MAP_PEER_ADDRS] = "peer_addrs",
 };
 
 struct steer {
@@ -116,6 +119,10 @@ static bool valid_options(const struct steer_options *o, char *err, size_t errle
                 o->nslots, o->slot_port_base, STEER_MAX_SLOTS);
         return false;
     }
+    if (o->bind_family != 0 && o->bind_family != AF_INET && o->bind_family != AF_INET6) {
+        set_err(err, errlen, "bind family %u is neither IPv4 nor IPv6", o->bind_family);
+        return false;
+    }
     if (o->bootstrap_port != 0 && o->bootstrap_port >= o->slot_port_base &&
         o->bootstrap_port < (uint32_t)o->slot_port_base + o->nslots) {
         set_err(err, errlen, "bootstrap port %u is also a slot port", o->bootstrap_port);
@@ -172,6 +179,47 @@ static int pinned_map_compatible(const char *path, const struct bpf_map *map)
            info.map_flags == bpf_map__map_flags(map);
 }
 
+/* The network namespace steered by the link pinned in dir: its inode, 0 if that namespace is gone,
+ * or -1 if no link is pinned there (or it cannot be read). */
+static long long pinned_link_netns(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/link", dir);
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        return -1;
+    struct bpf_link_info info = {0};
+    __u32 len = sizeof(info);
+    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (r < 0 || info.type != BPF_LINK_TYPE_NETNS)
+        return -1;
+    return (long long)info.netns.netns_ino;
+}
+
+/* Pins belong to one network namespace: agents in containers share the host's bpffs, and must
+ * never steer with (or overwrite) each other's maps. A name taken by a live namespace is refused;
+ * the pins of a namespace that is gone are removed, and this agent starts afresh. */
+static int claim_name(struct steer *s, const char *dir, ino_t netns_ino, char *err, size_t errlen)
+{
+    long long owner = pinned_link_netns(dir);
+    if (owner < 0 || (ino_t)owner == netns_ino)
+        return 0;
+    if (owner > 0) {
+        set_err(err, errlen,
+                "steering name '%s' is in use by the agent of network namespace net:[%lld] (this is net:[%llu]): "
+                "give this agent another --steering-name",
+                s->name, owner, (unsigned long long)netns_ino);
+        return -1;
+    }
+    log_info("steer: %s belonged to a network namespace that is gone: starting afresh", dir);
+    if (steer_unpin(s->name) < 0 || make_dir(dir, err, errlen) < 0) {
+        set_err(err, errlen, "removing the pins in %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Points every map at its pin path, so that loading reuses pinned maps and pins new ones. Maps
  * pinned by a build with another layout cannot be reused: then the whole directory (the old link
  * with it) is removed and steering starts afresh. *fresh tells whether slot_owner is new. */
@@ -214,8 +262,7 @@ static int prepare_pins(struct steer *s, const char *dir, bool *fresh, char *err
     return 0;
 }
 
-/* A pinned link we can take over: an sk_lookup link of the network namespace we are in (a link whose
- * namespace is gone reports inode 0). */
+/* A pinned link we can take over: an sk_lookup link of the network namespace we are in. */
 static bool link_is_ours(int link_fd, ino_t netns_ino)
 {
     struct bpf_link_info info = {0};
@@ -250,7 +297,7 @@ static int attach_link(struct steer *s, const char *dir, char *err, size_t errle
             close(netns_fd);
             return 0;
         }
-        log_info("steer: replacing the link pinned at %s (another network namespace, or defunct)", path);
+        log_info("steer: replacing the link pinned at %s (not an sk_lookup link of this namespace)", path);
         bpf_link__destroy(link); /* only closes our fd: the pin still holds it */
         if (unlink(path) < 0) {
             set_err(err, errlen, "removing stale link %s: %s", path, strerror(errno));
@@ -326,8 +373,13 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
         set_err(err, errlen, "opening the BPF object: %s", strerror(errno));
         goto fail;
     }
+    struct stat netns;
+    if (stat("/proc/self/ns/net", &netns) < 0) {
+        set_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
+        goto fail;
+    }
     bool fresh;
-    if (prepare_pins(s, dir, &fresh, err, errlen) < 0)
+    if (claim_name(s, dir, netns.st_ino, err, errlen) < 0 || prepare_pins(s, dir, &fresh, err, errlen) < 0)
         goto fail;
     int r = steer_bpf__load(s->skel);
     if (r < 0) {
@@ -341,6 +393,7 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
     s->map_fds[MAP_WORKER_LOAD] = bpf_map__fd(s->skel->maps.worker_load);
     s->map_fds[MAP_COUNTERS] = bpf_map__fd(s->skel->maps.counters);
     s->map_fds[MAP_WORKER_STEERED] = bpf_map__fd(s->skel->maps.worker_steered);
+    s->map_fds[MAP_PEER_ADDRS] = bpf_map__fd(s->skel->maps.peer_addrs);
     s->prog_fd = bpf_program__fd(s->skel->progs.sluice_steer);
 
     /* Before the program runs: a fresh map has every slot owned by worker 0. */
@@ -352,7 +405,11 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
         .slot_port_base = o->slot_port_base,
         .nslots = o->nslots,
         .nworkers = o->nworkers,
+        .bind_family = o->bind_family,
+        .bind_specific = o->bind_specific,
+        .bind_ip4 = o->bind_ip4,
     };
+    memcpy(cfg.bind_ip6, o->bind_ip6, sizeof(cfg.bind_ip6));
     if (bpf_map_update_elem(s->map_fds[MAP_CONFIG], &zero, &cfg, BPF_ANY) < 0) {
         set_err(err, errlen, "writing config: %s", strerror(errno));
         goto fail;
@@ -432,6 +489,43 @@ int steer_set_worker_load(struct steer *s, uint32_t worker, uint32_t live_conns)
         errno = e;
         return -1;
     }
+    return 0;
+}
+
+int steer_set_peer_addrs(struct steer *s, const uint32_t *addrs, int n)
+{
+    if (n < 0 || n > STEER_MAX_PEER_ADDRS) {
+        log_error("steer: %d peer addresses (at most %d)", n, STEER_MAX_PEER_ADDRS);
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = s->map_fds[MAP_PEER_ADDRS];
+    uint32_t one = 1;
+    for (int i = 0; i < n; i++) {
+        if (bpf_map_update_elem(fd, &addrs[i], &one, BPF_ANY) < 0) {
+            int e = errno;
+            log_error("steer: adding peer address: %s", strerror(e));
+            errno = e;
+            return -1;
+        }
+    }
+    /* Then drop the ones no longer listed. Deleting while iterating a hash map can restart the
+     * walk, so collect first (the map is small). */
+    uint32_t stale[STEER_MAX_PEER_ADDRS];
+    int nstale = 0;
+    uint32_t key, next;
+    int r = bpf_map_get_next_key(fd, NULL, &next);
+    while (r == 0 && nstale < STEER_MAX_PEER_ADDRS) {
+        key = next;
+        bool listed = false;
+        for (int i = 0; i < n && !listed; i++)
+            listed = addrs[i] == key;
+        if (!listed)
+            stale[nstale++] = key;
+        r = bpf_map_get_next_key(fd, &key, &next);
+    }
+    for (int i = 0; i < nstale; i++)
+        bpf_map_delete_elem(fd, &stale[i]);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #ifndef SLUICE_STEER_H
 #define SLUICE_STEER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,12 +26,21 @@ struct steer_options {
     uint16_t slot_port_base; /* slot s at slot_port_base + s */
     uint32_t nslots;         /* <= STEER_MAX_SLOTS */
     uint32_t nworkers;       /* 1..STEER_MAX_WORKERS */
+    /* The destinations that are the agent's (its listener address): bind_family 0 = both
+     * families, AF_INET / AF_INET6 = that one; bind_specific = only bind_ip4 / bind_ip6 (network
+     * byte order). All zero: every local address of both families. */
+    uint16_t bind_family;
+    bool bind_specific;
+    uint32_t bind_ip4;
+    uint32_t bind_ip6[4];
 };
 
-/* Loads the program (reusing the maps pinned by a previous run, if compatible), attaches it to the
- * current network namespace (or swaps it into the pinned link) and pins maps and link, mounting
- * bpffs on /sys/fs/bpf first if needed. Slots of freshly created maps start with no owner. On
- * failure (no CAP_BPF, no kernel support, bad options, ...) returns NULL with one line in err and
+/* Loads the program (reusing the maps pinned by a previous run in this network namespace, if
+ * compatible), attaches it to the current network namespace (or swaps it into the pinned link) and
+ * pins maps and link, mounting bpffs on /sys/fs/bpf first if needed. Slots of freshly created maps
+ * start with no owner. A name whose link steers another live network namespace is refused (agents
+ * in containers share one bpffs); one whose namespace is gone is taken over afresh. On failure (no
+ * CAP_BPF, no kernel support, bad options, name in use, ...) returns NULL with one line in err and
  * logs nothing: the caller logs it and falls back to SO_REUSEPORT. */
 struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen);
 
@@ -39,6 +49,9 @@ int steer_set_worker_socket(struct steer *s, uint32_t worker, int listen_fd); /*
 int steer_clear_worker(struct steer *s, uint32_t worker);                     /* worker died; 0 if already gone */
 int steer_set_slot_owner(struct steer *s, uint32_t slot, uint32_t worker);    /* worker may be STEER_NO_WORKER */
 int steer_set_worker_load(struct steer *s, uint32_t worker, uint32_t live_conns);
+/* Makes peer_addrs hold exactly these IPv4 addresses (network byte order, at most
+ * STEER_MAX_PEER_ADDRS): connections XDP forwards here from other hosts keep their destination. */
+int steer_set_peer_addrs(struct steer *s, const uint32_t *addrs, int n);
 
 struct steer_stats {
     uint64_t counters[STEER_COUNTER_MAX];    /* by enum steer_counter */
