@@ -10,11 +10,11 @@ PYTHON   := /usr/bin/python3
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -MMD -MP
-LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lbpf -lelf -lcurl -lssl -lcrypto -lpthread -lm
+LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lxdp -lbpf -lelf -lcurl -lssl -lcrypto -lpthread -lm
 
 # BPF programs (bpf/NAME.bpf.c), built against the committed vmlinux.h; each gets a libbpf skeleton
 # $(GEN)/NAME.skel.h that its userspace loader includes.
-BPF_PROGS  := steer
+BPF_PROGS  := steer forward
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ivmlinux -Ibpf -Wall -Werror -MMD -MP
 BPF_OBJ    := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(BPF_PROGS))
 SKELS      := $(patsubst %,$(GEN)/%.skel.h,$(BPF_PROGS))

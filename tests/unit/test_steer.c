@@ -24,75 +24,22 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "steer/steer.h"
 #include "util/netaddr.h"
 
-#define SKIP_STATUS 77
 #define BOOTSTRAP_PORT 19092
 #define SLOT_PORT_BASE 19100
 #define PIN_DIR_FMT "/sys/fs/bpf/sluice/%s"
 
 /* ---- the test's own network namespace ---- */
 
-static int bring_lo_up(void)
+/* Each body runs in a forked child with a network namespace of its own (test_util.c). */
+static void run_in_netns(int *failed_, test_netns_body body)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct ifreq ifr = {0};
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int r = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (r == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        r = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return r;
-}
-
-typedef void (*netns_body)(int *failed_, const char *pin_name);
-
-/* Runs body in a forked child inside a new network namespace with lo up; the child's CHECK
- * failures and SKIPs come back through its exit status. */
-static void run_in_netns(int *failed_, netns_body body)
-{
-    if (geteuid() != 0)
-        SKIP("needs root");
-    if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, NULL) != 1)
+    if (geteuid() == 0 && libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, NULL) != 1)
         SKIP("the kernel cannot load sk_lookup programs");
-
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid < 0)
-        return;
-    if (pid == 0) {
-        int failed = 0;
-        if (unshare(CLONE_NEWNET) < 0 || bring_lo_up() < 0) {
-            fprintf(stderr, "  new network namespace: %s\n", strerror(errno));
-            exit(1);
-        }
-        char name[32];
-        snprintf(name, sizeof(name), "unit-%d", (int)getpid());
-        body(&failed, name);
-        if (steer_unpin(name) < 0) {
-            fprintf(stderr, "  steer_unpin(%s): %s\n", name, strerror(errno));
-            failed = 1;
-        }
-        exit(failed < 0 ? SKIP_STATUS : failed ? 1 : 0);
-    }
-    int status = 0;
-    CHECK_EQ(waitpid(pid, &status, 0), pid);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == SKIP_STATUS) {
-        *failed_ = -1; /* the child said why */
-        return;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "  test child killed by signal %d\n", WTERMSIG(status));
-        *failed_ = 1;
-    }
+    test_in_netns(failed_, body);
 }
 
 /* ---- sockets ---- */

@@ -24,12 +24,9 @@
 #include <unistd.h>
 
 #include "steer.skel.h"
+#include "steer/pins.h"
 #include "util/log.h"
 
-#define BPFFS_DIR "/sys/fs/bpf"
-#define PIN_ROOT BPFFS_DIR "/sluice"
-#define NAME_MAX_LEN 64
-#define DIR_LEN 128 /* PIN_ROOT "/" name */
 
 enum steer_map {
     MAP_CONFIG,
@@ -60,123 +57,31 @@ struct steer {
     int prog_fd;
     int ncpus; /* possible CPUs: the number of values of a per-CPU map entry */
     uint32_t nslots, nworkers;
-    char name[NAME_MAX_LEN + 1];
+    char name[PINS_NAME_MAX + 1];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* libbpf's own messages (verifier log included) go to the debug log: the caller reports failures. */
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-    if (level == LIBBPF_DEBUG || log_min_level > LOG_DEBUG)
-        return 0;
-    char line[1024];
-    vsnprintf(line, sizeof(line), fmt, ap);
-    line[strcspn(line, "\n")] = '\0';
-    log_debug("libbpf: %s", line);
-    return 0;
-}
-
-static bool valid_name(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > NAME_MAX_LEN || name[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                  c == '_' || c == '.';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
 
 static bool valid_options(const struct steer_options *o, char *err, size_t errlen)
 {
-    if (!valid_name(o->name)) {
-        set_err(err, errlen, "steering name '%s' must be 1-%d letters, digits, '-', '_' or '.'",
-                o->name ? o->name : "", NAME_MAX_LEN);
-        return false;
-    }
     if (o->nworkers == 0 || o->nworkers > STEER_MAX_WORKERS) {
-        set_err(err, errlen, "steering needs 1 to %d workers, not %u", STEER_MAX_WORKERS, o->nworkers);
+        pins_err(err, errlen, "steering needs 1 to %d workers, not %u", STEER_MAX_WORKERS, o->nworkers);
         return false;
     }
     if (o->nslots > STEER_MAX_SLOTS || (o->nslots > 0 && o->slot_port_base == 0) ||
         (uint32_t)o->slot_port_base + o->nslots > 65536) {
-        set_err(err, errlen, "%u slots from port %u do not fit (at most %d slots, ports 1-65535)",
+        pins_err(err, errlen, "%u slots from port %u do not fit (at most %d slots, ports 1-65535)",
                 o->nslots, o->slot_port_base, STEER_MAX_SLOTS);
         return false;
     }
     if (o->bind_family != 0 && o->bind_family != AF_INET && o->bind_family != AF_INET6) {
-        set_err(err, errlen, "bind family %u is neither IPv4 nor IPv6", o->bind_family);
+        pins_err(err, errlen, "bind family %u is neither IPv4 nor IPv6", o->bind_family);
         return false;
     }
     if (o->bootstrap_port != 0 && o->bootstrap_port >= o->slot_port_base &&
         o->bootstrap_port < (uint32_t)o->slot_port_base + o->nslots) {
-        set_err(err, errlen, "bootstrap port %u is also a slot port", o->bootstrap_port);
+        pins_err(err, errlen, "bootstrap port %u is also a slot port", o->bootstrap_port);
         return false;
     }
     return true;
-}
-
-/* bpffs is not mounted at boot on every machine: mount it on /sys/fs/bpf if something else is there. */
-static int ensure_bpffs(char *err, size_t errlen)
-{
-    struct statfs st;
-    if (statfs(BPFFS_DIR, &st) < 0) {
-        set_err(err, errlen, "%s: %s", BPFFS_DIR, strerror(errno));
-        return -1;
-    }
-    if (st.f_type == BPF_FS_MAGIC)
-        return 0;
-    if (mount("bpf", BPFFS_DIR, "bpf", 0, "mode=0700") < 0) {
-        set_err(err, errlen, "mounting bpffs on %s: %s", BPFFS_DIR, strerror(errno));
-        return -1;
-    }
-    log_info("steer: mounted bpffs on %s", BPFFS_DIR);
-    return 0;
-}
-
-static int make_dir(const char *path, char *err, size_t errlen)
-{
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-        set_err(err, errlen, "creating %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* 1 if the object pinned at path is a map libbpf can reuse for map, 0 if it is something else,
- * -1 (errno set) if it cannot be looked at. */
-static int pinned_map_compatible(const char *path, const struct bpf_map *map)
-{
-    int fd = bpf_obj_get(path);
-    if (fd < 0)
-        return -1;
-    struct bpf_map_info info = {0};
-    __u32 len = sizeof(info);
-    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
-    int saved = errno;
-    close(fd);
-    if (r < 0) {
-        errno = saved;
-        return -1;
-    }
-    return info.type == (__u32)bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
-           info.value_size == bpf_map__value_size(map) && info.max_entries == bpf_map__max_entries(map) &&
-           info.map_flags == bpf_map__map_flags(map);
 }
 
 /* The network namespace steered by the link pinned in dir: its inode, 0 if that namespace is gone,
@@ -206,15 +111,16 @@ static int claim_name(struct steer *s, const char *dir, ino_t netns_ino, char *e
     if (owner < 0 || (ino_t)owner == netns_ino)
         return 0;
     if (owner > 0) {
-        set_err(err, errlen,
+        pins_err(err, errlen,
                 "steering name '%s' is in use by the agent of network namespace net:[%lld] (this is net:[%llu]): "
                 "give this agent another --steering-name",
                 s->name, owner, (unsigned long long)netns_ino);
         return -1;
     }
     log_info("steer: %s belonged to a network namespace that is gone: starting afresh", dir);
-    if (steer_unpin(s->name) < 0 || make_dir(dir, err, errlen) < 0) {
-        set_err(err, errlen, "removing the pins in %s: %s", dir, strerror(errno));
+    char again[PINS_DIR_LEN];
+    if (steer_unpin(s->name) < 0 || pins_make_dir(s->name, again, err, errlen) < 0) {
+        pins_err(err, errlen, "removing the pins in %s: %s", dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -225,41 +131,21 @@ static int claim_name(struct steer *s, const char *dir, ino_t netns_ino, char *e
  * with it) is removed and steering starts afresh. *fresh tells whether slot_owner is new. */
 static int prepare_pins(struct steer *s, const char *dir, bool *fresh, char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    bool stale = false;
-    struct bpf_map *map;
-    bpf_object__for_each_map(map, s->skel->obj) {
-        snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(map));
-        if (access(path, F_OK) < 0)
-            continue;
-        int r = pinned_map_compatible(path, map);
-        if (r < 0) {
-            set_err(err, errlen, "opening pinned map %s: %s", path, strerror(errno));
-            return -1;
-        }
-        if (r == 0)
-            stale = true;
-    }
-    if (stale) {
+    int stale = pins_count_stale(s->skel->obj, dir, err, errlen);
+    if (stale < 0)
+        return -1;
+    if (stale > 0) {
         log_warn("steer: %s holds maps of another layout: removing them, steering starts afresh", dir);
-        if (steer_unpin(s->name) < 0 || make_dir(dir, err, errlen) < 0) {
-            set_err(err, errlen, "removing stale pins in %s: %s", dir, strerror(errno));
+        char again[PINS_DIR_LEN];
+        if (steer_unpin(s->name) < 0 || pins_make_dir(s->name, again, err, errlen) < 0) {
+            pins_err(err, errlen, "removing stale pins in %s: %s", dir, strerror(errno));
             return -1;
         }
     }
-
+    char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, map_names[MAP_SLOT_OWNER]);
     *fresh = access(path, F_OK) < 0;
-
-    bpf_object__for_each_map(map, s->skel->obj) {
-        snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(map));
-        int r = bpf_map__set_pin_path(map, path);
-        if (r < 0) {
-            set_err(err, errlen, "pin path %s: %s", path, strerror(-r));
-            return -1;
-        }
-    }
-    return 0;
+    return pins_set_paths(s->skel->obj, dir, err, errlen);
 }
 
 /* A pinned link we can take over: an sk_lookup link of the network namespace we are in. */
@@ -284,7 +170,7 @@ static int attach_link(struct steer *s, const char *dir, char *err, size_t errle
     int netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (netns_fd < 0 || fstat(netns_fd, &st) < 0) {
-        set_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
+        pins_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
         if (netns_fd >= 0)
             close(netns_fd);
         return -1;
@@ -300,12 +186,12 @@ static int attach_link(struct steer *s, const char *dir, char *err, size_t errle
         log_info("steer: replacing the link pinned at %s (not an sk_lookup link of this namespace)", path);
         bpf_link__destroy(link); /* only closes our fd: the pin still holds it */
         if (unlink(path) < 0) {
-            set_err(err, errlen, "removing stale link %s: %s", path, strerror(errno));
+            pins_err(err, errlen, "removing stale link %s: %s", path, strerror(errno));
             close(netns_fd);
             return -1;
         }
     } else if (errno != ENOENT) {
-        set_err(err, errlen, "opening pinned link %s: %s", path, strerror(errno));
+        pins_err(err, errlen, "opening pinned link %s: %s", path, strerror(errno));
         close(netns_fd);
         return -1;
     }
@@ -314,13 +200,13 @@ static int attach_link(struct steer *s, const char *dir, char *err, size_t errle
     int saved = errno;
     close(netns_fd);
     if (!link) {
-        set_err(err, errlen, "attaching sk_lookup program to the network namespace: %s",
+        pins_err(err, errlen, "attaching sk_lookup program to the network namespace: %s",
                 strerror(saved));
         return -1;
     }
     int r = bpf_link__pin(link, path);
     if (r < 0) {
-        set_err(err, errlen, "pinning link at %s: %s", path, strerror(-r));
+        pins_err(err, errlen, "pinning link at %s: %s", path, strerror(-r));
         bpf_link__destroy(link); /* detaches: without the pin it would not survive us */
         return -1;
     }
@@ -333,7 +219,7 @@ static int init_slot_owners(struct steer *s, char *err, size_t errlen)
     uint32_t none = STEER_NO_WORKER;
     for (uint32_t slot = 0; slot < STEER_MAX_SLOTS; slot++) {
         if (bpf_map_update_elem(s->map_fds[MAP_SLOT_OWNER], &slot, &none, BPF_ANY) < 0) {
-            set_err(err, errlen, "clearing slot %u: %s", slot, strerror(errno));
+            pins_err(err, errlen, "clearing slot %u: %s", slot, strerror(errno));
             return -1;
         }
     }
@@ -342,25 +228,24 @@ static int init_slot_owners(struct steer *s, char *err, size_t errlen)
 
 struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen)
 {
-    set_err(err, errlen, "unknown error");
+    pins_err(err, errlen, "unknown error");
     if (!valid_options(o, err, errlen))
         return NULL;
-    libbpf_set_print(libbpf_log);
+    pins_quiet_libbpf();
 
-    char dir[DIR_LEN];
-    snprintf(dir, sizeof(dir), "%s/%s", PIN_ROOT, o->name);
-    if (ensure_bpffs(err, errlen) < 0 || make_dir(PIN_ROOT, err, errlen) < 0 || make_dir(dir, err, errlen) < 0)
+    char dir[PINS_DIR_LEN];
+    if (pins_make_dir(o->name, dir, err, errlen) < 0)
         return NULL;
 
     int ncpus = libbpf_num_possible_cpus();
     if (ncpus <= 0) {
-        set_err(err, errlen, "counting possible CPUs: %s", strerror(-ncpus));
+        pins_err(err, errlen, "counting possible CPUs: %s", strerror(-ncpus));
         return NULL;
     }
 
     struct steer *s = calloc(1, sizeof(*s));
     if (!s) {
-        set_err(err, errlen, "out of memory");
+        pins_err(err, errlen, "out of memory");
         return NULL;
     }
     s->ncpus = ncpus;
@@ -370,12 +255,12 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
 
     s->skel = steer_bpf__open();
     if (!s->skel) {
-        set_err(err, errlen, "opening the BPF object: %s", strerror(errno));
+        pins_err(err, errlen, "opening the BPF object: %s", strerror(errno));
         goto fail;
     }
     struct stat netns;
     if (stat("/proc/self/ns/net", &netns) < 0) {
-        set_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
+        pins_err(err, errlen, "/proc/self/ns/net: %s", strerror(errno));
         goto fail;
     }
     bool fresh;
@@ -383,7 +268,7 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
         goto fail;
     int r = steer_bpf__load(s->skel);
     if (r < 0) {
-        set_err(err, errlen, "loading the sk_lookup program: %s", strerror(-r));
+        pins_err(err, errlen, "loading the sk_lookup program: %s", strerror(-r));
         goto fail;
     }
 
@@ -411,12 +296,12 @@ struct steer *steer_open(const struct steer_options *o, char *err, size_t errlen
     };
     memcpy(cfg.bind_ip6, o->bind_ip6, sizeof(cfg.bind_ip6));
     if (bpf_map_update_elem(s->map_fds[MAP_CONFIG], &zero, &cfg, BPF_ANY) < 0) {
-        set_err(err, errlen, "writing config: %s", strerror(errno));
+        pins_err(err, errlen, "writing config: %s", strerror(errno));
         goto fail;
     }
     if (attach_link(s, dir, err, errlen) < 0)
         goto fail;
-    set_err(err, errlen, "%s", "");
+    pins_err(err, errlen, "%s", "");
     return s;
 
 fail:
@@ -588,40 +473,5 @@ void steer_close(struct steer *s)
 
 int steer_unpin(const char *name)
 {
-    if (!valid_name(name)) {
-        log_error("steer: unpinning '%s': %s", name ? name : "", strerror(EINVAL));
-        errno = EINVAL;
-        return -1;
-    }
-    char dir[DIR_LEN];
-    snprintf(dir, sizeof(dir), "%s/%s", PIN_ROOT, name);
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT)
-            return 0;
-        int e = errno;
-        log_error("steer: unpinning %s: %s", dir, strerror(e));
-        errno = e;
-        return -1;
-    }
-    int failed_errno = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
-            failed_errno = errno;
-            log_error("steer: unpinning %s/%s: %s", dir, de->d_name, strerror(failed_errno));
-        }
-    }
-    closedir(d);
-    if (failed_errno == 0 && rmdir(dir) < 0) {
-        failed_errno = errno;
-        log_error("steer: removing %s: %s", dir, strerror(failed_errno));
-    }
-    if (failed_errno) {
-        errno = failed_errno;
-        return -1;
-    }
-    return 0;
+    return pins_remove(name);
 }
