@@ -289,6 +289,21 @@ static int check_ranges(struct config *c)
     return -1;
 }
 
+/* The first IPv4 address of one interface. */
+static int interface_ipv4(const char *ifname, char *out, size_t outlen)
+{
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0)
+        return -1;
+    int rc = -1;
+    for (struct ifaddrs *i = ifs; i && rc; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, ifname) &&
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)outlen))
+            rc = 0;
+    freeifaddrs(ifs);
+    return rc;
+}
+
 /* auto-ip4: the first IPv4 address of an interface that is up and not loopback. */
 static int first_ipv4(char *out, size_t outlen)
 {
@@ -388,6 +403,10 @@ int config_load(struct config *c, int argc, char **argv)
     }
     if (check_ranges(c) != 0)
         return -1;
+    if (c->xdp_interface[0] && interface_ipv4(c->xdp_interface, c->xdp_addr, sizeof(c->xdp_addr)) != 0) {
+        fprintf(stderr, "sluice: xdp-interface %s does not exist or has no IPv4 address\n", c->xdp_interface);
+        return -1;
+    }
     derive(c);
     return 0;
 }

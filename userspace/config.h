@@ -38,6 +38,7 @@ struct config {
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */
     char agent_id[40];            /* random per agent start; member ids are "<agent_id>-w<worker>" */
+    char xdp_addr[46];            /* the xdp-interface's IPv4 address: where other hosts forward our slots */
     int tcp_max_segment;          /* MSS the listeners advertise (0: the route's); xdp-mode ipip leaves room for
                                      the outer header so forwarded packets fit the uplink's MTU */
 };

@@ -313,6 +313,7 @@ static void members_checks(struct metastore *m, int *failed_)
     struct member_info a = member("agent-a-w0", "blue", "10.0.0.1", 9100, 0);
     struct member_info b = member("agent-B-w1", "green", "10.0.0.2", 9200, 1);
     struct member_info c = member("agent-c-w0", "blue", "10.0.0.3", 9300, 0);
+    snprintf(c.fwd_addr, sizeof(c.fwd_addr), "198.18.0.3");
     int64_t before = wall_ms();
     CHECK_EQ(metastore_heartbeat(m, &a), 0);
     CHECK_EQ(metastore_heartbeat(m, &b), 0);
@@ -340,6 +341,8 @@ static void members_checks(struct metastore *m, int *failed_)
     if (n == 2) {
         CHECK(strcmp(v[0].id, "agent-a-w0") == 0);
         CHECK(strcmp(v[1].id, "agent-c-w0") == 0);
+        CHECK(strcmp(v[0].fwd_addr, "") == 0); /* no XDP forwarding */
+        CHECK(strcmp(v[1].fwd_addr, "198.18.0.3") == 0);
     }
     free(v);
     CHECK_EQ(metastore_list_members(m, "red", 10000, &v, &n), 0);
@@ -428,7 +431,8 @@ TEST(metastore_sqlite_members)
     free(dir);
 }
 
-/* A database made before membership existed (schema version 1) gains the members table. */
+/* A database made before membership existed (schema version 1) gains the members table, with the
+ * forwarding address of version 3. */
 TEST(metastore_sqlite_migrates_to_members)
 {
     char *dir = test_temp_dir(), url[600], path[512];
@@ -452,7 +456,13 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK(m != NULL);
     if (m) {
         struct member_info a = member("x", "g", "h", 1, 0);
+        snprintf(a.fwd_addr, sizeof(a.fwd_addr), "198.18.0.9");
         CHECK_EQ(metastore_heartbeat(m, &a), 0);
+        struct member_info *v;
+        int n;
+        CHECK_EQ(metastore_list_members(m, "g", 10000, &v, &n), 0);
+        CHECK(n == 1 && strcmp(v[0].fwd_addr, "198.18.0.9") == 0);
+        free(v);
         struct topic_info got;
         CHECK_EQ(metastore_get_topic(m, "old", &got), 0);
         metastore_close(m);
@@ -461,7 +471,7 @@ TEST(metastore_sqlite_migrates_to_members)
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 2);
+    CHECK_EQ(sqlite3_column_int(q, 0), 3);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);

@@ -19,6 +19,7 @@ void member_self(const struct config *cfg, int worker, struct member_info *out)
     snprintf(out->host, sizeof(out->host), "%s", cfg->advertised_host);
     out->port_base = cfg->slot_port_base;
     out->worker = worker;
+    snprintf(out->fwd_addr, sizeof(out->fwd_addr), "%s", cfg->xdp_addr);
 }
 
 bool member_is_local(const struct config *cfg, const struct member_info *m)

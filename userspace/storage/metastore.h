@@ -105,6 +105,8 @@ struct member_info {
     char host[256];               /* advertised host */
     int32_t port_base;            /* advertised slot port base */
     int32_t worker;               /* worker index within its agent */
+    char fwd_addr[46];            /* the agent's XDP uplink address, where other hosts forward this member's
+                                     slot connections; "" when the agent forwards nothing */
     int64_t heartbeat_ms;         /* out: last heartbeat, store's clock (ms since epoch) */
 };
 

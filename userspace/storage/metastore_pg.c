@@ -82,6 +82,8 @@ static const char *const migrations[] = {
     "  port_base INTEGER NOT NULL,"
     "  worker INTEGER NOT NULL,"
     "  heartbeat_ms BIGINT NOT NULL);",
+    /* 3: where other hosts forward a member's slot connections (XDP). */
+    "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -115,7 +117,7 @@ enum stmt_id {
 
 #define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms"
 #define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp"
-#define MEMBER_COLS "id, agent_group, host, port_base, worker, heartbeat_ms"
+#define MEMBER_COLS "id, agent_group, host, port_base, worker, fwd_addr, heartbeat_ms"
 #define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 /* Sorting is by bytes (COLLATE "C"), as SQLite does, whatever the database's locale. */
@@ -183,10 +185,10 @@ static const struct {
                          " (SELECT max(max_timestamp) FROM chunks WHERE topic_id = $1 AND partition = $2)"
                          " ORDER BY c.base_offset LIMIT 1"},
     [S_MEMBER_UPSERT] = {"member_upsert",
-                         "INSERT INTO members (" MEMBER_COLS ") VALUES ($1, $2, $3, $4, $5, " STORE_NOW_MS ")"
+                         "INSERT INTO members (" MEMBER_COLS ") VALUES ($1, $2, $3, $4, $5, $6, " STORE_NOW_MS ")"
                          " ON CONFLICT (id) DO UPDATE SET agent_group = excluded.agent_group,"
                          " host = excluded.host, port_base = excluded.port_base, worker = excluded.worker,"
-                         " heartbeat_ms = excluded.heartbeat_ms"},
+                         " fwd_addr = excluded.fwd_addr, heartbeat_ms = excluded.heartbeat_ms"},
     [S_MEMBERS_LIST] = {"members_list", "SELECT " MEMBER_COLS " FROM members"
                                         " WHERE ($1::text IS NULL OR agent_group = $1)"
                                         " AND heartbeat_ms >= " STORE_NOW_MS " - $2::bigint"
@@ -1122,13 +1124,15 @@ static const char *field(char *buf, size_t bufsize, const char *v, size_t size)
 
 static int heartbeat_once(struct pg_store *s, const struct member_info *self)
 {
-    char id[sizeof(self->id) + 1], group[sizeof(self->agent_group) + 1], host[sizeof(self->host) + 1];
+    char id[sizeof(self->id) + 1], group[sizeof(self->agent_group) + 1], host[sizeof(self->host) + 1],
+        fwd[sizeof(self->fwd_addr) + 1];
     struct params p = {0};
     par_str(&p, field(id, sizeof(id), self->id, sizeof(self->id)));
     par_str(&p, field(group, sizeof(group), self->agent_group, sizeof(self->agent_group)));
     par_str(&p, field(host, sizeof(host), self->host, sizeof(self->host)));
     par_i64(&p, self->port_base);
     par_i64(&p, self->worker);
+    par_str(&p, field(fwd, sizeof(fwd), self->fwd_addr, sizeof(self->fwd_addr)));
     return exec_cmd(s, S_MEMBER_UPSERT, &p, "heartbeat");
 }
 
@@ -1161,7 +1165,8 @@ static int list_members_once(struct pg_store *s, const char *agent_group, int64_
         snprintf(v[i].host, sizeof(v[i].host), "%s", PQgetvalue(r, i, 2));
         v[i].port_base = (int32_t)get_i64(r, i, 3);
         v[i].worker = (int32_t)get_i64(r, i, 4);
-        v[i].heartbeat_ms = get_i64(r, i, 5);
+        snprintf(v[i].fwd_addr, sizeof(v[i].fwd_addr), "%s", PQgetvalue(r, i, 5));
+        v[i].heartbeat_ms = get_i64(r, i, 6);
     }
     PQclear(r);
     *out = v;

@@ -75,6 +75,8 @@ static const char *const migrations[] = {
     "  port_base INTEGER NOT NULL,"
     "  worker INTEGER NOT NULL,"
     "  heartbeat_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 3: where other hosts forward a member's slot connections (XDP). */
+    "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -148,12 +150,12 @@ static const char *const stmt_sql[S_COUNT] = {
                         " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.max_timestamp ="
                         " (SELECT max(max_timestamp) FROM chunks WHERE topic_id = ?1 AND partition = ?2)"
                         " ORDER BY c.base_offset LIMIT 1",
-    [S_MEMBER_UPSERT] = "INSERT INTO members (id, agent_group, host, port_base, worker, heartbeat_ms)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET"
+    [S_MEMBER_UPSERT] = "INSERT INTO members (id, agent_group, host, port_base, worker, heartbeat_ms, fwd_addr)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET"
                         " agent_group = excluded.agent_group, host = excluded.host, port_base = excluded.port_base,"
-                        " worker = excluded.worker, heartbeat_ms = excluded.heartbeat_ms",
+                        " worker = excluded.worker, heartbeat_ms = excluded.heartbeat_ms, fwd_addr = excluded.fwd_addr",
     /* ?1: group or NULL for all; ?2: the oldest heartbeat still alive. */
-    [S_MEMBERS_LIST] = "SELECT id, agent_group, host, port_base, worker, heartbeat_ms FROM members"
+    [S_MEMBERS_LIST] = "SELECT id, agent_group, host, port_base, worker, heartbeat_ms, fwd_addr FROM members"
                        " WHERE (?1 IS NULL OR agent_group = ?1) AND heartbeat_ms >= ?2 ORDER BY id",
     [S_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?1",
     [S_MEMBERS_PRUNE] = "DELETE FROM members WHERE heartbeat_ms < ?1",
@@ -601,6 +603,7 @@ static int sq_heartbeat(struct metastore *m, const struct member_info *self)
     sqlite3_bind_int(q, 4, self->port_base);
     sqlite3_bind_int(q, 5, self->worker);
     sqlite3_bind_int64(q, 6, wall_ms());
+    bind_field(q, 7, self->fwd_addr, sizeof(self->fwd_addr));
     return run(s, q, "heartbeat");
 }
 
@@ -630,6 +633,7 @@ static int sq_list_members(struct metastore *m, const char *agent_group, int64_t
         mi->port_base = sqlite3_column_int(q, 3);
         mi->worker = sqlite3_column_int(q, 4);
         mi->heartbeat_ms = sqlite3_column_int64(q, 5);
+        snprintf(mi->fwd_addr, sizeof(mi->fwd_addr), "%s", (const char *)sqlite3_column_text(q, 6));
     }
     sqlite3_reset(q);
     if (rc != SQLITE_DONE) {
