@@ -3,7 +3,8 @@
  * (198.18.0.1/24), is the "uplink": forward_open() attaches there for real, and decisions are
  * checked with BPF_PROG_TEST_RUN on hand-made frames, whose output frame (MACs, TTL, checksums,
  * outer IPIP header) is inspected byte by byte. Real sockets of the namespace make flows
- * "established here". */
+ * "established here". Next-hop resolution (steer/nexthop.c) is checked against a real neighbour
+ * in a second namespace. */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -19,6 +20,7 @@
 
 #include "check.h"
 #include "steer/forward.h"
+#include "steer/nexthop.h"
 #include "test_util.h"
 
 #define SLOT_PORT_BASE 19100
@@ -468,3 +470,57 @@ static void attach_body(int *failed_, const char *name)
 }
 
 TEST(forward_attaches_replaces_its_leftover_and_detaches) { test_in_netns(failed_, attach_body); }
+
+/* ---- next hops (steer/nexthop.c) ---- */
+
+static void nexthop_body(int *failed_, const char *name)
+{
+    /* fx0 here (SELF); its peer fx1 in a namespace of its own holds PEER and answers ARP. */
+    char peer_ns[48];
+    snprintf(peer_ns, sizeof(peer_ns), "%s-peer", name);
+    if (make_uplink() != 0 || test_sh("ip netns add %s && ip link set fx1 netns %s && "
+                                      "ip -n %s addr add " PEER "/24 dev fx1 && ip -n %s link set fx1 up",
+                                      peer_ns, peer_ns, peer_ns, peer_ns) != 0) {
+        CHECK(0);
+        test_sh("ip netns del %s 2>/dev/null", peer_ns);
+        return;
+    }
+    CHECK_EQ(test_sh("ip route add 198.18.7.0/24 via " PEER), 0);
+    int ifindex = (int)if_nametoindex("fx0");
+    uint8_t mac[6], peer_mac[6] = {0};
+    char mac_text[32] = "";
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "ip -n %s -o link show fx1 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2", peer_ns);
+    FILE *f = popen(cmd, "r");
+    CHECK(f && fgets(mac_text, sizeof(mac_text), f));
+    if (f)
+        pclose(f);
+    CHECK_EQ(sscanf(mac_text, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &peer_mac[0], &peer_mac[1], &peer_mac[2],
+                    &peer_mac[3], &peer_mac[4], &peer_mac[5]), 6);
+
+    /* Nobody asked for PEER yet: resolution starts, and the answer comes within a moment. */
+    bool via_router = true;
+    CHECK_EQ(nexthop_resolve(ip4(PEER), ifindex, mac, &via_router), NEXTHOP_PENDING);
+    enum nexthop_status st = NEXTHOP_PENDING;
+    for (int i = 0; i < 100 && st == NEXTHOP_PENDING; i++) {
+        usleep(20 * 1000);
+        st = nexthop_resolve(ip4(PEER), ifindex, mac, &via_router);
+    }
+    CHECK_EQ(st, NEXTHOP_RESOLVED);
+    CHECK_MEM(mac, peer_mac, 6);
+    CHECK(!via_router);
+
+    /* A host behind a router: the router's MAC. */
+    memset(mac, 0, sizeof(mac));
+    CHECK_EQ(nexthop_resolve(ip4("198.18.7.7"), ifindex, mac, &via_router), NEXTHOP_RESOLVED);
+    CHECK_MEM(mac, peer_mac, 6);
+    CHECK(via_router);
+
+    /* No route; our own address; another interface. */
+    CHECK_EQ(nexthop_resolve(ip4("198.19.200.1"), ifindex, mac, &via_router), NEXTHOP_UNREACHABLE);
+    CHECK_EQ(nexthop_resolve(ip4(SELF), ifindex, mac, &via_router), NEXTHOP_UNREACHABLE);
+    CHECK_EQ(nexthop_resolve(ip4(PEER), (int)if_nametoindex("lo"), mac, &via_router), NEXTHOP_OTHER_INTERFACE);
+    test_sh("ip netns del %s", peer_ns);
+}
+
+TEST(nexthop_finds_the_mac_frames_go_to) { test_in_netns(failed_, nexthop_body); }

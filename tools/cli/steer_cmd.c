@@ -1,8 +1,11 @@
 /* `sluice steer status|remove`: what the kernel is doing with an agent's connections, read straight
- * from the pinned maps (the same numbers `bpftool map dump pinned ...` shows, summed and named). */
+ * from the pinned maps (the same numbers `bpftool map dump pinned ...` shows, summed and named):
+ * sk_lookup's slot -> worker table and, when the agent forwards, XDP's slot -> host table. */
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <net/if.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../bpf/forward.h"
 #include "../../bpf/steer.h"
 #include "steer/steer.h"
 
@@ -23,6 +27,19 @@ static const char *const counter_names[STEER_COUNTER_MAX] = {
     [STEER_NO_LIVE_WORKER] = "no_live_worker",
     [STEER_SLOT_FALLBACK] = "slot_fallback",
     [STEER_OTHER_ADDRESS] = "other_address",
+};
+
+static const char *const fwd_counter_names[FWD_COUNTER_MAX] = {
+    [FWD_FORWARDED] = "forwarded",
+    [FWD_SECOND_CHANCE] = "second_chance",
+    [FWD_PASSED_OWNER] = "passed_owner",
+    [FWD_PASSED_FLOW] = "passed_flow",
+    [FWD_NO_OWNER] = "no_owner",
+    [FWD_LOOP_STOP] = "loop_stop",
+    [FWD_NO_ROUTE] = "no_route",
+    [FWD_TOO_BIG] = "too_big",
+    [FWD_ENCAPSULATED] = "encapsulated",
+    [FWD_DECAPSULATED] = "decapsulated",
 };
 
 static int open_map(const char *name, const char *map)
@@ -45,6 +62,80 @@ static uint64_t percpu_sum(int fd, uint32_t key, int ncpus)
             sum += vals[c];
     free(vals);
     return sum;
+}
+
+static void print_host(const struct fwd_host *h, const struct fwd_config *cfg, bool json)
+{
+    char ip[INET_ADDRSTRLEN] = "";
+    if (h->ip4)
+        inet_ntop(AF_INET, &h->ip4, ip, sizeof(ip));
+    const uint8_t *m = h->mac;
+    if (json)
+        printf("{\"address\":\"%s\",\"mac\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"here\":%s}", ip, m[0], m[1], m[2],
+               m[3], m[4], m[5], h->ip4 && h->ip4 == cfg->self_ip4 ? "true" : "false");
+    else if (!h->ip4)
+        printf("%-32s", "-");
+    else if (h->ip4 == cfg->self_ip4)
+        printf("%-32s", "here");
+    else {
+        char text[64];
+        snprintf(text, sizeof(text), "%s (%02x:%02x:%02x:%02x:%02x:%02x)", ip, m[0], m[1], m[2], m[3], m[4], m[5]);
+        printf("%-32s", text);
+    }
+}
+
+/* The XDP part, when the agent forwards: its config, counters and slot table. */
+static void xdp_status(const char *name, bool json, int ncpus)
+{
+    char path[256];
+    snprintf(path, sizeof(path), PIN_ROOT "/%s/fwd_config", name);
+    if (access(path, F_OK) != 0) {
+        printf(json ? ",\"xdp\":null" : "  xdp: not configured (no --xdp-interface)\n");
+        return;
+    }
+    int cfg_fd = open_map(name, "fwd_config"), routes_fd = open_map(name, "slot_hosts"),
+        cnt_fd = open_map(name, "fwd_counters");
+    struct fwd_config cfg;
+    uint32_t zero = 0;
+    if (cfg_fd < 0 || routes_fd < 0 || cnt_fd < 0 || bpf_map_lookup_elem(cfg_fd, &zero, &cfg) != 0) {
+        printf(json ? ",\"xdp\":null" : "  xdp: pinned maps unreadable\n");
+        return;
+    }
+    char ip[INET_ADDRSTRLEN] = "", ifname[IF_NAMESIZE] = "?";
+    inet_ntop(AF_INET, &cfg.self_ip4, ip, sizeof(ip));
+    if_indextoname(cfg.ifindex, ifname); /* meaningful in the agent's network namespace */
+    const char *mode = cfg.mode == FWD_MODE_IPIP ? "ipip" : "l2";
+    if (json)
+        printf(",\"xdp\":{\"ifindex\":%u,\"interface\":\"%s\",\"mode\":\"%s\",\"address\":\"%s\",\"mtu\":%u,"
+               "\"counters\":{",
+               cfg.ifindex, ifname, mode, ip, cfg.mtu);
+    else
+        printf("  xdp: %s (ifindex %u), mode %s, address %s, mtu %u\n  forwarding:", ifname, cfg.ifindex, mode, ip,
+               cfg.mtu);
+    for (uint32_t k = 0; k < FWD_COUNTER_MAX; k++)
+        printf(json ? "%s\"%s\":%llu" : " %s%s=%llu", json && k ? "," : "", fwd_counter_names[k],
+               (unsigned long long)percpu_sum(cnt_fd, k, ncpus));
+    printf(json ? "},\"slots\":[" : "\n  slot  owner host                      previous owner\n");
+    for (uint32_t s = 0; s < cfg.nslots && s < STEER_MAX_SLOTS; s++) {
+        struct slot_route r = {0};
+        bpf_map_lookup_elem(routes_fd, &s, &r);
+        if (json) {
+            printf("%s{\"slot\":%u,\"owner\":", s ? "," : "", s);
+            print_host(&r.owner, &cfg, true);
+            printf(",\"previous\":");
+            print_host(&r.previous, &cfg, true);
+            printf("}");
+        } else {
+            printf("  %-4u  ", s);
+            print_host(&r.owner, &cfg, false);
+            print_host(&r.previous, &cfg, false);
+            printf("\n");
+        }
+    }
+    printf(json ? "]}" : "");
+    close(cfg_fd);
+    close(routes_fd);
+    close(cnt_fd);
 }
 
 static int status(const char *name, bool json)
@@ -94,8 +185,52 @@ static int status(const char *name, bool json)
         }
         printf(json ? "]}" : "\n");
     }
-    printf(json ? "]}\n" : "");
+    printf(json ? "]" : "");
+    xdp_status(name, json, ncpus);
+    printf(json ? "}\n" : "");
     return 0;
+}
+
+/* The XDP program of this agent, if it is still attached (an agent that did not stop cleanly) on an
+ * interface of this network namespace: recognised by its use of the pinned fwd_config map, so that
+ * an interface of the same index in another namespace is never touched. */
+static void detach_forwarding(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), PIN_ROOT "/%s/fwd_config", name);
+    int cfg_fd = bpf_obj_get(path);
+    if (cfg_fd < 0)
+        return;
+    struct fwd_config cfg;
+    struct bpf_map_info map = {0};
+    __u32 len = sizeof(map);
+    uint32_t zero = 0;
+    bool ok = bpf_map_lookup_elem(cfg_fd, &zero, &cfg) == 0 && bpf_obj_get_info_by_fd(cfg_fd, &map, &len) == 0;
+    close(cfg_fd);
+    if (!ok)
+        return;
+    __u32 prog_id = 0;
+    if (bpf_xdp_query_id((int)cfg.ifindex, 0, &prog_id) != 0 || !prog_id)
+        return;
+    int prog_fd = bpf_prog_get_fd_by_id(prog_id);
+    if (prog_fd < 0)
+        return;
+    __u32 map_ids[16] = {0};
+    struct bpf_prog_info info = {.nr_map_ids = 16, .map_ids = (__u64)(unsigned long)map_ids};
+    len = sizeof(info);
+    bool ours = false;
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0)
+        for (__u32 i = 0; i < info.nr_map_ids && i < 16; i++)
+            ours = ours || map_ids[i] == map.id;
+    close(prog_fd);
+    if (!ours)
+        return;
+    char ifname[IF_NAMESIZE] = "?";
+    if_indextoname(cfg.ifindex, ifname);
+    if (bpf_xdp_detach((int)cfg.ifindex, 0, NULL) == 0)
+        printf("detached XDP program %u from %s\n", prog_id, ifname);
+    else
+        fprintf(stderr, "sluice: cannot detach XDP program %u from %s: %s\n", prog_id, ifname, strerror(errno));
 }
 
 static void usage(void)
@@ -150,6 +285,7 @@ int cmd_steer(int argc, char **argv)
     if (!strcmp(argv[0], "status"))
         return status(name, json);
     if (!strcmp(argv[0], "remove")) {
+        detach_forwarding(name);
         if (steer_unpin(name) != 0) {
             fprintf(stderr, "sluice: cannot remove " PIN_ROOT "/%s: %s\n", name, strerror(errno));
             return 1;

@@ -41,7 +41,16 @@ static void heartbeat(struct broker *b, int64_t now_ms)
         log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
     if (b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1)
         metastore_prune_members(b->meta, MEMBER_PRUNE_AFTER_MS);
-    membership_refresh(&b->members, b->meta, b->cfg);
+    if (membership_refresh(&b->members, b->meta, b->cfg) == 0 && b->on_membership)
+        b->on_membership(&b->members, b->on_membership_arg);
+}
+
+void broker_on_membership(struct broker *b, membership_cb cb, void *arg)
+{
+    b->on_membership = cb;
+    b->on_membership_arg = arg;
+    if (b->members.known)
+        cb(&b->members, arg);
 }
 
 static const struct api_handler *handler_for(int16_t key)
@@ -107,6 +116,14 @@ void broker_destroy(struct broker *b)
 {
     if (!b)
         return;
+    if (b->chunks_served) {
+        uint64_t from_store = b->chunks_read_from_store < b->chunks_served ? b->chunks_read_from_store : b->chunks_served;
+        log_info("worker %d: fetches were served %llu chunks, %llu of them from memory (%.1f%%), %llu read from the "
+                 "object store",
+                 b->worker_id, (unsigned long long)b->chunks_served, (unsigned long long)(b->chunks_served - from_store),
+                 100.0 * (double)(b->chunks_served - from_store) / (double)b->chunks_served,
+                 (unsigned long long)b->chunks_read_from_store);
+    }
     flusher_stop(&b->flusher);
     if (b->reader_started)
         reader_stop(&b->reader);

@@ -16,6 +16,11 @@ struct server;
 struct broker *broker_create(const struct config *cfg, struct server *srv, int worker_id);
 void broker_destroy(struct broker *b);
 
+struct membership;
+/* Called after every successful read of the group's membership (each heartbeat). */
+typedef void (*membership_cb)(const struct membership *ms, void *arg);
+void broker_on_membership(struct broker *b, membership_cb cb, void *arg);
+
 /* The server's loop is set up: start watching what the broker needs (store notifications). */
 void broker_started(struct broker *b);
 

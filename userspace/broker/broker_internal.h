@@ -82,6 +82,7 @@ struct flush_chunk {
     int nwaiters, cap_waiters;
     /* filled by the flusher: */
     int64_t base_offset;
+    uint64_t pos;                /* where data landed in the object */
     int error;
 };
 
@@ -174,6 +175,11 @@ struct broker {
     int64_t next_topic_refresh_ms;
     struct membership members;   /* the group's live workers: who serves which slot */
     struct member_info self;
+    /* Fetch reads: chunks handed to responses, and those that had to be read from the object store
+     * first (each is served once it arrives); the rest came from memory. */
+    uint64_t chunks_served, chunks_read_from_store;
+    membership_cb on_membership;  /* the worker's: reports the membership to the supervisor */
+    void *on_membership_arg;
     int64_t next_heartbeat_ms;
     uint64_t heartbeats;
     uint64_t offsets_epoch;      /* bumped when another process announces a commit */

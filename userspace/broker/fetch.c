@@ -52,8 +52,10 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
 {
     *err = 0;
     const struct buf *hit = read_cache_get(&b->cache, ref->object_key, ref->pos, ref->len);
-    if (hit)
+    if (hit) {
+        b->chunks_served++;
         return hit;
+    }
     if (recently_failed(b, ref)) {
         *err = KERR_KAFKA_STORAGE_ERROR;
         return NULL;
@@ -65,6 +67,7 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
             return NULL;
         }
         reader_request(&b->reader, ref->object_key, ref->pos, ref->len, rq);
+        b->chunks_read_from_store++;
         *err = READ_PENDING;
         return NULL;
     }
@@ -78,6 +81,8 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
         *err = KERR_KAFKA_STORAGE_ERROR;
         return NULL;
     }
+    b->chunks_read_from_store++;
+    b->chunks_served++;
     return read_cache_put(&b->cache, ref->object_key, ref->pos, ref->len, &data);
 }
 

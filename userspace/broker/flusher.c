@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "broker/broker_internal.h"
@@ -28,7 +27,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
     }
     object_builder_finish(&ob);
 
-    /* Keys sort by creation time; the random prefix keeps agents from colliding. */
+    /* Keys sort by creation time; the member id (random per agent start) keeps writers apart. */
     snprintf(fb->object_key, sizeof(fb->object_key), "objects/%013lld-%s-%06llu.obj", (long long)wall_ms(),
              f->key_prefix, (unsigned long long)++f->seq);
     int64_t t0 = mono_ms();
@@ -46,6 +45,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
         abort();
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
+        ch->pos = ob.chunks[i].pos;
         cc[i] = (struct commit_chunk){
             .topic_id = ch->topic_id,
             .partition = ch->partition,
@@ -111,11 +111,9 @@ int flusher_start(struct flusher *f, const struct config *cfg, struct server *sr
     f->srv = srv;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
-    uint32_t rnd = 0;
-    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-        rnd = (uint32_t)getpid() ^ (uint32_t)wall_ms();
-    /* The worker id in the key shows which worker wrote an object (locality is observable). */
-    snprintf(f->key_prefix, sizeof(f->key_prefix), "%08x-w%d", rnd, worker_id);
+    /* The member id in the key shows which worker of which agent wrote an object (locality is
+     * observable from the store alone). */
+    snprintf(f->key_prefix, sizeof(f->key_prefix), "%s-w%d", cfg->agent_id, worker_id);
     f->objects = objstore_open(cfg->bucket_url, err, errlen);
     if (!f->objects)
         return -1;

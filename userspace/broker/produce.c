@@ -287,6 +287,9 @@ void produce_complete(struct broker *b, struct flush_batch *fb)
         struct flush_chunk *ch = &fb->chunks[i];
         int err = fb->error ? fb->error : ch->error;
         if (!err) {
+            /* The worker that wrote a partition's data keeps it: with steering, that partition's
+             * consumers fetch from this worker too, and find it here instead of in the store. */
+            read_cache_put(&b->cache, fb->object_key, ch->pos, (uint32_t)ch->data.len, &ch->data);
             struct topic_entry *t = topics_lookup_id(b, ch->topic_id);
             if (t && ch->partition < t->info.partitions && t->parts[ch->partition].loaded) {
                 struct partition_state *ps = &t->parts[ch->partition];
