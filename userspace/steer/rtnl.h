@@ -1,0 +1,30 @@
+/* A few rtnetlink round trips, enough for the routes, rules and neighbours steering needs
+ * (steer/anyip.c, steer/nexthop.c) without a netlink library. Every wait is bounded. */
+#ifndef SLUICE_RTNL_H
+#define SLUICE_RTNL_H
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <stddef.h>
+
+#define RTNL_BUF 16384
+
+/* A NETLINK_ROUTE socket whose receives give up after a second; -1 with errno set. */
+int rtnl_open(void);
+
+/* Appends attribute type to the message h (which must have room for it). */
+void rtnl_add_attr(struct nlmsghdr *h, unsigned short type, const void *data, unsigned short len);
+
+/* Sends req and reads its answer into buf: a data message, or the NLMSG_ERROR ack when req asked
+ * for one (NLM_F_ACK). Returns 0, the kernel's negative errno from an NLMSG_ERROR answer, or -1
+ * with errno set on a socket error or timeout. */
+int rtnl_talk(int fd, struct nlmsghdr *req, char *buf, size_t buflen);
+
+/* Sends a dump request (NLM_F_DUMP is added) and calls each(msg, arg) for every message of the
+ * answer. 0, or -1 with errno set. */
+int rtnl_dump(int fd, struct nlmsghdr *req, void (*each)(const struct nlmsghdr *msg, void *arg), void *arg);
+
+/* The attributes of a route/neighbour/rule message: calls each with every one. */
+#define RTNL_FOR_EACH_ATTR(a, first, len) for (struct rtattr *a = (first); RTA_OK(a, len); a = RTA_NEXT(a, len))
+
+#endif
