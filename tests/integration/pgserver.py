@@ -24,7 +24,9 @@ PG_BIN = os.environ.get("SLUICE_PG_BIN", "/usr/lib/postgresql/15/bin")
 
 
 class PgServer:
-    def __init__(self, dbname="sluice", fsync=False):
+    """netns: run the server inside that network namespace (/run/netns/NAME), listening on host."""
+
+    def __init__(self, dbname="sluice", fsync=False, host="127.0.0.1", netns=None):
         for prog in ("initdb", "pg_ctl", "postgres", "psql"):
             if not os.access(os.path.join(PG_BIN, prog), os.X_OK):
                 raise harness.Skip("no PostgreSQL: %s/%s not found (set SLUICE_PG_BIN)" % (PG_BIN, prog))
@@ -36,6 +38,8 @@ class PgServer:
                 raise harness.Skip("running as root and there is no postgres user to run the server as")
         self.dbname = dbname
         self.fsync = fsync
+        self.host = host
+        self.netns = netns
         self.dir = tempfile.mkdtemp(prefix="sluice-pg-")
         atexit.register(self.cleanup)  # a test that forgets cleanup() leaves no server behind
         if self._user:
@@ -46,6 +50,9 @@ class PgServer:
         try:
             self._run("initdb", "-D", self.datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                       "--locale=C", "-N")
+            if self.host != "127.0.0.1":  # initdb trusts only loopback clients
+                with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
+                    f.write("host all all %s/32 trust\nhost all all 198.18.0.0/15 trust\n" % self.host)
             self.start()
             self.psql("postgres", "CREATE DATABASE %s" % dbname)
         except Exception:
@@ -54,7 +61,16 @@ class PgServer:
 
     @property
     def url(self):
-        return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, self.dbname)
+        return "postgres://postgres@%s:%d/%s" % (self.host, self.port, self.dbname)
+
+    def _prefix(self, as_server_user=False):
+        if not self.netns:
+            return []
+        # nsenter needs root to enter the namespace; it drops to the server's user itself.
+        prefix = ["nsenter", "--net=/run/netns/" + self.netns]
+        if as_server_user and self._user:
+            prefix += ["-S", str(self._user.pw_uid), "-G", str(self._user.pw_gid)]
+        return prefix
 
     def _demote(self):
         if self._user:
@@ -64,7 +80,8 @@ class PgServer:
 
     def _run(self, prog, *args, timeout=60):
         # The server's user may not read our working folder: run from the temp folder.
-        p = subprocess.run([os.path.join(PG_BIN, prog)] + list(args), cwd=self.dir, preexec_fn=self._demote,
+        p = subprocess.run(self._prefix(as_server_user=True) + [os.path.join(PG_BIN, prog)] + list(args),
+                           cwd=self.dir, preexec_fn=None if self.netns else self._demote,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
         if p.returncode != 0:
             raise AssertionError("%s failed (%d): %s" % (prog, p.returncode, p.stdout.decode(errors="replace")))
@@ -72,8 +89,8 @@ class PgServer:
 
     def start(self):
         """Starts the server, again on the same folder and port after stop()."""
-        opts = "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=200" % (
-            self.dir, self.port, "on" if self.fsync else "off")
+        opts = "-k %s -p %d -c listen_addresses=%s -c fsync=%s -c max_connections=200" % (
+            self.dir, self.port, self.host, "on" if self.fsync else "off")
         self._run("pg_ctl", "-D", self.datadir, "-l", os.path.join(self.dir, "server.log"), "-w", "-t", "30",
                   "-o", opts, "start")
         self.running = True
@@ -86,8 +103,9 @@ class PgServer:
 
     def psql(self, db, sql):
         """Runs SQL as the superuser; returns psql's unaligned, tuples-only output."""
-        p = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql],
+        p = subprocess.run(self._prefix() + [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                                             "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port), "-U", "postgres",
+                                             "-d", db, "-c", sql],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         out = p.stdout.decode(errors="replace")
         if p.returncode != 0:

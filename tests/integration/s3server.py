@@ -23,13 +23,17 @@ ACCESS_KEY = SECRET_KEY = "S3RVER"  # s3rver's built-in account
 
 
 class S3Server:
-    def __init__(self, bucket="sluice", service_endpoint=None):
+    """netns: run the server inside that network namespace (/run/netns/NAME), listening on host."""
+
+    def __init__(self, bucket="sluice", service_endpoint=None, host="127.0.0.1", netns=None):
         if not os.path.exists(os.path.join(S3_DIR, "node_modules", "s3rver")):
             raise Skip("s3rver is not installed (run make deps)")
         if not shutil.which("node"):
             raise Skip("node is not installed (run make deps)")
         self.bucket = bucket
         self.service_endpoint = service_endpoint
+        self.host = host
+        self.netns = netns
         self.workdir = tempfile.mkdtemp(prefix="sluice-s3-")
         self.datadir = os.path.join(self.workdir, "data")
         self.log_path = os.path.join(self.workdir, "s3.log")
@@ -39,12 +43,13 @@ class S3Server:
 
     @property
     def endpoint(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def url(self, prefix="", path_style=True, endpoint=None):
         """The SLUICE_BUCKET_URL for this server."""
-        u = "s3://%s%s?endpoint=%s&region=us-east-1" % (self.bucket, "/" + prefix if prefix else "",
-                                                         endpoint or self.endpoint)
+        if not endpoint:  # the agent takes https for anything but loopback unless told
+            endpoint = self.endpoint if self.host == "127.0.0.1" else "http://" + self.endpoint
+        u = "s3://%s%s?endpoint=%s&region=us-east-1" % (self.bucket, "/" + prefix if prefix else "", endpoint)
         return u + ("&path_style=true" if path_style else "")
 
     def agent_env(self, prefix="", **kw):
@@ -53,7 +58,9 @@ class S3Server:
 
     def start(self, timeout=20):
         # The legacy provider: s3rver 3.7.1 makes its list continuation tokens with DES.
-        cmd = ["node", "--openssl-legacy-provider", os.path.join(S3_DIR, "serve.js"), "--address", "127.0.0.1", "--port", str(self.port),
+        prefix = ["nsenter", "--net=/run/netns/" + self.netns] if self.netns else []
+        cmd = prefix + ["node", "--openssl-legacy-provider", os.path.join(S3_DIR, "serve.js"), "--address", self.host,
+                        "--port", str(self.port),
                "--directory", self.datadir, "--bucket", self.bucket]
         if self.service_endpoint:
             cmd += ["--service-endpoint", self.service_endpoint]
@@ -87,9 +94,20 @@ class S3Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _control(self, path, method="GET"):
-        req = urllib.request.Request("http://%s/__sluice/%s" % (self.endpoint, path), method=method)
-        with urllib.request.urlopen(req, timeout=5) as r:
-            body = r.read()
+        url = "http://%s/__sluice/%s" % (self.endpoint, path)
+        if self.netns:  # the server is only reachable from inside its namespace
+            code = ("import sys, urllib.request\n"
+                    "r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], method=sys.argv[2]), timeout=5)\n"
+                    "sys.stdout.buffer.write(r.read())\n")
+            p = subprocess.run(["nsenter", "--net=/run/netns/" + self.netns, "/usr/bin/python3", "-c", code, url,
+                                method], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            if p.returncode != 0:
+                raise OSError("s3 control %s: %s" % (path, p.stderr.decode(errors="replace")[-300:]))
+            body = p.stdout
+        else:
+            req = urllib.request.Request(url, method=method)
+            with urllib.request.urlopen(req, timeout=5) as r:
+                body = r.read()
         return json.loads(body) if body else None
 
     def stats(self):

@@ -10,8 +10,10 @@ struct steer;
 /* Runs the supervisor until SIGTERM/SIGINT; returns the process exit status. */
 int agent_run(const struct config *cfg);
 
-/* Runs worker `id` in this (forked) process; steer is NULL when steering is off. ready_fd gets one
- * byte once the worker accepts connections. Returns the process exit status. */
-int worker_run(const struct config *cfg, int id, struct steer *steer, int ready_fd);
+/* Runs worker `id` in this (forked) process; steer is NULL when steering is off. report_fd is its
+ * end of a SOCK_SEQPACKET pair with the supervisor: REPORT_READY once the worker accepts
+ * connections, then the group's membership when XDP forwarding needs it (agent/report.h).
+ * Returns the process exit status. */
+int worker_run(const struct config *cfg, int id, struct steer *steer, int report_fd);
 
 #endif

@@ -1,6 +1,6 @@
-/* The supervisor: decides steering, forks the workers, keeps the slot -> worker table in the kernel
- * current as workers come and go, restarts a worker that dies, and on SIGTERM has every worker
- * drain before it exits. */
+/* The supervisor: forks the workers, keeps the kernel's steering current as workers come and go
+ * and as they report the agent group's membership (agent/steering.c decides), restarts a worker
+ * that dies, and on SIGTERM has every worker drain before it exits. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/report.h"
+#include "agent/steering.h"
 #include "cluster/membership.h"
 #include "cluster/slots.h"
 #include "steer/steer.h"
@@ -30,7 +33,9 @@
 
 struct worker_slot {
     pid_t pid;                  /* 0: not running */
-    int ready_fd;               /* read end: one byte when the worker serves */
+    int report_fd;              /* our end of the worker's report socket (agent/report.h); -1: closed */
+    void *last_members;         /* its last REPORT_MEMBERS message */
+    size_t last_members_len;
     bool live;                  /* ready and not dead: owns slots */
     int64_t started_ms;
     int64_t restart_at_ms;      /* 0: no restart pending */
@@ -39,43 +44,43 @@ struct worker_slot {
 
 struct supervisor {
     const struct config *cfg;
-    struct steer *steer;
+    struct steering *steering;
+    struct steer *steer;        /* its sk_lookup maps, which workers register with; NULL: steering off */
     struct worker_slot *w;
     int n;
     bool stopping;
     int exit_status;
     bool all_served_once;       /* "all workers serving" logged */
+    int reporter;               /* the worker whose membership reports steer XDP: the lowest live one */
 };
 
-/* Writes the slot -> local worker table into the kernel map: rendezvous hashing over this agent's
- * live workers, scored with the same member ids the whole group uses. So when the group's table
- * gives a slot to one of our workers, that worker also wins here (the group's winner is the best
- * score of all, hence of ours too); a slot another agent owns goes to one of our workers all the
- * same, so a client that dials it here is still served. No membership read is needed, and the
- * kernel map changes only when one of our workers comes or goes. */
 static void publish_slot_owners(struct supervisor *sv)
 {
-    if (!sv->steer)
-        return;
-    uint64_t ids[STEER_MAX_WORKERS];
     bool live[STEER_MAX_WORKERS];
-    for (int i = 0; i < sv->n; i++) {
-        char id[64];
-        member_id(sv->cfg, i, id, sizeof(id));
-        ids[i] = member_id_hash(id);
+    for (int i = 0; i < sv->n; i++)
         live[i] = sv->w[i].live;
-    }
-    for (int s = 0; s < sv->cfg->slots; s++) {
-        int owner = slot_owner((uint32_t)s, ids, live, sv->n);
-        steer_set_slot_owner(sv->steer, (uint32_t)s, owner < 0 ? STEER_NO_WORKER : (uint32_t)owner);
-    }
+    steering_workers_changed(sv->steering, live, sv->n);
+}
+
+/* Membership reports from one worker only, so that two workers' views, which differ for a moment
+ * around a change, cannot make the table flap. When that worker dies, the next one's last report
+ * takes over. */
+static void elect_reporter(struct supervisor *sv)
+{
+    int r = -1;
+    for (int i = 0; i < sv->n && r < 0; i++)
+        if (sv->w[i].live)
+            r = i;
+    if (r != sv->reporter && r >= 0 && sv->w[r].last_members)
+        steering_on_report(sv->steering, sv->w[r].last_members, sv->w[r].last_members_len);
+    sv->reporter = r;
 }
 
 static int start_worker(struct supervisor *sv, int id)
 {
     int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        log_error("supervisor: pipe: %s", strerror(errno));
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) != 0) {
+        log_error("supervisor: socketpair: %s", strerror(errno));
         return -1;
     }
     pid_t pid = fork();
@@ -91,32 +96,65 @@ static int start_worker(struct supervisor *sv, int id)
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(pipefd[0]);
         for (int i = 0; i < sv->n; i++)
-            if (sv->w[i].ready_fd >= 0)
-                close(sv->w[i].ready_fd);
+            if (sv->w[i].report_fd >= 0)
+                close(sv->w[i].report_fd);
         _exit(worker_run(sv->cfg, id, sv->steer, pipefd[1]));
     }
     close(pipefd[1]);
-    sv->w[id] = (struct worker_slot){.pid = pid, .ready_fd = pipefd[0], .started_ms = mono_ms()};
+    free(sv->w[id].last_members);
+    sv->w[id] = (struct worker_slot){.pid = pid, .report_fd = pipefd[0], .started_ms = mono_ms()};
     return 0;
+}
+
+static void close_report(struct supervisor *sv, int id)
+{
+    if (sv->w[id].report_fd >= 0)
+        close(sv->w[id].report_fd);
+    sv->w[id].report_fd = -1;
+    free(sv->w[id].last_members);
+    sv->w[id].last_members = NULL;
+    sv->w[id].last_members_len = 0;
 }
 
 static void on_worker_ready(struct supervisor *sv, int id)
 {
-    char byte;
-    ssize_t r = read(sv->w[id].ready_fd, &byte, 1);
-    close(sv->w[id].ready_fd);
-    sv->w[id].ready_fd = -1;
-    if (r == 1) {
-        sv->w[id].live = true;
-        sv->w[id].failed_starts = 0;
-        publish_slot_owners(sv);
-        int live = 0;
-        for (int i = 0; i < sv->n; i++)
-            live += sv->w[i].live;
-        if (live == sv->n && !sv->all_served_once) {
-            sv->all_served_once = true;
-            log_info("supervisor: all %d workers serving, slot owners published", sv->n);
-        }
+    sv->w[id].live = true;
+    sv->w[id].failed_starts = 0;
+    publish_slot_owners(sv);
+    elect_reporter(sv);
+    int live = 0;
+    for (int i = 0; i < sv->n; i++)
+        live += sv->w[i].live;
+    if (live == sv->n && !sv->all_served_once) {
+        sv->all_served_once = true;
+        log_info("supervisor: all %d workers serving, slot owners published", sv->n);
+    }
+}
+
+/* One message from a worker's report socket; its end of file when the worker is gone. */
+static void on_worker_report(struct supervisor *sv, int id)
+{
+    static uint8_t msg[REPORT_MAX_BYTES];
+    ssize_t n = recv(sv->w[id].report_fd, msg, sizeof(msg), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < (ssize_t)sizeof(struct report_header)) {
+        close_report(sv, id); /* end of file (the worker exited; SIGCHLD says how) or garbage */
+        return;
+    }
+    const struct report_header *h = (const struct report_header *)msg;
+    if (h->type == REPORT_READY && !sv->w[id].live) {
+        on_worker_ready(sv, id);
+    } else if (h->type == REPORT_MEMBERS) {
+        void *copy = malloc((size_t)n);
+        if (!copy)
+            return;
+        memcpy(copy, msg, (size_t)n);
+        free(sv->w[id].last_members);
+        sv->w[id].last_members = copy;
+        sv->w[id].last_members_len = (size_t)n;
+        if (id == sv->reporter)
+            steering_on_report(sv->steering, copy, (size_t)n);
     }
 }
 
@@ -127,10 +165,9 @@ static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
             continue;
         bool was_live = sv->w[id].live;
         int failed_starts = was_live ? 0 : sv->w[id].failed_starts + 1;
-        if (sv->w[id].ready_fd >= 0)
-            close(sv->w[id].ready_fd);
+        close_report(sv, id);
         int64_t ran = mono_ms() - sv->w[id].started_ms;
-        sv->w[id] = (struct worker_slot){.ready_fd = -1, .failed_starts = failed_starts};
+        sv->w[id] = (struct worker_slot){.report_fd = -1, .failed_starts = failed_starts};
         if (sv->stopping) {
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 log_warn("worker %d (pid %d) ended with status %d while draining", id, (int)pid, status);
@@ -145,8 +182,10 @@ static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
             steer_clear_worker(sv->steer, (uint32_t)id);
             steer_set_worker_load(sv->steer, (uint32_t)id, 0);
         }
-        if (was_live)
+        if (was_live) {
             publish_slot_owners(sv);
+            elect_reporter(sv);
+        }
         if (failed_starts >= MAX_FAILED_STARTS) {
             log_error("worker %d failed %d times without starting; stopping the agent", id, failed_starts);
             sv->stopping = true;
@@ -159,44 +198,6 @@ static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
         sv->w[id].restart_at_ms = mono_ms() + (ran < RESTART_BACKOFF_MS ? RESTART_BACKOFF_MS : 0);
         return;
     }
-}
-
-static struct steer *open_steering(const struct config *cfg)
-{
-    if (!strcmp(cfg->steering, "off")) {
-        log_warn("steering off: workers share the ports with SO_REUSEPORT; locality is best effort");
-        return NULL;
-    }
-    char err[512] = "";
-    struct bind_addr bind;
-    if (bind_addr_parse(cfg->bind_host, &bind, err, sizeof(err)) != 0) {
-        log_error("%s", err);
-        return NULL;
-    }
-    struct steer_options o = {
-        .name = cfg->steering_name,
-        .bootstrap_port = (uint16_t)cfg->kafka_port,
-        .slot_port_base = (uint16_t)cfg->slot_port_base,
-        .nslots = (uint32_t)cfg->slots,
-        .nworkers = (uint32_t)cfg->workers,
-        .bind_family = (uint16_t)bind.family,
-        .bind_specific = bind.specific,
-        .bind_ip4 = bind.ip4,
-    };
-    memcpy(o.bind_ip6, bind.ip6, sizeof(o.bind_ip6));
-    struct steer *s = steer_open(&o, err, sizeof(err));
-    if (!s) {
-        if (!strcmp(cfg->steering, "on"))
-            log_error("steering=on but eBPF steering is unavailable: %s", err);
-        else
-            log_warn("eBPF steering unavailable (%s): workers share the ports with SO_REUSEPORT; locality is "
-                     "best effort",
-                     err);
-        return NULL;
-    }
-    log_info("steering: sk_lookup program attached, maps and link pinned under /sys/fs/bpf/sluice/%s/",
-             cfg->steering_name);
-    return s;
 }
 
 /* Opens both stores once before any worker starts, so a bad URL or an unreachable store is one
@@ -234,16 +235,16 @@ int agent_run(const struct config *cfg)
 {
     if (check_stores(cfg) != 0)
         return 1;
-    struct supervisor sv = {.cfg = cfg, .n = cfg->workers};
-    sv.steer = open_steering(cfg);
-    if (!sv.steer && !strcmp(cfg->steering, "on"))
+    struct supervisor sv = {.cfg = cfg, .n = cfg->workers, .reporter = -1};
+    sv.steering = steering_open(cfg);
+    if (!sv.steering)
         return 1;
+    sv.steer = steering_kernel(sv.steering);
     sv.w = calloc((size_t)sv.n, sizeof(*sv.w));
     if (!sv.w)
         return 1;
     for (int i = 0; i < sv.n; i++)
-        sv.w[i].ready_fd = -1;
-    publish_slot_owners(&sv); /* no worker is live yet: no owners, stale ones from a previous run cleared */
+        sv.w[i].report_fd = -1;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -270,10 +271,13 @@ int agent_run(const struct config *cfg)
         int np = 0;
         pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         int64_t now = mono_ms(), wait = -1;
+        int64_t tick = steering_tick(sv.steering, now);
+        if (tick >= 0)
+            wait = tick > now ? tick - now : 0;
         for (int i = 0; i < sv.n; i++) {
-            if (sv.w[i].ready_fd >= 0) {
+            if (sv.w[i].report_fd >= 0) {
                 ids[np] = i;
-                pfds[np++] = (struct pollfd){.fd = sv.w[i].ready_fd, .events = POLLIN};
+                pfds[np++] = (struct pollfd){.fd = sv.w[i].report_fd, .events = POLLIN};
             }
             if (sv.w[i].restart_at_ms) {
                 int64_t d = sv.w[i].restart_at_ms - now;
@@ -304,7 +308,7 @@ int agent_run(const struct config *cfg)
         }
         for (int p = 1; p < np; p++)
             if (pfds[p].revents)
-                on_worker_ready(&sv, ids[p]);
+                on_worker_report(&sv, ids[p]);
         now = mono_ms();
         running = 0;
         for (int i = 0; i < sv.n; i++) {
@@ -315,11 +319,11 @@ int agent_run(const struct config *cfg)
             running += sv.w[i].pid > 0 || (!sv.stopping && sv.w[i].restart_at_ms);
         }
     }
-    /* Slots have no owner while the agent is down; the pinned maps and link stay for the next run. */
+    /* Slots have no owner while the agent is down; the pinned maps and link stay for the next run.
+     * XDP stops forwarding here and the AnyIP routes go. */
+    steering_close(sv.steering);
     for (int i = 0; i < sv.n; i++)
-        sv.w[i].live = false;
-    publish_slot_owners(&sv);
-    steer_close(sv.steer);
+        close_report(&sv, i);
     free(sv.w);
     close(sfd);
     log_info("supervisor: all workers stopped, exiting");

@@ -1,5 +1,6 @@
 /* One worker process: its listeners, its broker (produce buffer, flusher thread, read cache) and
  * its io_uring loop. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -7,10 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/report.h"
 #include "broker/broker.h"
+#include "cluster/membership.h"
 #include "server/server.h"
 #include "steer/steer.h"
 #include "util/log.h"
@@ -19,6 +23,9 @@ struct worker {
     struct server srv;
     struct steer *steer;
     int id;
+    int report_fd;         /* to the supervisor (agent/report.h) */
+    uint64_t reported;     /* hash of the last membership reported */
+    bool too_many_logged;
 };
 
 /* Keeps the kernel's bootstrap choice (least-loaded worker) current. */
@@ -26,6 +33,40 @@ static void publish_load(struct server *s, void *arg)
 {
     struct worker *w = arg;
     steer_set_worker_load(w->steer, (uint32_t)w->id, (uint32_t)s->nconns);
+}
+
+/* The group's membership, as this worker's heartbeat just read it, goes to the supervisor, which
+ * programs XDP forwarding from it; only when it changed. A full socket drops this report: the next
+ * heartbeat sends again. */
+static void report_membership(const struct membership *ms, void *arg)
+{
+    struct worker *w = arg;
+    if (ms->n > REPORT_MAX_MEMBERS) {
+        if (!w->too_many_logged)
+            log_error("worker %d: %d members in the agent group: XDP forwarding handles at most %d", w->id, ms->n,
+                      REPORT_MAX_MEMBERS);
+        w->too_many_logged = true;
+        return;
+    }
+    size_t len = sizeof(struct report_header) + (size_t)ms->n * sizeof(struct report_member);
+    uint8_t *msg = calloc(1, len);
+    if (!msg)
+        return;
+    struct report_header *h = (struct report_header *)msg;
+    h->type = REPORT_MEMBERS;
+    h->count = (uint32_t)ms->n;
+    struct report_member *m = (struct report_member *)(h + 1);
+    for (int i = 0; i < ms->n; i++) {
+        m[i].id_hash = ms->ids[i];
+        if (inet_pton(AF_INET, ms->members[i].fwd_addr, &m[i].fwd_ip4) != 1)
+            m[i].fwd_ip4 = 0;
+    }
+    uint64_t hash = 14695981039346656037ULL; /* FNV-1a: did anything change? */
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ msg[i]) * 1099511628211ULL;
+    if (hash != w->reported && send(w->report_fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len)
+        w->reported = hash;
+    free(msg);
 }
 
 static void pin_to_core(int id)
@@ -72,13 +113,13 @@ static int open_listeners(const struct config *cfg, struct worker *w, int **fds_
     return n;
 }
 
-int worker_run(const struct config *cfg, int id, struct steer *steer, int ready_fd)
+int worker_run(const struct config *cfg, int id, struct steer *steer, int report_fd)
 {
     /* A worker never outlives its supervisor. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1)
         return 1;
-    struct worker w = {.steer = steer, .id = id};
+    struct worker w = {.steer = steer, .id = id, .report_fd = report_fd};
     pin_to_core(id);
 
     struct broker *b = broker_create(cfg, &w.srv, id);
@@ -103,13 +144,15 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int ready_
         publish_load(&w.srv, &w);
     }
     log_info("worker %d (pid %d) serving", id, (int)getpid());
-    char one = 1;
-    if (write(ready_fd, &one, 1) != 1)
+    struct report_header ready = {.type = REPORT_READY};
+    if (send(report_fd, &ready, sizeof(ready), MSG_NOSIGNAL) != (ssize_t)sizeof(ready))
         log_warn("worker %d: cannot tell the supervisor it is ready: %s", id, strerror(errno));
-    close(ready_fd);
+    if (cfg->xdp_interface[0])
+        broker_on_membership(b, report_membership, &w);
 
     int rc = server_run(&w.srv);
     broker_destroy(b);
     server_destroy(&w.srv);
+    close(report_fd);
     return rc ? 1 : 0;
 }
