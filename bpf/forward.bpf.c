@@ -7,7 +7,8 @@
  *   owner of s is this host           -> pass; sk_lookup (steer.bpf.c) hands it to the owner worker
  *       ...but a non-SYN of a flow not known here, during a hand-over -> the previous owner of s,
  *          where the connection was opened (second chance), so moving slots resets nothing
- *   no owner known, no route yet      -> pass: served here (any agent serves any partition)
+ *   no owner known, no MAC yet        -> pass: served here (any agent serves any partition); but a
+ *                                        packet of a flow living elsewhere is dropped, not reset here
  *
  * Forwarding keeps the IP header (the owner accepts the original destination through an AnyIP route
  * and answers the client directly): l2 rewrites the MACs and sends the frame back out (XDP_TX);
@@ -279,6 +280,11 @@ int sluice_forward(struct xdp_md *ctx)
     }
     if (to && zero_mac(to->mac)) {
         count(FWD_NO_ROUTE);
+        /* A new connection is served here instead. A packet of a flow that lives elsewhere would only
+         * be reset here: drop it, and TCP sends it again once the MAC is known (the loader asks ARP
+         * at once and looks again within milliseconds). */
+        if (!syn)
+            return XDP_DROP;
         to = NULL;
     }
     if (to) {

@@ -51,7 +51,8 @@ enum fwd_counter {
     FWD_PASSED_FLOW,      /* a connection this host already serves (established, or a valid syncookie): passed */
     FWD_NO_OWNER,         /* no owner known for the slot: passed, served here */
     FWD_LOOP_STOP,        /* came from the host it would go to, or its TTL ran out: passed, not bounced */
-    FWD_NO_ROUTE,         /* no MAC resolved for the target yet: passed, served here */
+    FWD_NO_ROUTE,         /* no MAC resolved for the target yet: a SYN is served here, the rest of a flow
+                             that lives elsewhere is dropped (TCP resends it; here it would be reset) */
     FWD_TOO_BIG,          /* ipip: the encapsulated packet would not fit the MTU: passed, served here */
     FWD_ENCAPSULATED,     /* ipip: wrapped and sent (part of forwarded / second chance) */
     FWD_DECAPSULATED,     /* ipip: arrived wrapped for this host, unwrapped and passed */

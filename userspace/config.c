@@ -421,10 +421,10 @@ void config_print_help(const char *prog)
 void config_log(const struct config *c)
 {
     bool v6 = strchr(c->bind_host, ':') != NULL;
-    log_info("config: kafka=%s%s%s:%d slots=%d at ports %d..%d workers=%d steering=%s xdp=%s%s%s advertise=%s "
+    log_info("config: agent=%s kafka=%s%s%s:%d slots=%d at ports %d..%d workers=%d steering=%s xdp=%s%s%s advertise=%s "
              "group=%s bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d "
              "auto_create_topics=%s",
-             v6 ? "[" : "", c->bind_host, v6 ? "]" : "", c->kafka_port, c->slots, c->slot_port_base,
+             c->agent_id, v6 ? "[" : "", c->bind_host, v6 ? "]" : "", c->kafka_port, c->slots, c->slot_port_base,
              c->slot_port_base + c->slots - 1, c->workers, c->steering, c->xdp_interface[0] ? c->xdp_interface : "off",
              c->xdp_interface[0] ? " mode " : "", c->xdp_interface[0] ? c->xdp_mode : "", c->advertised_host,
              c->agent_group, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,

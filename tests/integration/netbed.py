@@ -101,6 +101,10 @@ class BedAgent(harness.Agent):
     def steering_name(self):
         return "agent-%d-%d" % (os.stat("/run/netns/" + self.host.ns).st_ino, KAFKA_PORT)
 
+    def agent_id(self):
+        """The random id of this run of the agent (its members are "<id>-w<worker>")."""
+        return re.search(r"config: agent=([0-9a-f]+)", self.log_text()).group(1)
+
     def status(self):
         return json.loads(self.host.run(harness.AGENT_BIN, "steer", "status", "--name", self.steering_name, "--json"))
 

@@ -23,6 +23,8 @@
 #define ANYIP_RULE_PRIORITY 4092
 /* Peers' next hops are read again this often: ARP answers arrive, routers and MACs change. */
 #define RESOLVE_EVERY_MS 1000
+/* ...and this often while one is still waiting for ARP: until then its slots' packets wait too. */
+#define RESOLVE_PENDING_EVERY_MS 10
 
 struct peer {
     uint32_t ip4;
@@ -296,6 +298,15 @@ static void update_peers(struct steering *st)
     for (int i = 0; i < n; i++)
         if (peers[i].status != NEXTHOP_RESOLVED)
             resolve_peer(st, &peers[i]);
+    st->next_resolve_ms = 0; /* look again soon: ARP takes a moment */
+}
+
+static bool any_pending(const struct steering *st)
+{
+    for (int i = 0; i < st->npeers; i++)
+        if (st->peers[i].status == NEXTHOP_PENDING)
+            return true;
+    return false;
 }
 
 void steering_on_report(struct steering *st, const void *msg, size_t len)
@@ -324,12 +335,12 @@ int64_t steering_tick(struct steering *st, int64_t now_ms)
     if (!st->fwd)
         return -1;
     if (now_ms >= st->next_resolve_ms) {
-        st->next_resolve_ms = now_ms + RESOLVE_EVERY_MS;
         bool changed = false;
         for (int i = 0; i < st->npeers; i++)
             changed |= resolve_peer(st, &st->peers[i]);
         if (changed)
             publish_routes(st);
+        st->next_resolve_ms = now_ms + (any_pending(st) ? RESOLVE_PENDING_EVERY_MS : RESOLVE_EVERY_MS);
     }
     return st->next_resolve_ms;
 }

@@ -94,7 +94,9 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
     read_cache_init(&b->cache, (size_t)cfg->fetch_cache_bytes);
     b->next_topic_refresh_ms = mono_ms() + TOPIC_REFRESH_MS;
     member_self(cfg, worker_id, &b->self);
-    heartbeat(b, mono_ms());
+    /* Learn the group now (Metadata answers need it), but join it only once listening (see
+     * broker_started): with XDP, other hosts forward this worker's slots here as soon as it has. */
+    membership_refresh(&b->members, b->meta, cfg);
     if (!b->objects->local_reads) {
         if (reader_start(&b->reader, b->objects, srv) != 0)
             goto fail;
@@ -153,6 +155,7 @@ static void on_store_notification(struct server *srv, void *arg)
 
 void broker_started(struct broker *b)
 {
+    heartbeat(b, mono_ms());
     server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
 }
 

@@ -1,3 +1,9 @@
+/* AnyIP rule, routes and ARP sysctls of the uplink (see anyip.h), over raw rtnetlink (rtnl.h).
+ *
+ * The supervisor calls anyip_set() about once a second with the current peers: the addresses the
+ * table holds are kept sorted in memory, so an unchanged list costs a sort and a compare, and only
+ * the differences become netlink requests, each acknowledged by the kernel (or given up after the
+ * socket's one-second receive timeout). */
 #include "steer/anyip.h"
 
 #include <arpa/inet.h>
@@ -8,170 +14,272 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "steer/pins.h"
 #include "steer/rtnl.h"
 #include "util/log.h"
 
+/* The main table's rule: ours must come before it, or main's default route wins. */
+#define MAIN_RULE_PRIORITY 32766
+
+/* An ARP sysctl of the uplink that must be at least some value. */
+struct knob {
+    const char *name;
+    int at_least;
+    bool changed; /* we raised it: old is what anyip_close() writes back */
+    char old[16];
+};
+
 struct anyip {
+    int fd; /* NETLINK_ROUTE, receives time out after a second */
     char ifname[IF_NAMESIZE];
     uint32_t table, priority;
     int lo_ifindex;
-    uint32_t *addrs; /* what the table holds */
-    int n;
-    char old_arp_ignore[16], old_arp_announce[16];
+    uint32_t *have; /* the addresses TABLE holds for us, sorted */
+    int nhave;
+    uint32_t *want; /* anyip_set()'s scratch: the list asked for, sorted, without duplicates */
+    int want_cap;
+    struct knob knobs[2];
+    char last_failure[256]; /* the last anyip_set() failure logged, so that repeats are not */
 };
 
-/* ---- sysctls ---- */
+/* ---- netlink ---- */
 
-static int sysctl_path(char *path, size_t len, const char *ifname, const char *knob)
+/* rtm_table / fib_rule_hdr.table hold 8 bits; larger ids go in RTA_TABLE / FRA_TABLE alone. */
+static unsigned char table_byte(uint32_t table)
 {
-    return snprintf(path, len, "/proc/sys/net/ipv4/conf/%s/%s", ifname, knob) < (int)len ? 0 : -1;
+    return table < 256 ? (unsigned char)table : RT_TABLE_UNSPEC;
 }
 
-static int read_sysctl(const char *ifname, const char *knob, char *out, size_t outlen)
+/* Sends req and waits for the kernel's ack: 0 or a negative errno. rtnl_talk()'s -1 means either
+ * the kernel's -EPERM or a socket error with errno set, so errno starts out as EPERM. */
+static int talk(struct anyip *a, struct nlmsghdr *req)
 {
-    char path[128];
-    FILE *f = sysctl_path(path, sizeof(path), ifname, knob) == 0 ? fopen(path, "r") : NULL;
-    if (!f)
-        return -1;
-    bool ok = fgets(out, (int)outlen, f) != NULL;
-    fclose(f);
-    out[strcspn(out, "\n")] = '\0';
-    return ok ? 0 : -1;
+    char buf[4096];
+    errno = EPERM;
+    int e = rtnl_talk(a->fd, req, buf, sizeof(buf));
+    return e == -1 ? -errno : e;
 }
-
-static int write_sysctl(const char *ifname, const char *knob, const char *value)
-{
-    char path[128];
-    FILE *f = sysctl_path(path, sizeof(path), ifname, knob) == 0 ? fopen(path, "w") : NULL;
-    if (!f)
-        return -1;
-    int rc = fputs(value, f) < 0 ? -1 : 0;
-    if (fclose(f) != 0)
-        rc = -1;
-    return rc;
-}
-
-/* ---- the rule ---- */
 
 static int rule_change(struct anyip *a, int type, int flags)
 {
     struct {
         struct nlmsghdr h;
         struct fib_rule_hdr r;
-        char attrs[128];
+        char attrs[64];
     } req = {0};
     req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
     req.h.nlmsg_type = (unsigned short)type;
     req.h.nlmsg_flags = (unsigned short)(NLM_F_REQUEST | NLM_F_ACK | flags);
     req.r.family = AF_INET;
     req.r.action = FR_ACT_TO_TBL;
-    req.r.table = a->table < 256 ? (unsigned char)a->table : RT_TABLE_UNSPEC;
+    req.r.table = table_byte(a->table);
+    uint8_t proto = ANYIP_RTPROT;
     rtnl_add_attr(&req.h, FRA_IIFNAME, a->ifname, (unsigned short)(strlen(a->ifname) + 1));
     rtnl_add_attr(&req.h, FRA_TABLE, &a->table, sizeof(a->table));
     rtnl_add_attr(&req.h, FRA_PRIORITY, &a->priority, sizeof(a->priority));
-    int fd = rtnl_open();
-    if (fd < 0)
-        return -errno;
-    char buf[RTNL_BUF];
-    int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));
-    if (e == -1)
-        e = -errno;
-    close(fd);
-    return e;
+    rtnl_add_attr(&req.h, FRA_PROTOCOL, &proto, sizeof(proto));
+    return talk(a, &req.h);
 }
 
-/* ---- the routes ---- */
-
-static int route_change(int fd, struct anyip *a, int type, uint32_t addr)
+/* Adds (or takes over) or deletes "local addr/32 dev lo table TABLE proto ANYIP_RTPROT". */
+static int route_change(struct anyip *a, int type, uint32_t addr)
 {
     struct {
         struct nlmsghdr h;
         struct rtmsg r;
-        char attrs[128];
+        char attrs[64];
     } req = {0};
     req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
     req.h.nlmsg_type = (unsigned short)type;
     req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (type == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0);
     req.r.rtm_family = AF_INET;
     req.r.rtm_dst_len = 32;
-    req.r.rtm_table = a->table < 256 ? (unsigned char)a->table : RT_TABLE_UNSPEC;
-    req.r.rtm_protocol = RTPROT_STATIC;
+    req.r.rtm_table = table_byte(a->table);
+    req.r.rtm_protocol = ANYIP_RTPROT; /* a delete then only matches our route */
     req.r.rtm_scope = RT_SCOPE_HOST;
     req.r.rtm_type = RTN_LOCAL;
     rtnl_add_attr(&req.h, RTA_DST, &addr, sizeof(addr));
     rtnl_add_attr(&req.h, RTA_TABLE, &a->table, sizeof(a->table));
     rtnl_add_attr(&req.h, RTA_OIF, &a->lo_ifindex, sizeof(a->lo_ifindex));
-    char buf[RTNL_BUF];
-    int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));
-    return e == -1 ? -errno : e;
+    return talk(a, &req.h);
 }
 
-struct table_routes {
+/* ---- what a previous run left ---- */
+
+struct leftovers {
     uint32_t table;
-    uint32_t *addrs;
-    int n, cap;
+    uint32_t *ours; /* destinations of our routes */
+    int nours, cap;
+    int foreign; /* routes of other protocols in the table */
+    bool nomem;
 };
 
-static void collect_route(const struct nlmsghdr *h, void *arg)
+static void note_route(const struct nlmsghdr *h, void *arg)
 {
-    struct table_routes *t = arg;
+    struct leftovers *l = arg;
     if (h->nlmsg_type != RTM_NEWROUTE)
         return;
     const struct rtmsg *r = NLMSG_DATA(h);
     uint32_t table = r->rtm_table, dst = 0;
     int len = (int)RTM_PAYLOAD(h);
-    RTNL_FOR_EACH_ATTR(a, RTM_RTA(r), len) {
-        if (a->rta_type == RTA_TABLE)
-            memcpy(&table, RTA_DATA(a), sizeof(table));
-        else if (a->rta_type == RTA_DST)
-            memcpy(&dst, RTA_DATA(a), sizeof(dst));
+    RTNL_FOR_EACH_ATTR(at, RTM_RTA(r), len) {
+        if (at->rta_type == RTA_TABLE)
+            memcpy(&table, RTA_DATA(at), sizeof(table));
+        else if (at->rta_type == RTA_DST)
+            memcpy(&dst, RTA_DATA(at), sizeof(dst));
     }
-    if (table != t->table || r->rtm_family != AF_INET || r->rtm_dst_len != 32)
+    /* A kernel without strict dump checking sends every table. */
+    if (r->rtm_family != AF_INET || table != l->table)
         return;
-    if (t->n == t->cap) {
-        int cap = t->cap ? t->cap * 2 : 16;
-        uint32_t *v = realloc(t->addrs, (size_t)cap * sizeof(*v));
-        if (!v)
-            return;
-        t->addrs = v;
-        t->cap = cap;
+    if (r->rtm_protocol != ANYIP_RTPROT || r->rtm_type != RTN_LOCAL || r->rtm_dst_len != 32) {
+        l->foreign++;
+        return;
     }
-    t->addrs[t->n++] = dst;
+    if (l->nours == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 16;
+        uint32_t *v = realloc(l->ours, (size_t)cap * sizeof(*v));
+        if (!v) {
+            l->nomem = true;
+            return;
+        }
+        l->ours = v;
+        l->cap = cap;
+    }
+    l->ours[l->nours++] = dst;
 }
 
-/* Removes what a previous run of the agent left in the table (it did not stop cleanly). */
-static int flush_table(struct anyip *a)
+/* Removes the routes a run that did not stop cleanly left in the table; routes of other
+ * protocols are left alone (the table may be shared by mistake: never break someone else's). */
+static int remove_leftovers(struct anyip *a, char *err, size_t errlen)
 {
-    int fd = rtnl_open();
-    if (fd < 0)
-        return -1;
     struct {
         struct nlmsghdr h;
         struct rtmsg r;
+        char attrs[16];
     } req = {0};
     req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
     req.h.nlmsg_type = RTM_GETROUTE;
     req.h.nlmsg_flags = NLM_F_REQUEST;
     req.r.rtm_family = AF_INET;
-    struct table_routes t = {.table = a->table};
-    int rc = rtnl_dump(fd, &req.h, collect_route, &t);
-    for (int i = 0; rc == 0 && i < t.n; i++)
-        if (route_change(fd, a, RTM_DELROUTE, t.addrs[i]) < 0)
-            rc = -1;
-    if (t.n)
-        log_info("anyip: removed %d routes left in table %u", t.n, a->table);
-    free(t.addrs);
-    close(fd);
+    req.r.rtm_table = table_byte(a->table);
+    rtnl_add_attr(&req.h, RTA_TABLE, &a->table, sizeof(a->table));
+    /* With strict checking the kernel dumps this table only, not a host's whole routing state. */
+    int one = 1;
+    setsockopt(a->fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
+
+    struct leftovers l = {.table = a->table};
+    /* A table nobody ever used does not exist: ENOENT, as an error or in NLMSG_DONE (ignored). */
+    if (rtnl_dump(a->fd, &req.h, note_route, &l) < 0 && errno != ENOENT) {
+        pins_err(err, errlen, "listing the routes of table %u: %s", a->table, strerror(errno));
+        free(l.ours);
+        return -1;
+    }
+    if (l.nomem) {
+        pins_err(err, errlen, "listing the routes of table %u: out of memory", a->table);
+        free(l.ours);
+        return -1;
+    }
+    for (int i = 0; i < l.nours; i++) {
+        int e = route_change(a, RTM_DELROUTE, l.ours[i]);
+        if (e < 0 && e != -ESRCH) {
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &l.ours[i], ip, sizeof(ip));
+            pins_err(err, errlen, "removing local route %s a previous run left in table %u: %s", ip, a->table,
+                     strerror(-e));
+            free(l.ours);
+            return -1;
+        }
+    }
+    if (l.nours > 0)
+        log_info("anyip: removed %d local routes a previous run left in table %u", l.nours, a->table);
+    if (l.foreign > 0)
+        log_warn("anyip: table %u also holds %d routes that are not sluice's (protocol other than %d): left alone",
+                 a->table, l.foreign, ANYIP_RTPROT);
+    free(l.ours);
+    return 0;
+}
+
+/* ---- ARP sysctls ---- */
+
+static FILE *open_knob(const char *ifname, const char *knob, const char *mode)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", ifname, knob);
+    return fopen(path, mode);
+}
+
+static int write_knob(const char *ifname, const char *knob, const char *value)
+{
+    FILE *f = open_knob(ifname, knob, "w");
+    if (!f)
+        return -1;
+    int rc = fputs(value, f) < 0 ? -1 : 0;
+    if (fclose(f) != 0) /* the kernel refuses a value when the buffer is flushed */
+        rc = -1;
     return rc;
 }
 
+/* Raises each knob to its minimum: any arp_ignore >= 1 answers only for addresses configured on
+ * the interface, which the peers' never are, and a stricter setting must not be lowered. */
+static int raise_knobs(struct anyip *a, char *err, size_t errlen)
+{
+    for (int i = 0; i < 2; i++) {
+        struct knob *k = &a->knobs[i];
+        FILE *f = open_knob(a->ifname, k->name, "r");
+        bool ok = f && fgets(k->old, sizeof(k->old), f);
+        if (f)
+            fclose(f);
+        if (!ok) {
+            pins_err(err, errlen, "reading net.ipv4.conf.%s.%s: %s", a->ifname, k->name, f ? "empty" : strerror(errno));
+            return -1;
+        }
+        k->old[strcspn(k->old, "\n")] = '\0';
+        if (atoi(k->old) >= k->at_least)
+            continue;
+        char value[16];
+        snprintf(value, sizeof(value), "%d", k->at_least);
+        if (write_knob(a->ifname, k->name, value) < 0) {
+            pins_err(err, errlen, "setting net.ipv4.conf.%s.%s=%s: %s", a->ifname, k->name, value, strerror(errno));
+            return -1;
+        }
+        k->changed = true;
+    }
+    return 0;
+}
+
+/* 0, or -1 with errno set; each knob is tried. */
+static int restore_knobs(struct anyip *a, const char **failed)
+{
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        struct knob *k = &a->knobs[i];
+        if (k->changed && write_knob(a->ifname, k->name, k->old) < 0 && rc == 0) {
+            *failed = k->name;
+            rc = -1;
+        }
+        k->changed = false;
+    }
+    return rc;
+}
+
+/* ---- open / set / close ---- */
+
 struct anyip *anyip_open(const char *ifname, uint32_t table, uint32_t rule_priority, char *err, size_t errlen)
 {
-    if (strlen(ifname) >= IF_NAMESIZE || !if_nametoindex(ifname)) {
-        pins_err(err, errlen, "no interface %s", ifname);
+    if (!ifname || !*ifname || strlen(ifname) >= IF_NAMESIZE || if_nametoindex(ifname) == 0) {
+        pins_err(err, errlen, "no interface '%s'", ifname ? ifname : "");
+        return NULL;
+    }
+    if (table == RT_TABLE_UNSPEC || table == RT_TABLE_DEFAULT || table == RT_TABLE_MAIN || table == RT_TABLE_LOCAL) {
+        pins_err(err, errlen, "routing table %u is the kernel's: the AnyIP routes need a table of their own", table);
+        return NULL;
+    }
+    if (rule_priority == 0 || rule_priority >= MAIN_RULE_PRIORITY) {
+        pins_err(err, errlen, "rule priority %u is not in 1..%d (the rule must come before the main table's)",
+                 rule_priority, MAIN_RULE_PRIORITY - 1);
         return NULL;
     }
     struct anyip *a = calloc(1, sizeof(*a));
@@ -182,106 +290,162 @@ struct anyip *anyip_open(const char *ifname, uint32_t table, uint32_t rule_prior
     snprintf(a->ifname, sizeof(a->ifname), "%s", ifname);
     a->table = table;
     a->priority = rule_priority;
+    a->knobs[0] = (struct knob){.name = "arp_ignore", .at_least = 1};
+    a->knobs[1] = (struct knob){.name = "arp_announce", .at_least = 2};
     a->lo_ifindex = (int)if_nametoindex("lo");
-    if (read_sysctl(ifname, "arp_ignore", a->old_arp_ignore, sizeof(a->old_arp_ignore)) < 0 ||
-        read_sysctl(ifname, "arp_announce", a->old_arp_announce, sizeof(a->old_arp_announce)) < 0) {
-        pins_err(err, errlen, "reading net.ipv4.conf.%s.arp_*: %s", ifname, strerror(errno));
+    a->fd = rtnl_open();
+    if (a->fd < 0) {
+        pins_err(err, errlen, "netlink socket: %s", strerror(errno));
         free(a);
         return NULL;
     }
-    int e = rule_change(a, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL);
+    bool rule_added = false;
+    const char *knob;
+    /* ARP first: no moment where a leftover route is answered for on the wire. */
+    if (raise_knobs(a, err, errlen) < 0)
+        goto fail;
+    int e = rule_change(a, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL); /* EXCL: EEXIST for an identical rule */
     if (e < 0 && e != -EEXIST) {
         pins_err(err, errlen, "adding rule 'iif %s lookup %u priority %u': %s", ifname, table, rule_priority,
                  strerror(-e));
-        free(a);
-        return NULL;
+        goto fail;
     }
-    if (flush_table(a) < 0) {
-        pins_err(err, errlen, "emptying routing table %u: %s", table, strerror(errno));
-        anyip_close(a);
-        return NULL;
-    }
-    /* Never answer ARP for the peers' addresses (they are not on the interface), and never use them
-     * as the source of our own ARP requests. */
-    if (write_sysctl(ifname, "arp_ignore", "1") < 0 || write_sysctl(ifname, "arp_announce", "2") < 0) {
-        pins_err(err, errlen, "setting net.ipv4.conf.%s.arp_ignore/arp_announce: %s", ifname, strerror(errno));
-        anyip_close(a);
-        return NULL;
-    }
+    rule_added = true;
+    if (remove_leftovers(a, err, errlen) < 0)
+        goto fail;
     return a;
+
+fail:
+    if (rule_added)
+        rule_change(a, RTM_DELRULE, 0);
+    restore_knobs(a, &knob);
+    close(a->fd);
+    free(a);
+    return NULL;
 }
 
-static bool listed(const uint32_t *addrs, int n, uint32_t addr)
+static int cmp_u32(const void *x, const void *y)
 {
-    for (int i = 0; i < n; i++)
-        if (addrs[i] == addr)
-            return true;
-    return false;
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The first failure of one anyip_set() and how many there were. */
+struct failures {
+    int count;
+    char first[96];
+};
+
+static void failed(struct failures *f, const char *what, uint32_t addr, int e)
+{
+    if (f->count++ > 0)
+        return;
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &addr, ip, sizeof(ip));
+    snprintf(f->first, sizeof(f->first), "%s %s: %s", what, ip, strerror(-e));
 }
 
 int anyip_set(struct anyip *a, const uint32_t *addrs, int n)
 {
-    uint32_t *want = calloc((size_t)(n ? n : 1), sizeof(*want));
-    if (!want)
+    if (n < 0 || (n > 0 && !addrs)) {
+        log_error("anyip: %d addresses asked for", n);
         return -1;
+    }
+    if (n > a->want_cap) {
+        uint32_t *v = realloc(a->want, (size_t)n * sizeof(*v));
+        if (!v) {
+            log_error("anyip: %d addresses: out of memory", n);
+            return -1;
+        }
+        a->want = v;
+        a->want_cap = n;
+    }
     int nwant = 0;
     for (int i = 0; i < n; i++)
-        if (addrs[i] && !listed(want, nwant, addrs[i]))
-            want[nwant++] = addrs[i];
-    bool same = nwant == a->n;
-    for (int i = 0; i < nwant && same; i++)
-        same = listed(a->addrs, a->n, want[i]);
-    if (same) {
-        free(want);
+        if (addrs[i] != 0)
+            a->want[nwant++] = addrs[i];
+    if (nwant > 0)
+        qsort(a->want, (size_t)nwant, sizeof(*a->want), cmp_u32);
+    int w = 0;
+    for (int i = 0; i < nwant; i++)
+        if (w == 0 || a->want[i] != a->want[w - 1])
+            a->want[w++] = a->want[i];
+    nwant = w;
+    if (nwant == a->nhave && (nwant == 0 || memcmp(a->want, a->have, (size_t)nwant * sizeof(*a->have)) == 0))
         return 0;
-    }
-    int fd = rtnl_open();
-    if (fd < 0) {
-        log_error("anyip: netlink socket: %s", strerror(errno));
-        free(want);
+
+    /* Merge the two sorted lists: what is only wanted is added, what is only had is deleted.
+     * The result is what the table really holds, so a failed change is retried next time. */
+    uint32_t *now = malloc((size_t)(nwant + a->nhave + 1) * sizeof(*now));
+    if (!now) {
+        log_error("anyip: %d addresses: out of memory", nwant);
         return -1;
     }
-    int rc = 0;
-    for (int i = 0; i < nwant; i++) {
-        if (listed(a->addrs, a->n, want[i]))
-            continue;
-        int e = route_change(fd, a, RTM_NEWROUTE, want[i]);
-        if (e < 0) {
-            char ip[16];
-            inet_ntop(AF_INET, &want[i], ip, sizeof(ip));
-            log_error("anyip: adding local route %s to table %u: %s", ip, a->table, strerror(-e));
-            rc = -1;
+    int nnow = 0, i = 0, j = 0, added = 0, removed = 0;
+    struct failures f = {0};
+    while (i < nwant || j < a->nhave) {
+        if (j == a->nhave || (i < nwant && a->want[i] < a->have[j])) {
+            int e = route_change(a, RTM_NEWROUTE, a->want[i]);
+            if (e == 0) {
+                now[nnow++] = a->want[i];
+                added++;
+            } else {
+                failed(&f, "adding", a->want[i], e);
+            }
+            i++;
+        } else if (i == nwant || a->have[j] < a->want[i]) {
+            int e = route_change(a, RTM_DELROUTE, a->have[j]);
+            if (e == 0 || e == -ESRCH) { /* ESRCH: someone removed it already */
+                removed++;
+            } else {
+                now[nnow++] = a->have[j];
+                failed(&f, "removing", a->have[j], e);
+            }
+            j++;
+        } else {
+            now[nnow++] = a->want[i];
+            i++;
+            j++;
         }
     }
-    for (int i = 0; i < a->n; i++) {
-        if (listed(want, nwant, a->addrs[i]))
-            continue;
-        int e = route_change(fd, a, RTM_DELROUTE, a->addrs[i]);
-        if (e < 0 && e != -ESRCH) {
-            char ip[16];
-            inet_ntop(AF_INET, &a->addrs[i], ip, sizeof(ip));
-            log_error("anyip: removing local route %s from table %u: %s", ip, a->table, strerror(-e));
-            rc = -1;
-        }
+    free(a->have);
+    a->have = now;
+    a->nhave = nnow;
+    log_debug("anyip: table %u: %d addresses (+%d -%d)", a->table, nnow, added, removed);
+    if (f.count == 0) {
+        a->last_failure[0] = '\0';
+        return 0;
     }
-    close(fd);
-    free(a->addrs);
-    a->addrs = want;
-    a->n = nwant;
-    return rc;
+    char line[sizeof(a->last_failure)];
+    snprintf(line, sizeof(line), "anyip: %d of %d local route changes in table %u failed (first: %s); "
+             "they are tried again on the next update", f.count, added + removed + f.count, a->table, f.first);
+    if (strcmp(line, a->last_failure) != 0)
+        log_error("%s", line);
+    snprintf(a->last_failure, sizeof(a->last_failure), "%s", line);
+    return -1;
+}
+
+int anyip_count(const struct anyip *a)
+{
+    return a->nhave;
 }
 
 void anyip_close(struct anyip *a)
 {
     if (!a)
         return;
+    a->last_failure[0] = '\0'; /* a failure now is worth a line even if it was logged before */
     anyip_set(a, NULL, 0);
     int e = rule_change(a, RTM_DELRULE, 0);
     if (e < 0 && e != -ENOENT)
-        log_warn("anyip: removing rule 'iif %s lookup %u': %s", a->ifname, a->table, strerror(-e));
-    if (write_sysctl(a->ifname, "arp_ignore", a->old_arp_ignore) < 0 ||
-        write_sysctl(a->ifname, "arp_announce", a->old_arp_announce) < 0)
-        log_warn("anyip: restoring net.ipv4.conf.%s.arp_*: %s", a->ifname, strerror(errno));
-    free(a->addrs);
+        log_warn("anyip: removing rule 'iif %s lookup %u priority %u': %s", a->ifname, a->table, a->priority,
+                 strerror(-e));
+    /* Last: ARP stays quiet until nothing is accepted any more. */
+    const char *knob = "";
+    if (restore_knobs(a, &knob) < 0)
+        log_warn("anyip: restoring net.ipv4.conf.%s.%s: %s", a->ifname, knob, strerror(errno));
+    close(a->fd);
+    free(a->have);
+    free(a->want);
     free(a);
 }
