@@ -196,8 +196,8 @@ static int remove_leftovers(struct anyip *a, char *err, size_t errlen)
     if (l.nours > 0)
         log_info("anyip: removed %d local routes a previous run left in table %u", l.nours, a->table);
     if (l.foreign > 0)
-        log_warn("anyip: table %u also holds %d routes that are not sluice's (protocol other than %d): left alone",
-                 a->table, l.foreign, ANYIP_RTPROT);
+        log_warn("anyip: table %u also holds routes of other protocols than sluice's (%d): %d left alone",
+                 a->table, ANYIP_RTPROT, l.foreign);
     free(l.ours);
     return 0;
 }
