@@ -90,8 +90,9 @@ unit: $(BUILD)/unit_tests
 test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BED_BPF_OBJ)
 	tests/run.sh
 
-bench: deps $(BUILD)/sluice
+bench: deps $(BUILD)/sluice $(BED_BPF_OBJ)
 	/usr/bin/python3 tools/bench.py
+	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
 
 install: $(BUILD)/sluice
 	install -D -m 0755 $(BUILD)/sluice /usr/local/bin/sluice

@@ -245,12 +245,14 @@ int sluice_forward(struct xdp_md *ctx)
 
     steer_u8 flags = ((steer_u8 *)tcp)[13];
     bool syn = (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-    /* Who sent it: the outer source when wrapped, else the source MAC (a peer forwarding in l2). */
-    bool from_owner, from_previous;
+    /* Who sent it: the outer source when wrapped; in l2, the source MAC (a peer forwarding on the
+     * segment). In ipip the table's MACs are routers' (every routed packet comes from one), and
+     * peers only ever send wrapped packets, so an unwrapped one never comes from a peer. */
+    bool from_owner = false, from_previous = false;
     if (outer) {
         from_owner = outer->saddr == route->owner.ip4;
         from_previous = route->previous.ip4 && outer->saddr == route->previous.ip4;
-    } else {
+    } else if (cfg->mode == FWD_MODE_L2) {
         from_owner = route->owner.ip4 && same_mac(eth->h_source, route->owner.mac);
         from_previous = route->previous.ip4 && same_mac(eth->h_source, route->previous.mac);
     }

@@ -3,8 +3,8 @@
 nsenter). It prints one JSON document on stdout, so the test in the root namespace can check what
 the client saw:
 
-  produce   N producers (python3-confluent-kafka) write values "<producer>-<n>" round robin over the
-            partitions, for --messages or until SIGTERM/SIGINT (--until-stopped), at --rate
+  produce   N producers (python3-confluent-kafka) each write values "<producer>-<n>" round robin
+            over all the partitions, for --messages or until SIGTERM/SIGINT (--until-stopped), at --rate
             messages/s in all; then flush. Prints the acknowledged (partition, offset, value), the
             delivery errors, produce latency percentiles, and per broker the most `connects` and
             `disconnects` librdkafka's statistics reported (a reset connection shows there).
@@ -71,7 +71,16 @@ def produce(a):
                 errors.append(str(err))
             else:
                 acked.append((msg.partition(), msg.offset(), msg.value()[:16].rstrip(b"x").decode()))
-                latencies.append(now - t0)
+                if t0 is not None:
+                    latencies.append(now - t0)
+
+    # Warm up: every producer learns the topic's metadata and connects to every partition's leader,
+    # so that latencies are the steady state's, not those of the first connections.
+    for n, p in enumerate(producers):
+        for part in range(a.partitions):
+            value = (b"%d-w%d" % (n, part)).ljust(16, b"x") + payload_pad
+            p.produce(a.topic, value, partition=part, on_delivery=lambda e, m: delivered(e, m, None))
+        p.flush(a.flush_seconds)
 
     t_start = time.time()
     i = 0
@@ -81,20 +90,25 @@ def produce(a):
         if interval:
             now = time.time()
             if now < next_at:
-                time.sleep(min(next_at - now, 0.05))
+                # Deliveries are reported from poll(): serve them while waiting, or the latency
+                # measured would include this loop's sleeps.
+                for p in producers:
+                    p.poll(0)
+                time.sleep(min(next_at - now, 0.001))
                 continue
             next_at += interval
         n = i % a.producers
+        part = (i // a.producers) % a.partitions  # every producer writes every partition
         value = (b"%d-%d" % (n, i)).ljust(16, b"x") + payload_pad
         t0 = time.time()
         while True:
             try:
-                producers[n].produce(a.topic, value, partition=i % a.partitions,
+                producers[n].produce(a.topic, value, partition=part,
                                      on_delivery=lambda e, m, t0=t0: delivered(e, m, t0))
                 break
             except BufferError:
                 producers[n].poll(0.01)
-        if i % 100 == 0:
+        if i % 100 == 0 or interval:
             for p in producers:
                 p.poll(0)
         i += 1
@@ -139,7 +153,7 @@ def main():
     p.add_argument("--partitions", type=int, default=24)
     p.add_argument("--create", action="store_true")
     p.add_argument("--producers", type=int, default=4)
-    p.add_argument("--messages", type=int, default=10000)
+    p.add_argument("--messages", type=int, default=10000, help="after one warm-up message per partition each")
     p.add_argument("--until-stopped", action="store_true")
     p.add_argument("--max-seconds", type=float, default=120)
     p.add_argument("--rate", type=float, default=0, help="messages/s in all; 0: as fast as possible")

@@ -203,18 +203,20 @@ class NetBed:
 
     def wait_converged(self, timeout=20):
         """With XDP: until every agent's slot table is the same and names every agent host (each
-        agent has read the whole group's membership)."""
+        agent has read the whole group's membership), with every host's MAC resolved."""
         if not self.xdp:
             return
         want = {h.ip for h in self.agent_hosts if any(a.host is h for a in self.agents)}
         deadline = time.time() + timeout
         while True:
-            tables = []
+            tables, resolved = [], True
             for a in self.agents:
                 slots = a.status()["xdp"]["slots"]
                 tables.append(tuple((s["owner"]["address"], s["previous"]["address"]) for s in slots))
-            seen = {addr for t in tables for pair in t for addr in pair}
-            if len(set(tables)) == 1 and seen == want:
+                resolved = resolved and all(h["mac"] != "00:00:00:00:00:00" for s in slots
+                                            for h in (s["owner"], s["previous"]) if h["address"])
+            seen = {addr for t in tables for pair in t for addr in pair} - {""}
+            if len(set(tables)) == 1 and seen == want and resolved:
                 return
             if time.time() > deadline:
                 raise AssertionError("agents' XDP tables never converged on %r: saw %r" % (sorted(want), sorted(seen)))
@@ -356,9 +358,26 @@ class NetBed:
 
     # ---- what the store says ----
 
-    def locality(self, topic, seconds=None):
+    def members(self):
+        """The live members of the group: {member id: forward address}."""
+        rows = self.pg.psql("sluice", "SELECT id, fwd_addr FROM members WHERE heartbeat_ms > "
+                            "(extract(epoch from clock_timestamp()) * 1000)::bigint - 2000")
+        return dict(line.split("|") for line in rows.splitlines() if line)
+
+    def owners(self, topic, partitions):
+        """{partition: member id of its owner worker}, computed as every agent does
+        (cluster/slots.c): partition -> slot -> the live member with the best rendezvous score."""
+        ids = sorted(self.members())
+        out = {}
+        for p in range(partitions):
+            slot = (topic_hash(topic) + p) % self.slots
+            out[p] = max(ids, key=lambda m: mix(mix(slot) ^ member_hash(m)))
+        return out
+
+    def locality(self, topic, seconds=None, owners=None):
         """Per partition: bytes by writer (object keys name the member that wrote them). Returns
         {"top_share": mean share of a partition's bytes written by its top writer,
+         "owner_share": mean share written by its owner worker (with owners, from owners()),
          "writers": mean writers per partition, "objects_per_partition_s": ..., "partitions": n}."""
         rows = self.pg.psql("sluice", "SELECT c.partition, o.key, c.len FROM chunks c JOIN objects o "
                             "ON o.id = c.object_id JOIN topics t ON t.id = c.topic_id WHERE t.name = '%s'" % topic)
@@ -372,21 +391,23 @@ class NetBed:
         if not by_part:
             return {"top_share": 0, "writers": 0, "objects_per_partition_s": 0, "partitions": 0}
         shares = [max(d["writers"].values()) / sum(d["writers"].values()) for d in by_part.values()]
-        out = {"top_share": sum(shares) / len(shares),
+        if owners:
+            own = [d["writers"].get(owners.get(p, ""), 0) / sum(d["writers"].values()) for p, d in by_part.items()]
+        out = {"top_share": sum(shares) / len(shares), "owner_share": sum(own) / len(own) if owners else None,
                "writers": sum(len(d["writers"]) for d in by_part.values()) / len(by_part),
                "partitions": len(by_part)}
         objects = sum(d["objects"] for d in by_part.values()) / len(by_part)
         out["objects_per_partition_s"] = objects / seconds if seconds else objects
         return out
 
-    def cache_use(self):
-        """Sum over the stopped agents' logs of the workers' fetch read-cache lines."""
-        served = memory = 0
-        for a in self.agents:
-            for m in re.finditer(r"fetches were served (\d+) chunks, (\d+) of them from memory", a.log_text()):
-                served += int(m.group(1))
-                memory += int(m.group(2))
-        return served, memory
+    def chunks(self, topic):
+        """How many chunks (one partition's range of one object) the topic's data is in."""
+        return int(self.pg.psql("sluice", "SELECT count(*) FROM chunks c JOIN topics t ON t.id = c.topic_id "
+                                          "WHERE t.name = '%s'" % topic))
+
+    def store_gets(self):
+        """GET requests the object store has answered so far (ranged reads of chunks by fetches)."""
+        return self.s3.stats().get("methods", {}).get("GET", 0)
 
     def counters(self):
         """XDP counters summed over the agents."""
@@ -430,6 +451,31 @@ class NetBed:
                 srv.cleanup()
         remove_namespaces(self.tag)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+M64 = (1 << 64) - 1
+
+
+def mix(x):
+    """splitmix64's finaliser, as cluster/slots.c scores (slot, member)."""
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def member_hash(member_id):
+    h = 14695981039346656037
+    for b in member_id.encode():
+        h = ((h ^ b) * 1099511628211) & M64
+    return h
+
+
+def topic_hash(name):
+    h = 2166136261
+    for b in name.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
 
 
 def remove_namespaces(tag):

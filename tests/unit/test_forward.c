@@ -343,6 +343,11 @@ static void ipip_body(int *failed_, const char *name)
     CHECK_EQ(checksum(inner, IP_LEN), 0);
     CHECK_MEM(inner + IP_LEN, in + ETH_LEN + IP_LEN, TCP_LEN + 100); /* TCP untouched */
 
+    /* The next hop is a router, which every routed packet comes from: that is no sign the owner
+     * sent it (only wrapped packets come from peers), so it is wrapped all the same. */
+    struct pkt via_router = {.src_mac = PEER_MAC, .sport = 40009, .dport = SLOT_PORT_BASE + 0, .flags = SYN};
+    CHECK_EQ(run(failed_, f, &via_router).verdict, XDP_TX);
+
     /* No MAC resolved for the owner: served here. Too big once wrapped: served here. */
     struct pkt syn1 = {.sport = 40001, .dport = SLOT_PORT_BASE + 1, .flags = SYN};
     CHECK_EQ(run(failed_, f, &syn1).verdict, XDP_PASS);
@@ -389,9 +394,10 @@ static void ipip_body(int *failed_, const char *name)
 
     uint64_t c[FWD_COUNTER_MAX];
     stats(f, c);
-    CHECK_EQ(c[FWD_FORWARDED], 1);
+    CHECK_EQ(c[FWD_FORWARDED], 2);
     CHECK_EQ(c[FWD_SECOND_CHANCE], 1);
-    CHECK_EQ(c[FWD_ENCAPSULATED], 2);
+    CHECK_EQ(c[FWD_ENCAPSULATED], 3);
+    CHECK_EQ(c[FWD_LOOP_STOP], 0);
     CHECK_EQ(c[FWD_DECAPSULATED], 2);
     CHECK_EQ(c[FWD_NO_ROUTE], 1);
     CHECK_EQ(c[FWD_TOO_BIG], 1);

@@ -118,14 +118,6 @@ void broker_destroy(struct broker *b)
 {
     if (!b)
         return;
-    if (b->chunks_served) {
-        uint64_t from_store = b->chunks_read_from_store < b->chunks_served ? b->chunks_read_from_store : b->chunks_served;
-        log_info("worker %d: fetches were served %llu chunks, %llu of them from memory (%.1f%%), %llu read from the "
-                 "object store",
-                 b->worker_id, (unsigned long long)b->chunks_served, (unsigned long long)(b->chunks_served - from_store),
-                 100.0 * (double)(b->chunks_served - from_store) / (double)b->chunks_served,
-                 (unsigned long long)b->chunks_read_from_store);
-    }
     flusher_stop(&b->flusher);
     if (b->reader_started)
         reader_stop(&b->reader);

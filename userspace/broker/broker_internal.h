@@ -175,9 +175,6 @@ struct broker {
     int64_t next_topic_refresh_ms;
     struct membership members;   /* the group's live workers: who serves which slot */
     struct member_info self;
-    /* Fetch reads: chunks handed to responses, and those that had to be read from the object store
-     * first (each is served once it arrives); the rest came from memory. */
-    uint64_t chunks_served, chunks_read_from_store;
     membership_cb on_membership;  /* the worker's: reports the membership to the supervisor */
     void *on_membership_arg;
     int64_t next_heartbeat_ms;

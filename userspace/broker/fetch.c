@@ -52,10 +52,8 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
 {
     *err = 0;
     const struct buf *hit = read_cache_get(&b->cache, ref->object_key, ref->pos, ref->len);
-    if (hit) {
-        b->chunks_served++;
+    if (hit)
         return hit;
-    }
     if (recently_failed(b, ref)) {
         *err = KERR_KAFKA_STORAGE_ERROR;
         return NULL;
@@ -67,7 +65,6 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
             return NULL;
         }
         reader_request(&b->reader, ref->object_key, ref->pos, ref->len, rq);
-        b->chunks_read_from_store++;
         *err = READ_PENDING;
         return NULL;
     }
@@ -81,8 +78,6 @@ const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, st
         *err = KERR_KAFKA_STORAGE_ERROR;
         return NULL;
     }
-    b->chunks_read_from_store++;
-    b->chunks_served++;
     return read_cache_put(&b->cache, ref->object_key, ref->pos, ref->len, &data);
 }
 

@@ -53,14 +53,11 @@ static unsigned char table_byte(uint32_t table)
     return table < 256 ? (unsigned char)table : RT_TABLE_UNSPEC;
 }
 
-/* Sends req and waits for the kernel's ack: 0 or a negative errno. rtnl_talk()'s -1 means either
- * the kernel's -EPERM or a socket error with errno set, so errno starts out as EPERM. */
+/* Sends req and waits for the kernel's ack: 0 or a negative errno. */
 static int talk(struct anyip *a, struct nlmsghdr *req)
 {
     char buf[4096];
-    errno = EPERM;
-    int e = rtnl_talk(a->fd, req, buf, sizeof(buf));
-    return e == -1 ? -errno : e;
+    return rtnl_talk(a->fd, req, buf, sizeof(buf));
 }
 
 static int rule_change(struct anyip *a, int type, int flags)

@@ -26,12 +26,12 @@ static enum nexthop_status route_to(int fd, uint32_t dst, int *oif, uint32_t *ga
     rtnl_add_attr(&req.h, RTA_DST, &dst, sizeof(dst));
     char buf[RTNL_BUF];
     int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));
-    if (e == -1) {
-        log_warn("nexthop: route lookup: %s", strerror(errno));
+    if (e == -ENETUNREACH || e == -EHOSTUNREACH)
+        return NEXTHOP_UNREACHABLE;
+    if (e < 0) {
+        log_warn("nexthop: route lookup: %s", strerror(-e));
         return NEXTHOP_ERROR;
     }
-    if (e < 0)
-        return e == -ENETUNREACH || e == -EHOSTUNREACH ? NEXTHOP_UNREACHABLE : NEXTHOP_ERROR;
     struct nlmsghdr *h = (struct nlmsghdr *)buf;
     struct rtmsg *r = NLMSG_DATA(h);
     if (r->rtm_type != RTN_UNICAST)
@@ -98,7 +98,7 @@ static void ask_for(int fd, uint32_t addr, int ifindex)
     char buf[RTNL_BUF];
     int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));
     if (e != 0)
-        log_debug("nexthop: asking for a neighbour: %s", strerror(e == -1 ? errno : -e));
+        log_debug("nexthop: asking for a neighbour: %s", strerror(-e));
 }
 
 enum nexthop_status nexthop_resolve(uint32_t dst, int ifindex, uint8_t mac[6], bool *via_router)

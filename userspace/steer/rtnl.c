@@ -37,11 +37,11 @@ static int send_req(int fd, struct nlmsghdr *req)
 int rtnl_talk(int fd, struct nlmsghdr *req, char *buf, size_t buflen)
 {
     if (send_req(fd, req) < 0)
-        return -1;
+        return -errno;
     for (;;) {
         ssize_t n = recv(fd, buf, buflen, 0);
         if (n < 0)
-            return -1;
+            return -errno;
         struct nlmsghdr *h = (struct nlmsghdr *)buf;
         if (!NLMSG_OK(h, (unsigned)n) || h->nlmsg_seq != req->nlmsg_seq)
             continue; /* the late answer to a request that timed out */
@@ -64,8 +64,17 @@ int rtnl_dump(int fd, struct nlmsghdr *req, void (*each)(const struct nlmsghdr *
         for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned)n); h = NLMSG_NEXT(h, n)) {
             if (h->nlmsg_seq != req->nlmsg_seq)
                 continue;
-            if (h->nlmsg_type == NLMSG_DONE)
+            if (h->nlmsg_type == NLMSG_DONE) {
+                /* A dump that failed part way says so in NLMSG_DONE's payload. */
+                int error = 0;
+                if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
+                    memcpy(&error, NLMSG_DATA(h), sizeof(error));
+                if (error < 0) {
+                    errno = -error;
+                    return -1;
+                }
                 return 0;
+            }
             if (h->nlmsg_type == NLMSG_ERROR) {
                 errno = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
                 return -1;

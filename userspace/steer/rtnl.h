@@ -16,8 +16,8 @@ int rtnl_open(void);
 void rtnl_add_attr(struct nlmsghdr *h, unsigned short type, const void *data, unsigned short len);
 
 /* Sends req and reads its answer into buf: a data message, or the NLMSG_ERROR ack when req asked
- * for one (NLM_F_ACK). Returns 0, the kernel's negative errno from an NLMSG_ERROR answer, or -1
- * with errno set on a socket error or timeout. */
+ * for one (NLM_F_ACK). Returns 0, or a negative errno: the kernel's (an NLMSG_ERROR answer) or the
+ * socket's (-EAGAIN after the timeout). */
 int rtnl_talk(int fd, struct nlmsghdr *req, char *buf, size_t buflen);
 
 /* Sends a dump request (NLM_F_DUMP is added) and calls each(msg, arg) for every message of the
