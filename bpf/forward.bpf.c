@@ -110,6 +110,18 @@ static __always_inline int send_to(struct ethhdr *eth, const struct fwd_config *
     return XDP_TX;
 }
 
+/* The outer header's addresses (this host -> the target), fresh TTL and checksum, then out. */
+static __always_inline int send_outer(struct ethhdr *eth, struct iphdr *outer, const struct fwd_config *cfg,
+                                      const struct fwd_host *to)
+{
+    outer->ttl = OUTER_TTL;
+    outer->saddr = cfg->self_ip4;
+    outer->daddr = to->ip4;
+    outer->check = ipv4_checksum(outer);
+    count(FWD_ENCAPSULATED);
+    return send_to(eth, cfg, to);
+}
+
 /* ipip, packet not yet wrapped: room for an outer header in front of the IP header, then
  * ethernet | outer IPv4 (this host -> target) | original packet. */
 static __always_inline int send_wrapped(struct xdp_md *ctx, const struct fwd_config *cfg, const struct fwd_host *to)
@@ -140,13 +152,8 @@ static __always_inline int send_wrapped(struct xdp_md *ctx, const struct fwd_con
     outer->tot_len = bpf_htons(inner_len + sizeof(struct iphdr));
     outer->id = 0;
     outer->frag_off = bpf_htons(IP_DF);
-    outer->ttl = OUTER_TTL;
     outer->protocol = IPPROTO_IPIP;
-    outer->saddr = cfg->self_ip4;
-    outer->daddr = to->ip4;
-    outer->check = ipv4_checksum(outer);
-    count(FWD_ENCAPSULATED);
-    return send_to(eth, cfg, to);
+    return send_outer(eth, outer, cfg, to);
 }
 
 /* ipip, packet arrived wrapped and goes on: only the outer header changes. */
@@ -154,12 +161,7 @@ static __always_inline int send_rewrapped(struct ethhdr *eth, struct iphdr *oute
                                           const struct fwd_config *cfg, const struct fwd_host *to)
 {
     decrease_ttl(ip);
-    outer->ttl = OUTER_TTL;
-    outer->saddr = cfg->self_ip4;
-    outer->daddr = to->ip4;
-    outer->check = ipv4_checksum(outer);
-    count(FWD_ENCAPSULATED);
-    return send_to(eth, cfg, to);
+    return send_outer(eth, outer, cfg, to);
 }
 
 /* Strips the outer header of a packet addressed to this host and passes the original one. */

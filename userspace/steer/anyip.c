@@ -62,17 +62,11 @@ static int talk(struct anyip *a, struct nlmsghdr *req)
 
 static int rule_change(struct anyip *a, int type, int flags)
 {
-    struct {
-        struct nlmsghdr h;
-        struct fib_rule_hdr r;
-        char attrs[64];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
-    req.h.nlmsg_type = (unsigned short)type;
-    req.h.nlmsg_flags = (unsigned short)(NLM_F_REQUEST | NLM_F_ACK | flags);
-    req.r.family = AF_INET;
-    req.r.action = FR_ACT_TO_TBL;
-    req.r.table = table_byte(a->table);
+    struct rtnl_req req;
+    rtnl_req_init(&req, type, NLM_F_REQUEST | NLM_F_ACK | flags, sizeof(req.rule));
+    req.rule.family = AF_INET;
+    req.rule.action = FR_ACT_TO_TBL;
+    req.rule.table = table_byte(a->table);
     uint8_t proto = ANYIP_RTPROT;
     rtnl_add_attr(&req.h, FRA_IIFNAME, a->ifname, (unsigned short)(strlen(a->ifname) + 1));
     rtnl_add_attr(&req.h, FRA_TABLE, &a->table, sizeof(a->table));
@@ -84,20 +78,15 @@ static int rule_change(struct anyip *a, int type, int flags)
 /* Adds (or takes over) or deletes "local addr/32 dev lo table TABLE proto ANYIP_RTPROT". */
 static int route_change(struct anyip *a, int type, uint32_t addr)
 {
-    struct {
-        struct nlmsghdr h;
-        struct rtmsg r;
-        char attrs[64];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
-    req.h.nlmsg_type = (unsigned short)type;
-    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (type == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0);
-    req.r.rtm_family = AF_INET;
-    req.r.rtm_dst_len = 32;
-    req.r.rtm_table = table_byte(a->table);
-    req.r.rtm_protocol = ANYIP_RTPROT; /* a delete then only matches our route */
-    req.r.rtm_scope = RT_SCOPE_HOST;
-    req.r.rtm_type = RTN_LOCAL;
+    struct rtnl_req req;
+    int create = type == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0;
+    rtnl_req_init(&req, type, NLM_F_REQUEST | NLM_F_ACK | create, sizeof(req.route));
+    req.route.rtm_family = AF_INET;
+    req.route.rtm_dst_len = 32;
+    req.route.rtm_table = table_byte(a->table);
+    req.route.rtm_protocol = ANYIP_RTPROT; /* a delete then only matches our route */
+    req.route.rtm_scope = RT_SCOPE_HOST;
+    req.route.rtm_type = RTN_LOCAL;
     rtnl_add_attr(&req.h, RTA_DST, &addr, sizeof(addr));
     rtnl_add_attr(&req.h, RTA_TABLE, &a->table, sizeof(a->table));
     rtnl_add_attr(&req.h, RTA_OIF, &a->lo_ifindex, sizeof(a->lo_ifindex));
@@ -152,16 +141,10 @@ static void note_route(const struct nlmsghdr *h, void *arg)
  * protocols are left alone (the table may be shared by mistake: never break someone else's). */
 static int remove_leftovers(struct anyip *a, char *err, size_t errlen)
 {
-    struct {
-        struct nlmsghdr h;
-        struct rtmsg r;
-        char attrs[16];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
-    req.h.nlmsg_type = RTM_GETROUTE;
-    req.h.nlmsg_flags = NLM_F_REQUEST;
-    req.r.rtm_family = AF_INET;
-    req.r.rtm_table = table_byte(a->table);
+    struct rtnl_req req;
+    rtnl_req_init(&req, RTM_GETROUTE, NLM_F_REQUEST, sizeof(req.route));
+    req.route.rtm_family = AF_INET;
+    req.route.rtm_table = table_byte(a->table);
     rtnl_add_attr(&req.h, RTA_TABLE, &a->table, sizeof(a->table));
     /* With strict checking the kernel dumps this table only, not a host's whole routing state. */
     int one = 1;

@@ -37,12 +37,7 @@ struct forward {
 
 static int libxdp_log(enum libxdp_print_level level, const char *fmt, va_list ap)
 {
-    if (level == LIBXDP_DEBUG || log_min_level > LOG_DEBUG)
-        return 0;
-    char line[1024];
-    vsnprintf(line, sizeof(line), fmt, ap);
-    line[strcspn(line, "\n")] = '\0';
-    log_debug("libxdp: %s", line);
+    pins_library_log("libxdp", level == LIBXDP_DEBUG, fmt, ap);
     return 0;
 }
 

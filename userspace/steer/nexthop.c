@@ -13,16 +13,10 @@
 /* The route this host would use to send to dst: its output interface and gateway (0: on-link). */
 static enum nexthop_status route_to(int fd, uint32_t dst, int *oif, uint32_t *gateway)
 {
-    struct {
-        struct nlmsghdr h;
-        struct rtmsg r;
-        char attrs[64];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.r));
-    req.h.nlmsg_type = RTM_GETROUTE;
-    req.h.nlmsg_flags = NLM_F_REQUEST;
-    req.r.rtm_family = AF_INET;
-    req.r.rtm_dst_len = 32;
+    struct rtnl_req req;
+    rtnl_req_init(&req, RTM_GETROUTE, NLM_F_REQUEST, sizeof(req.route));
+    req.route.rtm_family = AF_INET;
+    req.route.rtm_dst_len = 32;
     rtnl_add_attr(&req.h, RTA_DST, &dst, sizeof(dst));
     char buf[RTNL_BUF];
     int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));
@@ -51,16 +45,10 @@ static enum nexthop_status route_to(int fd, uint32_t dst, int *oif, uint32_t *ga
 /* The neighbour entry of addr on ifindex: its state (NUD_*) and MAC; NUD_NONE if there is none. */
 static int neighbour_of(int fd, uint32_t addr, int ifindex, uint8_t mac[6], bool *has_mac)
 {
-    struct {
-        struct nlmsghdr h;
-        struct ndmsg n;
-        char attrs[64];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.n));
-    req.h.nlmsg_type = RTM_GETNEIGH;
-    req.h.nlmsg_flags = NLM_F_REQUEST;
-    req.n.ndm_family = AF_INET;
-    req.n.ndm_ifindex = ifindex;
+    struct rtnl_req req;
+    rtnl_req_init(&req, RTM_GETNEIGH, NLM_F_REQUEST, sizeof(req.neigh));
+    req.neigh.ndm_family = AF_INET;
+    req.neigh.ndm_ifindex = ifindex;
     rtnl_add_attr(&req.h, NDA_DST, &addr, sizeof(addr));
     char buf[RTNL_BUF];
     *has_mac = false;
@@ -83,17 +71,11 @@ static int neighbour_of(int fd, uint32_t addr, int ifindex, uint8_t mac[6], bool
  * neighbour entry starts ARP for a missing or failed entry and re-confirms a stale one. */
 static void ask_for(int fd, uint32_t addr, int ifindex)
 {
-    struct {
-        struct nlmsghdr h;
-        struct ndmsg n;
-        char attrs[64];
-    } req = {0};
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.n));
-    req.h.nlmsg_type = RTM_NEWNEIGH;
-    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
-    req.n.ndm_family = AF_INET;
-    req.n.ndm_ifindex = ifindex;
-    req.n.ndm_flags = NTF_USE;
+    struct rtnl_req req;
+    rtnl_req_init(&req, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, sizeof(req.neigh));
+    req.neigh.ndm_family = AF_INET;
+    req.neigh.ndm_ifindex = ifindex;
+    req.neigh.ndm_flags = NTF_USE;
     rtnl_add_attr(&req.h, NDA_DST, &addr, sizeof(addr));
     char buf[RTNL_BUF];
     int e = rtnl_talk(fd, &req.h, buf, sizeof(buf));

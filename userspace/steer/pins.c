@@ -25,14 +25,19 @@ void pins_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+void pins_library_log(const char *library, bool debug_level, const char *fmt, va_list ap)
 {
-    if (level == LIBBPF_DEBUG || log_min_level > LOG_DEBUG)
-        return 0;
+    if (debug_level || log_min_level > LOG_DEBUG)
+        return;
     char line[1024];
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
-    log_debug("libbpf: %s", line);
+    log_debug("%s: %s", library, line);
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    pins_library_log("libbpf", level == LIBBPF_DEBUG, fmt, ap);
     return 0;
 }
 

@@ -18,8 +18,10 @@ struct bpf_map;
 /* Writes one line into err (if any). */
 void pins_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* libbpf's and libxdp's messages go to the debug log: callers report failures themselves. */
+/* libbpf's and libxdp's messages go to the debug log (their own debug level nowhere): callers
+ * report failures themselves. */
 void pins_quiet_libbpf(void);
+void pins_library_log(const char *library, bool debug_level, const char *fmt, va_list ap);
 
 /* 1-64 letters, digits, '-', '_', '.', not starting with '.'. */
 bool pins_valid_name(const char *name);

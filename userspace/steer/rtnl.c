@@ -18,6 +18,14 @@ int rtnl_open(void)
     return fd;
 }
 
+void rtnl_req_init(struct rtnl_req *req, int type, int flags, size_t body_len)
+{
+    memset(req, 0, sizeof(*req));
+    req->h.nlmsg_len = (unsigned)NLMSG_LENGTH(body_len);
+    req->h.nlmsg_type = (unsigned short)type;
+    req->h.nlmsg_flags = (unsigned short)flags;
+}
+
 void rtnl_add_attr(struct nlmsghdr *h, unsigned short type, const void *data, unsigned short len)
 {
     struct rtattr *a = (struct rtattr *)((char *)h + NLMSG_ALIGN(h->nlmsg_len));

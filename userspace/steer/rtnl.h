@@ -3,11 +3,27 @@
 #ifndef SLUICE_RTNL_H
 #define SLUICE_RTNL_H
 
+#include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <stddef.h>
 
 #define RTNL_BUF 16384
+
+/* One request: the netlink header, the message's own header, room for its attributes. */
+struct rtnl_req {
+    struct nlmsghdr h;
+    union {
+        struct rtmsg route;
+        struct ndmsg neigh;
+        struct fib_rule_hdr rule;
+    };
+    char attrs[128];
+};
+
+/* Zeroes req and fills its netlink header for a message of this type whose own header is
+ * body_len bytes (sizeof the union member used). */
+void rtnl_req_init(struct rtnl_req *req, int type, int flags, size_t body_len);
 
 /* A NETLINK_ROUTE socket whose receives give up after a second; -1 with errno set. */
 int rtnl_open(void);
