@@ -19,7 +19,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-RATE = int(os.environ.get("BENCH_LOCALITY_RATE", "1000"))
+RATE = int(os.environ.get("BENCH_LOCALITY_RATE", "500"))
 SECONDS = int(os.environ.get("BENCH_LOCALITY_SECONDS", "10"))
 SIZE = 1024
 PARTITIONS = 24
