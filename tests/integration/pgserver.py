@@ -16,7 +16,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 
 import harness
 

@@ -1,8 +1,6 @@
 """Hostile and broken clients: the agent logs, answers with the right error or closes that one
 connection, and keeps serving everybody else."""
-import os
 import random
-import socket
 import struct
 
 import kwire

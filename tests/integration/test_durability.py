@@ -2,7 +2,6 @@
 the offset it was acknowledged with, and offsets stay contiguous."""
 import os
 import subprocess
-import sys
 import time
 
 from confluent_kafka import Consumer, TopicPartition

@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
-from harness import Agent, consume_all, expect, kcat
+from harness import Agent, consume_all, expect
 from s3server import S3Server
 from test_kcat import consume, lines_for, produce, round_trip_every_codec
 from test_python import wait_futures
