@@ -41,6 +41,12 @@ def run_through_balancer(**bed_args):
         expect(loc["owner_share"] == 1.0 and loc["writers"] == 1.0, "locality lost: %r" % loc)
         expect(c["forwarded"] > 0, "nothing was forwarded: %r" % c)
         bed.stop_agents()
+        # A clean stop takes away what the agent set up on its host.
+        for h in bed.agent_hosts:
+            expect("prog/xdp" not in h.run("ip", "link", "show", "eth0"), "XDP still attached on %s" % h.role)
+            expect("lookup 4092" not in h.run("ip", "rule", "show"), "AnyIP rule left on %s" % h.role)
+            expect(h.run("ip", "route", "show", "table", "4092", check=False).strip() == "",
+                   "AnyIP routes left on %s" % h.role)
         return bed, c
     finally:
         bed.cleanup()
