@@ -125,6 +125,9 @@ def main():
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
         shutil.rmtree(work, ignore_errors=True)
+        # The agent's BPF pins outlive it on purpose; a benchmark leaves nothing behind.
+        subprocess.run([os.path.join(ROOT, "build", "sluice"), "steer", "remove", "--port", str(port)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdbool.h>
@@ -64,6 +65,27 @@ static uint64_t percpu_sum(int fd, uint32_t key, int ncpus)
     return sum;
 }
 
+/* The network namespace the agent's sk_lookup link steers (0: unknown or gone). */
+static unsigned long long agent_netns(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), PIN_ROOT "/%s/link", name);
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        return 0;
+    struct bpf_link_info info = {0};
+    __u32 len = sizeof(info);
+    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    return r == 0 && info.type == BPF_LINK_TYPE_NETNS ? info.netns.netns_ino : 0;
+}
+
+static unsigned long long this_netns(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/net", &st) == 0 ? (unsigned long long)st.st_ino : 1;
+}
+
 static void print_host(const struct fwd_host *h, const struct fwd_config *cfg, bool json)
 {
     char ip[INET_ADDRSTRLEN] = "";
@@ -103,7 +125,11 @@ static void xdp_status(const char *name, bool json, int ncpus)
     }
     char ip[INET_ADDRSTRLEN] = "", ifname[IF_NAMESIZE] = "?";
     inet_ntop(AF_INET, &cfg.self_ip4, ip, sizeof(ip));
-    if_indextoname(cfg.ifindex, ifname); /* meaningful in the agent's network namespace */
+    /* An interface index names an interface of the agent's network namespace only. */
+    if (agent_netns(name) == this_netns())
+        if_indextoname(cfg.ifindex, ifname);
+    else
+        snprintf(ifname, sizeof(ifname), "(other netns)");
     const char *mode = cfg.mode == FWD_MODE_IPIP ? "ipip" : "l2";
     if (json)
         printf(",\"xdp\":{\"ifindex\":%u,\"interface\":\"%s\",\"mode\":\"%s\",\"address\":\"%s\",\"mtu\":%u,"
@@ -140,6 +166,24 @@ static void xdp_status(const char *name, bool json, int ncpus)
 
 static int status(const char *name, bool json)
 {
+    char dir[256];
+    snprintf(dir, sizeof(dir), PIN_ROOT "/%s", name);
+    if (access(dir, F_OK) != 0) {
+        /* One line that says what there is instead. */
+        char names[512] = "";
+        DIR *d = opendir(PIN_ROOT);
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL)
+            if (de->d_name[0] != '.' && strlen(names) + strlen(de->d_name) + 2 < sizeof(names)) {
+                strcat(names, names[0] ? " " : "");
+                strcat(names, de->d_name);
+            }
+        if (d)
+            closedir(d);
+        fprintf(stderr, "sluice: no steering pinned as %s (no agent on that port in this network namespace?); "
+                        "pinned: %s\n", dir, names[0] ? names : "none");
+        return 1;
+    }
     int cfg_fd = open_map(name, "config"), owner_fd = open_map(name, "slot_owner"),
         load_fd = open_map(name, "worker_load"), cnt_fd = open_map(name, "counters"),
         steered_fd = open_map(name, "worker_steered");
