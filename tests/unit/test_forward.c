@@ -469,6 +469,20 @@ static void attach_body(int *failed_, const char *name)
     attached_name("fx0", prog, sizeof(prog));
     CHECK(strcmp(prog, "xdp_pass") == 0);
 
+    /* A driver without native XDP (a bridge device has none) gets generic XDP, and a clean stop
+     * detaches it. */
+    CHECK_EQ(test_sh("ip link add b0 type bridge && ip addr add 198.18.3.1/24 dev b0 && ip link set b0 up"), 0);
+    struct forward_options ob = {.pin_name = name, .ifname = "b0", .slot_port_base = SLOT_PORT_BASE, .nslots = NSLOTS};
+    struct forward *generic = forward_open(&ob, err, sizeof(err));
+    if (!generic)
+        fprintf(stderr, "  forward_open on a bridge: %s\n", err);
+    CHECK(generic != NULL);
+    attached_name("b0", prog, sizeof(prog));
+    CHECK(strcmp(prog, "sluice_forward") == 0);
+    forward_close(generic);
+    attached_name("b0", prog, sizeof(prog));
+    CHECK_EQ(prog[0], '\0');
+
     /* No such interface, or one without IPv4: one clear line. */
     o.ifname = "nosuch0";
     CHECK(forward_open(&o, err, sizeof(err)) == NULL);

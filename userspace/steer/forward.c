@@ -1,6 +1,6 @@
 /* Loader of the XDP forwarding program: a libbpf skeleton handed to libxdp, which loads and
- * attaches it (natively; libxdp falls back to attaching the program alone when its multi-program
- * dispatcher is refused). The maps are pinned beside the sk_lookup maps. */
+ * attaches it (natively, else in generic mode; libxdp falls back to attaching the program alone when
+ * its multi-program dispatcher is refused). The maps are pinned beside the sk_lookup maps. */
 #include "steer/forward.h"
 
 #include <bpf/bpf.h>
@@ -33,6 +33,7 @@ struct forward {
     uint32_t self_ip4;
     uint8_t self_mac[6];
     int mtu;
+    enum xdp_attach_mode mode; /* native, or generic where the driver has no XDP */
 };
 
 static int libxdp_log(enum libxdp_print_level level, const char *fmt, va_list ap)
@@ -189,13 +190,24 @@ struct forward *forward_open(const struct forward_options *o, char *err, size_t 
         f->prog = NULL;
         goto fail;
     }
-    /* Attaching loads the object (maps included) the first time. */
+    /* Attaching loads the object (maps included) the first time. Native mode runs in the driver;
+     * a driver without XDP support gets the generic mode (after the stack's first steps: slower,
+     * same decisions). */
+    f->mode = XDP_MODE_NATIVE;
     int r = xdp_program__attach(f->prog, f->ifindex, XDP_MODE_NATIVE, 0);
     if (r < 0) {
         char why[128];
         libxdp_strerror(r, why, sizeof(why));
-        pins_err(err, errlen, "attaching XDP to %s in native mode: %s", o->ifname, why);
-        goto fail;
+        f->mode = XDP_MODE_SKB;
+        int r2 = xdp_program__attach(f->prog, f->ifindex, XDP_MODE_SKB, 0);
+        if (r2 < 0) {
+            char why2[128];
+            libxdp_strerror(r2, why2, sizeof(why2));
+            pins_err(err, errlen, "attaching XDP to %s: %s (native mode: %s)", o->ifname, why2, why);
+            goto fail;
+        }
+        log_warn("forward: %s cannot run XDP in its driver (%s): using generic XDP, which is slower", o->ifname,
+                 why);
     }
     f->config_fd = bpf_map__fd(f->skel->maps.fwd_config);
     f->routes_fd = bpf_map__fd(f->skel->maps.slot_hosts);
@@ -268,7 +280,7 @@ void forward_close(struct forward *f)
     if (!f)
         return;
     if (f->prog) {
-        int r = xdp_program__detach(f->prog, f->ifindex, XDP_MODE_NATIVE, 0);
+        int r = xdp_program__detach(f->prog, f->ifindex, f->mode, 0);
         if (r < 0 && r != -ENOENT) /* ENOENT: replaced meanwhile (another agent took the interface over) */
             log_warn("forward: detaching XDP from ifindex %d: %s", f->ifindex, strerror(-r));
         xdp_program__close(f->prog);

@@ -22,8 +22,9 @@ struct forward_options {
 
 /* Reads the uplink's IPv4 address and MAC, loads the program (reusing compatible pinned maps;
  * every slot starts with no owner, i.e. served here), replaces a sluice_forward program a crashed
- * agent left on the interface, and attaches natively. Another XDP program on the interface is
- * refused. NULL with one line in err on failure. */
+ * agent left on the interface, and attaches natively (generic XDP, with a warning, where the driver
+ * has none). Another XDP program on the interface is refused. NULL with one line in err on
+ * failure. */
 struct forward *forward_open(const struct forward_options *o, char *err, size_t errlen);
 
 uint32_t forward_self_ip4(const struct forward *f);      /* network byte order */
