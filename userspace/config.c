@@ -49,6 +49,9 @@ static const struct setting settings[] = {
      "agent group: clients of a group see only its agents (lowercase letters, digits, '-')"},
     {"heartbeat-timeout", "SLUICE_HEARTBEAT_TIMEOUT", SET_DURATION_MS, S(heartbeat_timeout_ms), "6s",
      "a worker that has not heartbeated for this long is dead and its slots move"},
+    {"commit-poll-interval", "SLUICE_COMMIT_POLL_INTERVAL", SET_DURATION_MS, S(commit_poll_ms), "20ms",
+     "waiting fetches look for commits of other workers and agents this often (PostgreSQL's LISTEN/NOTIFY "
+     "also wakes them at once)"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -252,6 +255,10 @@ static int check_ranges(struct config *c)
     }
     if (!c->agent_group[0] || strspn(c->agent_group, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->agent_group)) {
         fprintf(stderr, "sluice: invalid agent-group '%s' (lowercase letters, digits, '-')\n", c->agent_group);
+        return -1;
+    }
+    if (c->commit_poll_ms < 1 || c->commit_poll_ms > 60000) {
+        fprintf(stderr, "sluice: commit-poll-interval must be between 1ms and 60s\n");
         return -1;
     }
     if (c->heartbeat_timeout_ms < 600) {

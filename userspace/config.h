@@ -16,6 +16,7 @@ struct config {
     int port_override_base;       /* load-balancer mode: slot s advertised at this port + s (0: off) */
     char agent_group[64];
     int64_t heartbeat_timeout_ms; /* a member silent this long is dead */
+    int64_t commit_poll_ms;       /* waiting fetches look for other processes' commits this often */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;

@@ -39,11 +39,13 @@ void test_register(const char *name, void (*fn)(int *failed));
         }                                                                        \
     } while (0)
 
-/* Ends the test as skipped (e.g. it needs root), never as passed. */
+/* Ends the test as skipped (e.g. it needs root), never as passed; a test that already failed a
+ * CHECK stays failed. */
 #define SKIP(reason)                                                             \
     do {                                                                         \
         fprintf(stderr, "  skipped: %s\n", (reason));                             \
-        *failed_ = -1;                                                           \
+        if (*failed_ == 0)                                                       \
+            *failed_ = -1;                                                       \
         return;                                                                  \
     } while (0)
 

@@ -9,8 +9,6 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Waiting fetches look for data other workers committed this often. */
-#define FETCH_POLL_MS 20
 /* Topics created or deleted elsewhere are learnt within this. */
 #define TOPIC_REFRESH_MS 2000
 
@@ -184,7 +182,7 @@ void broker_tick(struct broker *b, int64_t now_ms)
     }
     bool poll = b->waiters && now_ms >= b->next_hwm_poll_ms;
     if (poll || !b->waiters)
-        b->next_hwm_poll_ms = now_ms + FETCH_POLL_MS;
+        b->next_hwm_poll_ms = now_ms + b->cfg->commit_poll_ms;
     fetch_wake(b, now_ms, poll);
     if (now_ms >= b->next_topic_refresh_ms) {
         topics_refresh(b);

@@ -468,6 +468,16 @@ static int setup_conn(struct pg_store *s)
 {
     PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
     s->listening = false;
+    /* An acknowledged produce is committed, whatever the server's or the role's default says
+     * (synchronous_commit = off would lose the last commits in a server crash). */
+    PGresult *sync = PQexec(s->conn, "SET synchronous_commit = on");
+    bool ok = sync && PQresultStatus(sync) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(s->last_error, sizeof(s->last_error), "SET synchronous_commit: %s",
+                 sync ? PQresultErrorMessage(sync) : PQerrorMessage(s->conn));
+    PQclear(sync);
+    if (!ok)
+        return -1;
     struct pipe pp;
     pipe_start(s, &pp);
     for (int i = 0; i < S_COUNT && !pp.failed; i++) {
