@@ -131,7 +131,7 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int report
         broker_destroy(b);
         return 1;
     }
-    if (server_init(&w.srv, cfg, b, id, fds, n) != 0) {
+    if (server_init(&w.srv, cfg, id, fds, n) != 0) {
         free(fds);
         broker_destroy(b);
         return 1;

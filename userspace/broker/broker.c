@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "server/conn.h"
 #include "server/server.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -143,8 +144,11 @@ static void on_store_notification(struct server *srv, void *arg)
     server_watch_fd(srv, metastore_notify_fd(b->meta), on_store_notification, b);
 }
 
+static void broker_attach(struct broker *b);
+
 void broker_started(struct broker *b)
 {
+    broker_attach(b);
     heartbeat(b, mono_ms());
     server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
 }
@@ -157,7 +161,7 @@ void broker_handle(struct broker *b, struct request *rq)
     h->fn(b, rq);
 }
 
-int64_t broker_next_deadline(struct broker *b)
+static int64_t broker_next_deadline(struct broker *b)
 {
     int64_t d = fetch_next_deadline(b);
     if (b->current && b->current->deadline_ms < d)
@@ -171,7 +175,7 @@ int64_t broker_next_deadline(struct broker *b)
     return d;
 }
 
-void broker_tick(struct broker *b, int64_t now_ms)
+static void broker_tick(struct broker *b, int64_t now_ms)
 {
     produce_maybe_flush(b, now_ms, b->draining);
     /* Other calls on this connection may have read a notification off the socket before the
@@ -221,7 +225,7 @@ static void complete_reads(struct broker *b)
     }
 }
 
-void broker_on_wakeup(struct broker *b)
+static void broker_on_wakeup(struct broker *b)
 {
     if (b->reader_started)
         complete_reads(b);
@@ -240,7 +244,7 @@ void broker_on_wakeup(struct broker *b)
         fetch_wake(b, mono_ms(), true);
 }
 
-void broker_begin_drain(struct broker *b)
+static void broker_begin_drain(struct broker *b)
 {
     b->draining = true;
     /* Leave the group now rather than after the heartbeat timeout: the slots move at once. */
@@ -249,7 +253,59 @@ void broker_begin_drain(struct broker *b)
     fetch_cancel_all(b);
 }
 
-bool broker_drained(struct broker *b)
+static bool broker_drained(struct broker *b)
 {
     return !b->current && b->flusher.queued == 0 && !b->waiters && !(b->reader_started && b->reader.inflight);
+}
+
+/* ---- the loop's callbacks (server/server.h) ---- */
+
+static void app_frame(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len)
+{
+    request_dispatch(ctx, c, reply, frame, len);
+}
+
+static void app_conn_closed(void *ctx, struct conn *c)
+{
+    fetch_cancel_conn(ctx, c);
+}
+
+static int64_t app_next_deadline(void *ctx)
+{
+    return broker_next_deadline(ctx);
+}
+
+static void app_tick(void *ctx, int64_t now_ms)
+{
+    broker_tick(ctx, now_ms);
+}
+
+static void app_wakeup(void *ctx)
+{
+    broker_on_wakeup(ctx);
+}
+
+static void app_begin_drain(void *ctx)
+{
+    broker_begin_drain(ctx);
+}
+
+static bool app_drained(void *ctx)
+{
+    return broker_drained(ctx);
+}
+
+static void broker_attach(struct broker *b)
+{
+    struct server_app app = {
+        .ctx = b,
+        .frame = app_frame,
+        .conn_closed = app_conn_closed,
+        .next_deadline = app_next_deadline,
+        .tick = app_tick,
+        .wakeup = app_wakeup,
+        .begin_drain = app_begin_drain,
+        .drained = app_drained,
+    };
+    server_set_app(b->srv, &app);
 }

@@ -13,7 +13,7 @@
 #include "config.h"
 #include "messages.h"
 #include "protocol/errors.h"
-#include "server/request.h"
+#include "broker/request.h"
 #include "storage/metastore.h"
 #include "storage/objstore.h"
 
@@ -136,6 +136,8 @@ struct fetch_waiter;
 void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived);
 int64_t fetch_next_deadline(struct broker *b);
 void fetch_cancel_all(struct broker *b);
+/* A connection closed: its long-polling fetches are dropped at once (their memory, its fd). */
+void fetch_cancel_conn(struct broker *b, struct conn *c);
 
 /* A committed chunk's bytes, through the cache. NULL with *err = READ_PENDING when the chunk is being
  * read from a remote store (rq resumes once it is cached: set rq->resume), or with a Kafka error. */

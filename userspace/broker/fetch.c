@@ -335,3 +335,18 @@ void fetch_cancel_all(struct broker *b)
 {
     fetch_wake(b, INT64_MAX, false);
 }
+
+void fetch_cancel_conn(struct broker *b, struct conn *c)
+{
+    struct fetch_waiter **pp = &b->waiters;
+    while (*pp) {
+        struct fetch_waiter *w = *pp;
+        if (w->rq->conn == c) {
+            *pp = w->next;
+            request_finish_silent(w->rq);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/request.h"
+#include "broker/request.h"
 #include "storage/objstore.h"
 #include "util/buf.h"
 

@@ -1,6 +1,7 @@
 #include "server/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,21 +9,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/broker.h"
-#include "util/clock.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 
+/* Bytes read at a time; a large frame's buffer grows as its bytes arrive, never ahead of them,
+ * so a length prefix alone reserves nothing. */
 #define RECV_CHUNK (64 * 1024)
+/* Frames of one connection waiting for their replies: beyond this, it is not read (TCP's flow
+ * control slows the client), like Kafka's queued.max.requests. */
+#define MAX_PENDING_REPLIES 128
+/* Reply bytes waiting for the socket: beyond this, the connection is not read either. */
+#define MAX_UNSENT_BYTES (64u << 20)
 
-static void request_free(struct request *rq);
+static void reply_free(struct reply *r)
+{
+    buf_free(&r->bytes);
+    free(r);
+}
 
 void conn_destroy(struct conn *c)
 {
     while (c->head) {
-        struct request *rq = c->head;
-        c->head = rq->next;
-        request_free(rq);
+        struct reply *r = c->head;
+        c->head = r->next;
+        reply_free(r);
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -46,23 +56,23 @@ static void conn_unref(struct conn *c)
         conn_destroy(c);
 }
 
+/* May the connection take more frames now? */
+static bool accepting(const struct conn *c)
+{
+    return !c->closing && !c->held && c->pending < MAX_PENDING_REPLIES &&
+           (c->out.len - c->out_off) + c->out_next.len < MAX_UNSENT_BYTES;
+}
+
 static void submit_recv(struct conn *c)
 {
-    if (c->recv_busy || c->closing)
+    if (c->recv_busy || !accepting(c))
         return;
     /* Compact consumed bytes away before reading more. */
     if (c->in_off) {
         buf_consume(&c->in, c->in_off);
         c->in_off = 0;
     }
-    /* Read a whole large frame in one go once its length is known. */
-    size_t want = RECV_CHUNK;
-    if (c->in.len >= 4) {
-        size_t frame = 4 + (size_t)be32_get(c->in.data);
-        if (frame > c->in.len && frame - c->in.len > want)
-            want = frame - c->in.len;
-    }
-    buf_reserve(&c->in, want);
+    buf_reserve(&c->in, RECV_CHUNK);
     struct io_uring_sqe *sqe = server_sqe(c->srv);
     io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
     io_uring_sqe_set_data(sqe, &c->recv_op);
@@ -131,23 +141,23 @@ void conn_close(struct conn *c, const char *why)
     c->closing = true;
     /* shutdown completes the in-flight recv/send; the fd is closed when the last ref goes. */
     shutdown(c->fd, SHUT_RDWR);
+    c->refs++; /* the application's callback may finish replies: keep c until it returns */
+    if (c->srv->app.conn_closed)
+        c->srv->app.conn_closed(c->srv->app.ctx, c);
+    conn_unref(c);
     conn_unref(c);
 }
 
-
-/* A request that will never be handled: forget it and close the connection. */
-static void drop_and_close(struct conn *c, struct request *rq, const char *why)
-{
-    rq->state = RQ_SILENT;
-    conn_close(c, why);
-    conn_flush(c);
-}
-
-/* Splits complete frames off the receive buffer and hands each to the broker. */
+/* Splits complete frames off the receive buffer and hands each to the application, while the
+ * connection accepts more. */
 static void parse_frames(struct conn *c)
 {
+    if (c->parsing)
+        return; /* a frame's handler answered at once: the loop below goes on with the next frame */
+    c->parsing = true;
+    c->refs++;
     const struct config *cfg = c->srv->cfg;
-    while (!c->closing && c->in.len - c->in_off >= 4) {
+    while (accepting(c) && c->in.len - c->in_off >= 4) {
         const uint8_t *p = c->in.data + c->in_off;
         int32_t size = (int32_t)be32_get(p);
         if (size < 0 || size > cfg->max_request_bytes) {
@@ -155,67 +165,33 @@ static void parse_frames(struct conn *c)
             snprintf(why, sizeof(why), "request length %d is outside 0..%lld (max-request-bytes)", size,
                      (long long)cfg->max_request_bytes);
             conn_close(c, why);
-            return;
+            break;
         }
         if (c->in.len - c->in_off < 4 + (size_t)size)
-            return;
-        struct request *rq = calloc(1, sizeof(*rq));
+            break;
+        struct reply *r = calloc(1, sizeof(*r));
         uint8_t *frame = malloc(size ? (size_t)size : 1);
-        if (!rq || !frame) {
-            free(rq);
+        if (!r || !frame) {
+            free(r);
             free(frame);
             conn_close(c, "out of memory for a request");
-            return;
+            break;
         }
         memcpy(frame, p + 4, (size_t)size);
         c->in_off += 4 + (size_t)size;
-        rq->frame = frame;
-        rq->frame_len = (size_t)size;
-        rq->conn = c;
-        rq->received_ms = mono_ms();
-        arena_init(&rq->arena);
-
-        struct kreader r = {frame, frame + size, NULL};
-        if (kdecode_request_header(&r, &rq->hdr, &rq->api) != 0) {
-            free(frame);
-            free(rq);
-            conn_close(c, "malformed request header");
-            return;
-        }
-        /* Queue first so that responses keep arrival order whatever happens next. */
+        /* Queued first, so that replies keep arrival order whatever happens next. */
+        r->conn = c;
         if (c->tail)
-            c->tail->next = rq;
+            c->tail->next = r;
         else
-            c->head = rq;
-        c->tail = rq;
+            c->head = r;
+        c->tail = r;
         c->refs++;
-
-        char why[160];
-        if (!rq->api) {
-            snprintf(why, sizeof(why), "unknown API key %d (correlation id %d)", rq->hdr.api_key,
-                     rq->hdr.correlation_id);
-            drop_and_close(c, rq, why);
-            return;
-        }
-        if (!broker_serves(rq->hdr.api_key, rq->hdr.api_version)) {
-            if (rq->hdr.api_key == 18) {
-                broker_handle_unsupported_api_versions(c->srv->broker, rq);
-                continue;
-            }
-            snprintf(why, sizeof(why), "unsupported %s version %d", rq->api->name, rq->hdr.api_version);
-            drop_and_close(c, rq, why);
-            return;
-        }
-        rq->flexible = kapi_is_flexible(rq->api, rq->hdr.api_version);
-        rq->body = arena_alloc(&rq->arena, rq->api->request->size);
-        if (kdecode(rq->api->request, rq->hdr.api_version, rq->flexible, &r, rq->body, &rq->arena) != 0) {
-            snprintf(why, sizeof(why), "malformed %s v%d request: %s", rq->api->name, rq->hdr.api_version,
-                     r.error ? r.error : "?");
-            drop_and_close(c, rq, why);
-            return;
-        }
-        broker_handle(c->srv->broker, rq);
+        c->pending++;
+        c->srv->app.frame(c->srv->app.ctx, c, r, frame, (size_t)size);
     }
+    c->parsing = false;
+    conn_unref(c);
 }
 
 void conn_on_recv(struct conn *c, int res)
@@ -246,75 +222,74 @@ void conn_on_send(struct conn *c, int res)
         return;
     }
     c->out_off += (size_t)res;
-    if (!c->closing)
+    if (!c->closing) {
         submit_send(c);
+        /* Sent bytes may have been what held reading back. */
+        parse_frames(c);
+        submit_recv(c);
+    }
     conn_unref(c);
 }
 
-static void request_free(struct request *rq)
+/* Moves finished replies at the head of the queue to the socket. */
+static void flush_replies(struct conn *c)
 {
-    arena_free(&rq->arena);
-    buf_free(&rq->resp);
-    free(rq->frame);
-    free(rq);
-}
-
-void conn_flush(struct conn *c)
-{
-    while (c->head && c->head->state != RQ_PENDING) {
-        struct request *rq = c->head;
-        c->head = rq->next;
+    while (c->head && c->head->state != REPLY_PENDING) {
+        struct reply *r = c->head;
+        c->head = r->next;
         if (!c->head)
             c->tail = NULL;
-        if (rq->state == RQ_DONE && !c->closing)
-            buf_append(&c->out_next, rq->resp.data, rq->resp.len);
-        request_free(rq);
+        if (r->state == REPLY_READY && !c->closing)
+            buf_append(&c->out_next, r->bytes.data, r->bytes.len);
+        reply_free(r);
         c->refs--; /* cannot reach 0 here: the caller holds the connection */
     }
     if (!c->closing)
         submit_send(c);
 }
 
-/* Finishing a request may free the connection (if it closed and this was its last request). */
-static void request_finished(struct request *rq)
+static void reply_finish(struct reply *r, enum reply_state state)
 {
-    struct conn *c = rq->conn;
+    struct conn *c = r->conn;
+    r->state = state;
+    c->pending--;
     c->refs++;
-    conn_flush(c);
+    flush_replies(c);
+    /* A reply finished: the connection may take the frames it held back. */
+    if (!c->closing) {
+        parse_frames(c);
+        submit_recv(c);
+    }
     conn_unref(c);
 }
 
-void request_respond(struct request *rq, const void *resp_body)
+void reply_send(struct reply *r, struct buf *bytes)
 {
-    if (rq->reads_pending > 0) { /* a read job still points at it: answering would free it */
-        log_error("BUG: %s answered with %d reads pending; aborting the worker (the supervisor restarts it)", rq->api->name,
-                  rq->reads_pending);
-        abort();
+    buf_free(&r->bytes);
+    r->bytes = *bytes;
+    buf_init(bytes);
+    reply_finish(r, REPLY_READY);
+}
+
+void reply_none(struct reply *r)
+{
+    reply_finish(r, REPLY_NONE);
+}
+
+bool reply_conn_open(const struct reply *r)
+{
+    return !r->conn->closing;
+}
+
+void conn_hold(struct conn *c, bool hold)
+{
+    if (c->held == hold)
+        return;
+    c->held = hold;
+    if (!hold && !c->closing) {
+        c->refs++;
+        parse_frames(c);
+        submit_recv(c);
+        conn_unref(c);
     }
-    /* ApiVersions always answers with header v0 so that clients can parse any version of it. */
-    bool header_v1 = rq->flexible && rq->hdr.api_key != 18;
-    buf_reset(&rq->resp);
-    buf_put_i32(&rq->resp, 0); /* length prefix, patched below */
-    kencode_response_header(&rq->resp, rq->hdr.correlation_id, header_v1);
-    kencode(rq->api->response, rq->hdr.api_version, rq->flexible, &rq->resp, resp_body);
-    be32_put(rq->resp.data, (uint32_t)(rq->resp.len - 4));
-    rq->state = RQ_DONE;
-    request_finished(rq);
-}
-
-void request_finish_silent(struct request *rq)
-{
-    rq->state = RQ_SILENT;
-    request_finished(rq);
-}
-
-bool request_conn_alive(const struct request *rq) { return !rq->conn->closing; }
-
-const char *request_who(const struct request *rq)
-{
-    static char who[192];
-    snprintf(who, sizeof(who), "peer=%s client=%.*s", rq->conn->peer,
-             rq->hdr.client_id.len > 0 ? (int)(rq->hdr.client_id.len > 64 ? 64 : rq->hdr.client_id.len) : 1,
-             rq->hdr.client_id.len > 0 ? rq->hdr.client_id.ptr : "-");
-    return who;
 }

@@ -1,40 +1,65 @@
-/* One client connection: receive buffer, frame splitting, the in-order request queue, sends. */
+/* One client connection: receive buffer, frame splitting, replies sent in arrival order, sends.
+ * Knows nothing of Kafka: a frame is a 4-byte big-endian length and that many bytes. */
 #ifndef SLUICE_CONN_H
 #define SLUICE_CONN_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/request.h"
 #include "server/server.h"
 #include "util/buf.h"
+
+/* A connection answers frames strictly in arrival order, whatever order the application finishes
+ * them in: each frame gets a reply slot in the connection's queue, and a finished slot is sent
+ * once every earlier one is. */
+enum reply_state { REPLY_PENDING, REPLY_READY, REPLY_NONE };
+
+struct reply {
+    struct conn *conn;
+    struct reply *next;
+    enum reply_state state;
+    struct buf bytes;              /* REPLY_READY: what to send */
+};
 
 struct conn {
     struct server *srv;
     int fd;
     uint64_t id;
-    char peer[64];
+    char peer[64];                 /* "1.2.3.4:5" or "[::1]:5" */
     int local_port;                /* the port the client dialled: bootstrap or a slot's */
     struct buf in;                 /* received bytes; in_off = start of the unparsed part */
     size_t in_off;
     struct buf out;                /* bytes handed to the in-flight send (must not move) */
     size_t out_off;
-    struct buf out_next;           /* responses ready while a send is in flight */
+    struct buf out_next;           /* replies ready while a send is in flight */
     struct io_op recv_op, send_op;
     bool recv_busy, send_busy, closing;
-    int refs;                      /* 1 while open + ops in flight + queued requests */
-    struct request *head, *tail;
+    bool held;                     /* the application asked to stop reading (back-pressure) */
+    bool parsing;                  /* in parse_frames: a reply finished meanwhile must not re-enter it */
+    int refs;                      /* 1 while open + ops in flight + pending replies */
+    int pending;                   /* replies not finished yet */
+    struct reply *head, *tail;
     struct conn *prev, *next;      /* the server's list */
+    void *app_data;                /* the application's, per connection */
 };
 
 struct conn *conn_new(struct server *s, int fd);
 void conn_on_recv(struct conn *c, int res);
 void conn_on_send(struct conn *c, int res);
-/* Moves finished responses at the head of the queue to the socket. */
-void conn_flush(struct conn *c);
-/* Closes after logging why (NULL: quietly, e.g. the peer closed). */
+/* Closes after logging why (NULL: quietly, e.g. the peer closed). Pending replies are still
+ * completed by the application, and then discarded. */
 void conn_close(struct conn *c, const char *why);
 /* At exit: frees a connection whatever its state (no more completions will come). */
 void conn_destroy(struct conn *c);
+
+/* The application stops reading this connection's frames (its buffers are full) until released;
+ * the client is slowed by TCP's flow control, not refused. */
+void conn_hold(struct conn *c, bool hold);
+
+/* Finishing a reply: its bytes (taken from *bytes, which is left empty), or nothing at all. Either
+ * may free the connection (when it closed and this was its last reply). */
+void reply_send(struct reply *r, struct buf *bytes);
+void reply_none(struct reply *r);
+bool reply_conn_open(const struct reply *r);
 
 #endif

@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/broker.h"
 #include "server/conn.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -133,12 +132,15 @@ void server_wakeup(struct server *s)
     (void)n; /* a full counter still wakes the reader */
 }
 
-int server_init(struct server *s, const struct config *cfg, struct broker *b, int worker_id, const int *listen_fds,
-                int nlisteners)
+void server_set_app(struct server *s, const struct server_app *app)
+{
+    s->app = *app;
+}
+
+int server_init(struct server *s, const struct config *cfg, int worker_id, const int *listen_fds, int nlisteners)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
-    s->broker = b;
     s->worker_id = worker_id;
     s->event_op = (struct io_op){OP_EVENTFD, s};
     s->listeners = calloc((size_t)nlisteners, sizeof(*s->listeners));
@@ -209,7 +211,7 @@ static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
         break;
     case OP_EVENTFD:
         submit_event_read(s);
-        broker_on_wakeup(s->broker);
+        s->app.wakeup(s->app.ctx);
         break;
     case OP_WATCH:
         s->watch_armed = false;
@@ -223,7 +225,7 @@ static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
 static void start_drain(struct server *s)
 {
     s->draining = true;
-    log_info("stop requested: no new connections, flushing buffered produce data");
+    log_info("stop requested: no new connections, finishing what is in flight");
     for (int i = 0; i < s->nlisteners; i++) {
         struct io_uring_sqe *sqe = server_sqe(s);
         io_uring_prep_cancel(sqe, &s->listeners[i].accept_op, 0);
@@ -231,7 +233,7 @@ static void start_drain(struct server *s)
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
     }
-    broker_begin_drain(s->broker);
+    s->app.begin_drain(s->app.ctx);
 }
 
 int server_run(struct server *s)
@@ -249,15 +251,15 @@ int server_run(struct server *s)
             drain_deadline = mono_ms() + DRAIN_TIMEOUT_MS;
         }
         /* Done when nothing is buffered or in flight and the last answers have been written. */
-        if (s->draining && broker_drained(s->broker) && s->sends_in_flight == 0 && !io_uring_sq_ready(&s->ring))
+        if (s->draining && s->app.drained(s->app.ctx) && s->sends_in_flight == 0 && !io_uring_sq_ready(&s->ring))
             break;
         if (s->draining && mono_ms() > drain_deadline) {
             log_warn("drain did not finish within %d ms; exiting anyway", DRAIN_TIMEOUT_MS);
             break;
         }
         int64_t now = mono_ms();
-        broker_tick(s->broker, now);
-        int64_t deadline = broker_next_deadline(s->broker);
+        s->app.tick(s->app.ctx, now);
+        int64_t deadline = s->app.next_deadline(s->app.ctx);
         if (s->draining && deadline > now + 50)
             deadline = now + 50;
         struct io_uring_cqe *cqe;

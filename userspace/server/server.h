@@ -1,5 +1,6 @@
-/* The event loop: one io_uring per process; accepts connections, reads frames, writes responses,
- * and runs the broker's timers and thread notifications. */
+/* The event loop: one io_uring per process; accepts connections, splits what they send into frames
+ * and writes replies, runs timers and wakes up for other threads. It knows nothing of Kafka: the
+ * application (the broker) plugs in through a small table of callbacks, as in Redis's ae.c. */
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
@@ -10,8 +11,26 @@
 
 #include "config.h"
 
-struct broker;
 struct conn;
+struct reply;
+
+/* What the application does with the loop's events. Every callback runs on the loop thread. */
+struct server_app {
+    void *ctx;
+    /* A whole frame arrived on c (frame: its bytes after the length prefix, malloc'd; the
+     * application owns it). It must finish `reply` (reply_send or reply_none), now or later. */
+    void (*frame)(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len);
+    /* c is closing: work parked for it can be dropped (its replies are discarded anyway). */
+    void (*conn_closed)(void *ctx, struct conn *c);
+    /* Timers: the earliest monotonic deadline (ms) the application needs a tick at, or INT64_MAX. */
+    int64_t (*next_deadline)(void *ctx);
+    void (*tick)(void *ctx, int64_t now_ms);
+    /* Another thread called server_wakeup. */
+    void (*wakeup)(void *ctx);
+    /* SIGTERM: stop taking work; drained() says when nothing is left in flight. */
+    void (*begin_drain)(void *ctx);
+    bool (*drained)(void *ctx);
+};
 
 enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND, OP_EVENTFD, OP_WATCH };
 
@@ -31,7 +50,7 @@ struct listener {
 struct server {
     struct io_uring ring;
     const struct config *cfg;
-    struct broker *broker;
+    struct server_app app;
     int worker_id;                 /* which worker of the agent this loop is (logs, object keys) */
     struct listener *listeners;
     int nlisteners;
@@ -66,17 +85,18 @@ struct listen_options {
 /* Opens a listening TCP socket (SO_REUSEADDR and the options). "::" listens dual-stack (IPv4
  * clients too). Returns the fd or -1 (one log line). */
 int server_listen(const char *host, int port, const struct listen_options *o);
-/* Takes ownership of the listening fds. */
-int server_init(struct server *s, const struct config *cfg, struct broker *b, int worker_id, const int *listen_fds,
-                int nlisteners);
-/* Runs until SIGTERM/SIGINT, then drains the broker and returns. */
+/* Takes ownership of the listening fds. The app's callbacks may be set later (server_set_app),
+ * before server_run. */
+int server_init(struct server *s, const struct config *cfg, int worker_id, const int *listen_fds, int nlisteners);
+void server_set_app(struct server *s, const struct server_app *app);
+/* Runs until SIGTERM/SIGINT, then drains the application and returns. */
 int server_run(struct server *s);
 void server_destroy(struct server *s);
 /* An io_uring submission slot (submits pending ones first if the ring is full). */
 struct io_uring_sqe *server_sqe(struct server *s);
 /* Calls cb (in the loop) once fd becomes readable; one-shot: call again to keep watching. */
 void server_watch_fd(struct server *s, int fd, void (*cb)(struct server *s, void *arg), void *arg);
-/* Wakes the loop from another thread: the broker's on_wakeup runs in the loop. */
+/* Wakes the loop from another thread: the application's wakeup callback runs in the loop. */
 void server_wakeup(struct server *s);
 
 #endif

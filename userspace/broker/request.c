@@ -1,0 +1,125 @@
+/* Kafka requests on top of the transport: frame -> header and body decoded -> handler; response
+ * encoded -> the connection's reply. */
+#include "broker/request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "broker/broker.h"
+#include "server/conn.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static void request_free(struct request *rq)
+{
+    arena_free(&rq->arena);
+    free(rq->frame);
+    free(rq);
+}
+
+/* A frame that will never be handled: close the connection, keep the reply order. */
+static void refuse(struct request *rq, const char *why)
+{
+    struct conn *c = rq->conn;
+    struct reply *reply = rq->reply;
+    request_free(rq);
+    conn_close(c, why);
+    reply_none(reply);
+}
+
+void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uint8_t *frame, size_t len)
+{
+    struct request *rq = calloc(1, sizeof(*rq));
+    if (!rq) {
+        free(frame);
+        conn_close(c, "out of memory for a request");
+        reply_none(reply);
+        return;
+    }
+    rq->conn = c;
+    rq->reply = reply;
+    rq->frame = frame;
+    rq->frame_len = len;
+    rq->received_ms = mono_ms();
+    arena_init(&rq->arena);
+
+    struct kreader r = {frame, frame + len, NULL};
+    char why[160];
+    if (kdecode_request_header(&r, &rq->hdr, &rq->api) != 0) {
+        refuse(rq, "malformed request header");
+        return;
+    }
+    if (!rq->api) {
+        snprintf(why, sizeof(why), "unknown API key %d (correlation id %d)", rq->hdr.api_key, rq->hdr.correlation_id);
+        refuse(rq, why);
+        return;
+    }
+    if (!broker_serves(rq->hdr.api_key, rq->hdr.api_version)) {
+        if (rq->hdr.api_key == 18) {
+            broker_handle_unsupported_api_versions(b, rq);
+            return;
+        }
+        snprintf(why, sizeof(why), "unsupported %s version %d", rq->api->name, rq->hdr.api_version);
+        refuse(rq, why);
+        return;
+    }
+    rq->flexible = kapi_is_flexible(rq->api, rq->hdr.api_version);
+    rq->body = arena_alloc(&rq->arena, rq->api->request->size);
+    if (kdecode(rq->api->request, rq->hdr.api_version, rq->flexible, &r, rq->body, &rq->arena) != 0) {
+        snprintf(why, sizeof(why), "malformed %s v%d request: %s", rq->api->name, rq->hdr.api_version,
+                 r.error ? r.error : "?");
+        refuse(rq, why);
+        return;
+    }
+    broker_handle(b, rq);
+}
+
+void request_respond(struct request *rq, const void *resp_body)
+{
+    if (rq->reads_pending > 0) { /* a read job still points at it: answering would free it */
+        log_error("BUG: %s answered with %d reads pending; aborting the worker (the supervisor restarts it)",
+                  rq->api->name, rq->reads_pending);
+        abort();
+    }
+    /* ApiVersions always answers with header v0 so that clients can parse any version of it. */
+    bool header_v1 = rq->flexible && rq->hdr.api_key != 18;
+    struct buf out;
+    buf_init(&out);
+    buf_put_i32(&out, 0); /* length prefix, patched below */
+    kencode_response_header(&out, rq->hdr.correlation_id, header_v1);
+    kencode(rq->api->response, rq->hdr.api_version, rq->flexible, &out, resp_body);
+    be32_put(out.data, (uint32_t)(out.len - 4));
+    struct reply *reply = rq->reply;
+    request_free(rq);
+    reply_send(reply, &out);
+}
+
+void request_finish_silent(struct request *rq)
+{
+    if (rq->reads_pending > 0) {
+        log_error("BUG: %s finished with %d reads pending; aborting the worker", rq->api->name, rq->reads_pending);
+        abort();
+    }
+    struct reply *reply = rq->reply;
+    request_free(rq);
+    reply_none(reply);
+}
+
+bool request_conn_alive(const struct request *rq)
+{
+    return reply_conn_open(rq->reply);
+}
+
+int request_local_port(const struct request *rq)
+{
+    return rq->conn->local_port;
+}
+
+const char *request_who(const struct request *rq)
+{
+    static char who[192];
+    snprintf(who, sizeof(who), "peer=%s client=%.*s", rq->conn->peer,
+             rq->hdr.client_id.len > 0 ? (int)(rq->hdr.client_id.len > 64 ? 64 : rq->hdr.client_id.len) : 1,
+             rq->hdr.client_id.len > 0 ? rq->hdr.client_id.ptr : "-");
+    return who;
+}
