@@ -83,6 +83,7 @@ class Agent:
         })
         self.env.update(env or {})
         self.args = list(args)
+        self.bin = AGENT_BIN  # a test may run another build (e.g. the optimised one, to measure memory)
         self.proc = None
         self.log_path = os.path.join(self.workdir, "agent.log")
 
@@ -93,7 +94,7 @@ class Agent:
     def start(self):
         self.log = open(self.log_path, "ab")
         # Its own process group: kill9() takes the supervisor and every worker down at once.
-        self.proc = subprocess.Popen([AGENT_BIN, "agent"] + self.args, env=self.env, cwd=self.workdir,
+        self.proc = subprocess.Popen([self.bin, "agent"] + self.args, env=self.env, cwd=self.workdir,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_port(self.port, proc=self.proc)
         return self

@@ -15,6 +15,17 @@ typedef struct fetch_request_topic_partition req_part_t;
 typedef struct fetch_response_topic resp_topic_t;
 typedef struct fetch_response_topic_partition resp_part_t;
 
+/* The longest a fetch waits for data, whatever it asks: Kafka's clients ask a few seconds at most,
+ * and a parked fetch holds memory and its connection. */
+#define MAX_FETCH_WAIT_MS 30000
+
+static int64_t wait_deadline(const struct request *rq)
+{
+    const struct fetch_request *req = rq->body;
+    int64_t wait = req->max_wait_ms < MAX_FETCH_WAIT_MS ? req->max_wait_ms : MAX_FETCH_WAIT_MS;
+    return rq->received_ms + wait;
+}
+
 /* Chunks looked up per partition per try: enough to fill typical partition_max_bytes. */
 #define CHUNKS_PER_READ 16
 
@@ -281,7 +292,7 @@ static void park_for_data(struct broker *b, struct request *rq)
         return;
     }
     w->rq = rq;
-    w->deadline_ms = rq->received_ms + req->max_wait_ms;
+    w->deadline_ms = wait_deadline(rq);
     w->next = b->waiters;
     b->waiters = w;
 }
@@ -291,7 +302,7 @@ static void fetch_resume(void *broker, struct request *rq)
 {
     struct broker *b = broker;
     struct fetch_request *req = rq->body;
-    bool final = mono_ms() >= rq->received_ms + req->max_wait_ms || b->draining;
+    bool final = mono_ms() >= wait_deadline(rq) || b->draining;
     if (fetch_try(b, rq, final) == FETCH_WAIT_DATA)
         park_for_data(b, rq);
 }

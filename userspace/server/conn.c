@@ -12,9 +12,12 @@
 #include "util/log.h"
 #include "util/netaddr.h"
 
-/* Bytes read at a time; a large frame's buffer grows as its bytes arrive, never ahead of them,
- * so a length prefix alone reserves nothing. */
-#define RECV_CHUNK (64 * 1024)
+/* Between frames a connection keeps only a small receive buffer (thousands of idle clients cost
+ * little); inside a frame it reads what the frame still needs, at most RECV_MAX at a time, so the
+ * buffer grows as the frame's bytes arrive, never ahead of them: a length prefix alone reserves
+ * nothing. */
+#define RECV_IDLE 4096
+#define RECV_MAX (1024 * 1024)
 /* Frames of one connection waiting for their replies: beyond this, it is not read (TCP's flow
  * control slows the client), like Kafka's queued.max.requests. */
 #define MAX_PENDING_REPLIES 128
@@ -42,6 +45,7 @@ void conn_destroy(struct conn *c)
         c->next->prev = c->prev;
     close(c->fd);
     c->srv->nconns--;
+    c->srv->closed_since_trim++;
     if (c->srv->conns_changed)
         c->srv->conns_changed(c->srv, c->srv->conns_changed_arg);
     buf_free(&c->in);
@@ -72,7 +76,15 @@ static void submit_recv(struct conn *c)
         buf_consume(&c->in, c->in_off);
         c->in_off = 0;
     }
-    buf_reserve(&c->in, RECV_CHUNK);
+    size_t want = RECV_IDLE;
+    if (c->in.len == 0 && c->in.cap > RECV_IDLE) {
+        buf_free(&c->in); /* between frames: give a big buffer back */
+    } else if (c->in.len >= 4) {
+        size_t frame = 4 + (size_t)be32_get(c->in.data);
+        if (frame > c->in.len)
+            want = frame - c->in.len < RECV_MAX ? frame - c->in.len : RECV_MAX;
+    }
+    buf_reserve(&c->in, want);
     struct io_uring_sqe *sqe = server_sqe(c->srv);
     io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
     io_uring_sqe_set_data(sqe, &c->recv_op);

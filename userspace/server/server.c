@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,9 @@
 #include "server/conn.h"
 #include "util/clock.h"
 #include "util/log.h"
+
+#define TRIM_AFTER_CLOSES 32
+#define TRIM_INTERVAL_MS 200
 
 /* How long SIGTERM waits for buffered produce data to be stored and answered. */
 #define DRAIN_TIMEOUT_MS 30000
@@ -258,8 +262,17 @@ int server_run(struct server *s)
             break;
         }
         int64_t now = mono_ms();
+        /* Many clients just left (a storm of connections, long polls abandoned): their buffers are
+         * free, give the memory back to the system rather than keep it in the heap. */
+        if (s->closed_since_trim >= TRIM_AFTER_CLOSES && now - s->trimmed_ms >= TRIM_INTERVAL_MS) {
+            malloc_trim(0);
+            s->closed_since_trim = 0;
+            s->trimmed_ms = now;
+        }
         s->app.tick(s->app.ctx, now);
         int64_t deadline = s->app.next_deadline(s->app.ctx);
+        if (s->closed_since_trim >= TRIM_AFTER_CLOSES && s->trimmed_ms + TRIM_INTERVAL_MS < deadline)
+            deadline = s->trimmed_ms + TRIM_INTERVAL_MS; /* the trim waits for its interval, not for traffic */
         if (s->draining && deadline > now + 50)
             deadline = now + 50;
         struct io_uring_cqe *cqe;

@@ -59,6 +59,8 @@ struct server {
     struct io_op event_op;
     uint64_t next_conn_id;
     int nconns;
+    int closed_since_trim;         /* connections closed since memory was last given back */
+    int64_t trimmed_ms;
     struct conn *conns;            /* every open or closing connection */
     int sends_in_flight;           /* responses being written: the drain waits for them */
     bool draining;
