@@ -285,7 +285,6 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
 
 static void park_for_data(struct broker *b, struct request *rq)
 {
-    struct fetch_request *req = rq->body;
     struct fetch_waiter *w = calloc(1, sizeof(*w));
     if (!w) {
         fetch_try(b, rq, true);
@@ -301,7 +300,6 @@ static void park_for_data(struct broker *b, struct request *rq)
 static void fetch_resume(void *broker, struct request *rq)
 {
     struct broker *b = broker;
-    struct fetch_request *req = rq->body;
     bool final = mono_ms() >= wait_deadline(rq) || b->draining;
     if (fetch_try(b, rq, final) == FETCH_WAIT_DATA)
         park_for_data(b, rq);
