@@ -88,75 +88,153 @@ static void describe_configs(struct request *rq, resp_topic_t *out, const struct
     }
 }
 
+/* Per topic of a CreateTopics request, across rounds. */
+struct create_state {
+    bool checked;
+    int err;
+    struct kstr why;
+    int32_t partitions;
+    struct topic_config *configs;
+    int nconfigs;
+    bool create_sent;
+    int create_result;
+};
+
+static void resume_create_topics(void *broker, struct request *rq)
+{
+    handle_create_topics(broker, rq);
+}
+
+/* Round by round: checks (and whether the name exists: a store look-up), then the creations (one
+ * store job each), then the answer. */
 void handle_create_topics(struct broker *b, struct request *rq)
 {
     struct create_topics_request *req = rq->body;
-    struct create_topics_response *resp = RQ_ALLOC(rq, struct create_topics_response, 1);
     int n = req->topics_count > 0 ? req->topics_count : 0;
+    struct create_state *st = rq->state;
+    if (!st) {
+        st = RQ_ALLOC(rq, struct create_state, n);
+        rq->state = st;
+    }
+    bool waits = false;
+    for (int i = 0; i < n; i++) {
+        const req_topic_t *in = &req->topics[i];
+        struct create_state *cs = &st[i];
+        if (!cs->checked) {
+            cs->checked = true;
+            cs->why = (struct kstr){NULL, -1};
+            /* A name given twice in one request is an error for each occurrence (as Kafka does). */
+            for (int j = 0; j < n; j++)
+                if (j != i && req->topics[j].name.len == in->name.len &&
+                    !memcmp(req->topics[j].name.ptr, in->name.ptr, (size_t)in->name.len)) {
+                    cs->err = KERR_INVALID_REQUEST;
+                    cs->why = msg(rq, "Create topics request from client contains topic %s more than once",
+                                  rq_cstr(rq, in->name));
+                }
+            if (!cs->err) {
+                cs->nconfigs = in->configs_count > 0 ? in->configs_count : 0;
+                cs->configs = RQ_ALLOC(rq, struct topic_config, cs->nconfigs);
+                cs->err = check_topic(b, rq, in, &cs->partitions, cs->configs, &cs->why);
+            }
+        }
+        if (cs->err || cs->create_sent)
+            continue;
+        int err;
+        struct topic_entry *t = topics_need(b, rq, in->name.ptr, in->name.len, &err);
+        if (t) {
+            cs->err = KERR_TOPIC_ALREADY_EXISTS;
+            cs->why = msg(rq, "Topic '%s' already exists.", rq_cstr(rq, in->name));
+        } else if (err == 0) {
+            waits = true;
+        } else if (err != KERR_UNKNOWN_TOPIC_OR_PARTITION) {
+            cs->err = err;
+        } else if (!req->validate_only) {
+            cs->create_sent = true;
+            topics_create(b, rq, rq_cstr(rq, in->name), cs->partitions, cs->configs, cs->nconfigs,
+                          &cs->create_result);
+            waits = true;
+        }
+    }
+    if (waits) {
+        rq->resume = resume_create_topics;
+        return;
+    }
+
+    struct create_topics_response *resp = RQ_ALLOC(rq, struct create_topics_response, 1);
     resp->topics = RQ_ALLOC(rq, resp_topic_t, n);
     resp->topics_count = n;
     for (int i = 0; i < n; i++) {
         const req_topic_t *in = &req->topics[i];
+        struct create_state *cs = &st[i];
         resp_topic_t *out = &resp->topics[i];
         out->name = in->name;
-        out->error_message = (struct kstr){NULL, -1};
         out->num_partitions = -1;
         out->replication_factor = -1;
         out->configs_count = -1;
-        /* A name given twice in one request is an error for each occurrence (as Kafka does). */
-        bool duplicate = false;
-        for (int j = 0; j < n; j++)
-            if (j != i && req->topics[j].name.len == in->name.len &&
-                !memcmp(req->topics[j].name.ptr, in->name.ptr, (size_t)in->name.len))
-                duplicate = true;
-        if (duplicate) {
-            out->error_code = KERR_INVALID_REQUEST;
-            out->error_message = msg(rq, "Create topics request from client contains topic %s more than once",
-                                     rq_cstr(rq, in->name));
-            continue;
-        }
-        int32_t partitions = 0;
-        int nconfigs = in->configs_count > 0 ? in->configs_count : 0;
-        struct topic_config *configs = RQ_ALLOC(rq, struct topic_config, nconfigs);
-        struct kstr why = {NULL, -1};
-        int err = check_topic(b, rq, in, &partitions, configs, &why);
-        if (!err && topics_lookup(b, in->name.ptr, in->name.len)) {
-            err = KERR_TOPIC_ALREADY_EXISTS;
-            why = msg(rq, "Topic '%s' already exists.", rq_cstr(rq, in->name));
-        }
-        struct topic_entry *t = NULL;
-        if (!err && !req->validate_only) {
-            err = topics_create(b, rq_cstr(rq, in->name), partitions, configs, nconfigs, &t);
-            if (err == KERR_TOPIC_ALREADY_EXISTS)
-                why = msg(rq, "Topic '%s' already exists.", rq_cstr(rq, in->name));
-        }
+        int err = cs->err ? cs->err : cs->create_result;
+        if (err == KERR_TOPIC_ALREADY_EXISTS && !cs->why.ptr)
+            cs->why = msg(rq, "Topic '%s' already exists.", rq_cstr(rq, in->name));
         out->error_code = (int16_t)err;
-        out->error_message = why;
+        out->error_message = err ? cs->why : (struct kstr){NULL, -1};
         if (err)
             continue;
-        out->num_partitions = partitions;
+        out->num_partitions = cs->partitions;
         out->replication_factor = 1;
+        struct topic_entry *t = topics_find(b, in->name.ptr, in->name.len);
         if (t)
             memcpy(out->topic_id.b, t->info.uuid, 16);
-        describe_configs(rq, out, configs, nconfigs);
+        describe_configs(rq, out, cs->configs, cs->nconfigs);
     }
     request_respond(rq, resp);
 }
 
+static void resume_delete_topics(void *broker, struct request *rq)
+{
+    handle_delete_topics(broker, rq);
+}
+
+/* Per name: does it exist (a look-up), then the deletion (a store job), then the answer. */
 void handle_delete_topics(struct broker *b, struct request *rq)
 {
     struct delete_topics_request *req = rq->body;
-    struct delete_topics_response *resp = RQ_ALLOC(rq, struct delete_topics_response, 1);
     int n = req->topic_names_count > 0 ? req->topic_names_count : 0;
+    struct delete_state {
+        bool sent;
+        int result;
+    } *st = rq->state;
+    if (!st) {
+        st = RQ_ALLOC(rq, struct delete_state, n);
+        rq->state = st;
+    }
+    bool waits = false;
+    for (int i = 0; i < n; i++) {
+        if (st[i].sent)
+            continue;
+        struct kstr name = req->topic_names[i];
+        int err;
+        struct topic_entry *t = topics_need(b, rq, name.ptr, name.len, &err);
+        if (t) {
+            st[i].sent = true;
+            topics_delete(b, rq, rq_cstr(rq, name), &st[i].result);
+            waits = true;
+        } else if (err == 0) {
+            waits = true;
+        } else {
+            st[i].sent = true;
+            st[i].result = err;
+        }
+    }
+    if (waits) {
+        rq->resume = resume_delete_topics;
+        return;
+    }
+    struct delete_topics_response *resp = RQ_ALLOC(rq, struct delete_topics_response, 1);
     resp->responses = RQ_ALLOC(rq, struct delete_topics_response_response, n);
     resp->responses_count = n;
     for (int i = 0; i < n; i++) {
-        struct kstr name = req->topic_names[i];
-        resp->responses[i].name = name;
+        resp->responses[i].name = req->topic_names[i];
         resp->responses[i].error_message = (struct kstr){NULL, -1};
-        struct topic_entry *t = topics_lookup(b, name.ptr, name.len);
-        int err = t ? topics_delete(b, rq_cstr(rq, name)) : KERR_UNKNOWN_TOPIC_OR_PARTITION;
-        resp->responses[i].error_code = (int16_t)err;
+        resp->responses[i].error_code = (int16_t)st[i].result;
     }
     request_respond(rq, resp);
 }

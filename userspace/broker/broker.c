@@ -5,17 +5,15 @@
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "broker/notify.h"
 #include "server/conn.h"
 #include "server/server.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Topics created or deleted elsewhere are learnt within this. */
-#define TOPIC_REFRESH_MS 2000
-
-/* The APIs sluice serves. Every one is advertised from version 0 (see KAFKA-NOTES.md: librdkafka
- * only enables compression and consumer groups when the ranges include 0); the handlers answer the
- * old versions they cannot honour with an error. */
+/* The APIs sluice serves. Every one is advertised from version 0 (librdkafka only enables
+ * compression and consumer groups when the ranges include 0); the handlers answer the old versions
+ * they cannot honour with an error. */
 const struct api_handler api_handlers[] = {
     {KAPI_PRODUCE, 11, handle_produce},
     {KAPI_FETCH, 12, handle_fetch},
@@ -27,21 +25,75 @@ const struct api_handler api_handlers[] = {
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
-/* Tells the group this worker is alive, and learns who else is. */
+/* ---- membership: heartbeats on a store thread ---- */
+
 /* Rows of members dead this long are deleted (one row per worker incarnation accumulates otherwise). */
 #define MEMBER_PRUNE_AFTER_MS (3600 * 1000)
 /* Worker 0 of each agent prunes once every this many heartbeats. */
 #define PRUNE_EVERY_HEARTBEATS 60
 
-static void heartbeat(struct broker *b, int64_t now_ms)
+struct heartbeat_job {
+    struct store_job base;
+    struct member_info self;
+    const struct config *cfg;
+    bool prune;
+    bool leave;                  /* remove the member instead (clean stop) */
+    int rc;                      /* the heartbeat's */
+    struct member_info *members; /* the group as read after it */
+    int nmembers;
+    int list_rc;
+};
+
+static void heartbeat_run(struct store_job *job, struct metastore *m)
+{
+    struct heartbeat_job *j = (struct heartbeat_job *)job;
+    if (j->leave) {
+        j->rc = metastore_remove_member(m, j->self.id);
+        j->list_rc = -1;
+        return;
+    }
+    j->rc = metastore_heartbeat(m, &j->self);
+    if (j->prune)
+        metastore_prune_members(m, MEMBER_PRUNE_AFTER_MS);
+    j->list_rc = metastore_list_members(m, j->cfg->agent_group, j->cfg->heartbeat_timeout_ms, &j->members,
+                                        &j->nmembers);
+}
+
+static void heartbeat_done(struct broker *b, struct store_job *job)
+{
+    struct heartbeat_job *j = (struct heartbeat_job *)job;
+    if (b) {
+        b->heartbeat_inflight = false;
+        if (j->rc != 0 && !j->leave)
+            log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
+        if (j->list_rc == 0) {
+            membership_set(&b->members, j->members, j->nmembers);
+            j->members = NULL;
+            if (b->on_membership)
+                b->on_membership(&b->members, b->on_membership_arg);
+        }
+    }
+    free(j->members);
+    free(j);
+}
+
+/* Tells the group this worker is alive (or, leaving, that it is gone), and learns who else is. */
+static void heartbeat(struct broker *b, int64_t now_ms, bool leave)
 {
     b->next_heartbeat_ms = now_ms + b->cfg->heartbeat_timeout_ms / 6;
-    if (metastore_heartbeat(b->meta, &b->self) != 0)
-        log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
-    if (b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1)
-        metastore_prune_members(b->meta, MEMBER_PRUNE_AFTER_MS);
-    if (membership_refresh(&b->members, b->meta, b->cfg) == 0 && b->on_membership)
-        b->on_membership(&b->members, b->on_membership_arg);
+    if (b->heartbeat_inflight && !leave)
+        return; /* the store is slow: one heartbeat at a time */
+    struct heartbeat_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->base.run = heartbeat_run;
+    j->base.done = heartbeat_done;
+    j->self = b->self;
+    j->cfg = b->cfg;
+    j->leave = leave;
+    j->prune = b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1;
+    b->heartbeat_inflight = true;
+    store_jobs_submit(&b->store, &j->base);
 }
 
 void broker_on_membership(struct broker *b, membership_cb cb, void *arg)
@@ -67,6 +119,22 @@ bool broker_serves(int16_t api_key, int16_t version)
     return h && api && version >= 0 && version <= h->max_ver && version >= api->min_ver && version <= api->max_ver;
 }
 
+/* Before the loop runs, the worker learns the topics and the group with one handle of its own
+ * (the only store calls ever made on the loop thread: nothing is served yet). */
+static int load_startup_state(struct broker *b, char *err, size_t errlen)
+{
+    struct metastore *m = metastore_open(b->cfg->metadata_url, err, errlen);
+    if (!m)
+        return -1;
+    int rc = topics_load(b, m);
+    if (rc != 0)
+        snprintf(err, errlen, "cannot list topics");
+    else
+        membership_refresh(&b->members, m, b->cfg);
+    metastore_close(m);
+    return rc;
+}
+
 struct broker *broker_create(const struct config *cfg, struct server *srv, int worker_id)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -81,26 +149,26 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
         log_error("object store %s: %s", cfg->bucket_url, err);
         goto fail;
     }
-    b->meta = metastore_open(cfg->metadata_url, err, sizeof(err));
-    if (!b->meta) {
-        log_error("metadata store %s: %s", cfg->metadata_url, err);
-        goto fail;
-    }
-    if (topics_refresh(b) != 0) {
-        log_error("metadata store %s: cannot list topics", cfg->metadata_url);
-        goto fail;
-    }
     read_cache_init(&b->cache, (size_t)cfg->fetch_cache_bytes);
-    b->next_topic_refresh_ms = mono_ms() + TOPIC_REFRESH_MS;
     member_self(cfg, worker_id, &b->self);
     /* Learn the group now (Metadata answers need it), but join it only once listening (see
      * broker_started): with XDP, other hosts forward this worker's slots here as soon as it has. */
-    membership_refresh(&b->members, b->meta, cfg);
-    if (!b->objects->local_reads) {
-        if (reader_start(&b->reader, b->objects, srv) != 0)
-            goto fail;
-        b->reader_started = true;
+    if (load_startup_state(b, err, sizeof(err)) != 0) {
+        log_error("metadata store %s: %s", cfg->metadata_url, err);
+        goto fail;
     }
+    if (store_jobs_start(&b->store, cfg, srv, err, sizeof(err)) != 0) {
+        log_error("metadata store %s: %s", cfg->metadata_url, err);
+        goto fail;
+    }
+    b->store_started = true;
+    if (notify_start(&b->notify, cfg, srv, err, sizeof(err)) != 0) {
+        log_error("metadata store %s: %s", cfg->metadata_url, err);
+        goto fail;
+    }
+    if (reader_start(&b->reader, b->objects, srv) != 0)
+        goto fail;
+    b->reader_started = true;
     if (flusher_start(&b->flusher, cfg, srv, worker_id, err, sizeof(err)) != 0) {
         log_error("flusher: %s", err);
         goto fail;
@@ -117,31 +185,20 @@ void broker_destroy(struct broker *b)
 {
     if (!b)
         return;
+    fetch_cancel_all(b);
     flusher_stop(&b->flusher);
     if (b->reader_started)
         reader_stop(&b->reader);
-    if (b->meta)
-        metastore_close(b->meta);
+    notify_stop(&b->notify);
+    if (b->store_started)
+        store_jobs_stop(&b->store);
     if (b->objects)
         objstore_close(b->objects);
-    for (int i = 0; i < b->topics.n; i++)
-        free(b->topics.topics[i].parts);
-    free(b->topics.topics);
+    topics_free(b);
     membership_free(&b->members);
     if (b->cache.slots)
         read_cache_free(&b->cache);
     free(b);
-}
-
-/* Another agent committed (PostgreSQL NOTIFY): offsets are stale, waiting fetches may have data. */
-static void on_store_notification(struct server *srv, void *arg)
-{
-    struct broker *b = arg;
-    if (metastore_consume_notifications(b->meta) > 0) {
-        b->offsets_epoch++;
-        fetch_wake(b, mono_ms(), true);
-    }
-    server_watch_fd(srv, metastore_notify_fd(b->meta), on_store_notification, b);
 }
 
 static void broker_attach(struct broker *b);
@@ -149,8 +206,7 @@ static void broker_attach(struct broker *b);
 void broker_started(struct broker *b)
 {
     broker_attach(b);
-    heartbeat(b, mono_ms());
-    server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
+    heartbeat(b, mono_ms(), false);
 }
 
 void broker_handle(struct broker *b, struct request *rq)
@@ -168,8 +224,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = b->current->deadline_ms;
     if (b->waiters && b->next_hwm_poll_ms < d)
         d = b->next_hwm_poll_ms;
-    if (b->next_topic_refresh_ms < d)
-        d = b->next_topic_refresh_ms;
+    if (topics_next_deadline(b) < d)
+        d = topics_next_deadline(b);
     if (!b->draining && b->next_heartbeat_ms < d)
         d = b->next_heartbeat_ms;
     return d;
@@ -178,57 +234,27 @@ static int64_t broker_next_deadline(struct broker *b)
 static void broker_tick(struct broker *b, int64_t now_ms)
 {
     produce_maybe_flush(b, now_ms, b->draining);
-    /* Other calls on this connection may have read a notification off the socket before the
-     * watch saw it: drain them here while fetches wait (one non-blocking recv). */
-    if (b->waiters && metastore_consume_notifications(b->meta) > 0) {
-        b->offsets_epoch++;
-        b->next_hwm_poll_ms = 0;
-    }
-    bool poll = b->waiters && now_ms >= b->next_hwm_poll_ms;
-    if (poll || !b->waiters)
+    /* Waiting fetches look for commits of other workers and agents this often (PostgreSQL also
+     * announces them: see broker_on_wakeup). */
+    if (b->waiters && now_ms >= b->next_hwm_poll_ms) {
+        fetch_poll_offsets(b);
         b->next_hwm_poll_ms = now_ms + b->cfg->commit_poll_ms;
-    fetch_wake(b, now_ms, poll);
-    if (now_ms >= b->next_topic_refresh_ms) {
-        topics_refresh(b);
-        b->next_topic_refresh_ms = now_ms + TOPIC_REFRESH_MS;
+    } else if (!b->waiters) {
+        b->next_hwm_poll_ms = now_ms + b->cfg->commit_poll_ms;
     }
-    if (!b->draining && now_ms >= b->next_heartbeat_ms) {
-        heartbeat(b, now_ms);
-        /* The store may have reconnected (new socket): keep watching it. */
-        server_watch_fd(b->srv, metastore_notify_fd(b->meta), on_store_notification, b);
-    }
-}
-
-/* Reads finished on the reader threads: cache them and resume the requests that waited. */
-static void complete_reads(struct broker *b)
-{
-    struct read_job *done = reader_take_done(&b->reader);
-    while (done) {
-        struct read_job *next = done->next;
-        if (done->error) {
-            log_error("reading %u bytes at %llu of object %s failed", done->len, (unsigned long long)done->pos,
-                      done->key);
-            broker_note_read_failure(b, done->key, done->pos, done->len);
-        } else {
-            read_cache_put(&b->cache, done->key, done->pos, done->len, &done->data);
-        }
-        for (int i = 0; i < done->nwaiters; i++) {
-            struct request *rq = done->waiters[i];
-            if (--rq->reads_pending == 0 && rq->resume) {
-                void (*resume)(void *, struct request *) = rq->resume;
-                rq->resume = NULL;
-                resume(b, rq);
-            }
-        }
-        read_job_free(done);
-        done = next;
-    }
+    fetch_wake(b, now_ms, false);
+    topics_tick(b, now_ms);
+    if (!b->draining && now_ms >= b->next_heartbeat_ms)
+        heartbeat(b, now_ms, false);
+    /* Last, before the loop sleeps: the object reads this turn's requests asked for, coalesced. */
+    chunks_submit(b);
 }
 
 static void broker_on_wakeup(struct broker *b)
 {
     if (b->reader_started)
-        complete_reads(b);
+        reader_complete(b);
+    store_jobs_complete(&b->store, b);
     struct flush_batch *done = flusher_take_done(&b->flusher);
     bool committed = false;
     while (done) {
@@ -242,20 +268,23 @@ static void broker_on_wakeup(struct broker *b)
     produce_maybe_flush(b, mono_ms(), b->draining);
     if (committed)
         fetch_wake(b, mono_ms(), true);
+    /* Another process committed: the offsets waiting fetches need, now. */
+    if (notify_take(&b->notify) && b->waiters)
+        fetch_poll_offsets(b);
 }
 
 static void broker_begin_drain(struct broker *b)
 {
     b->draining = true;
     /* Leave the group now rather than after the heartbeat timeout: the slots move at once. */
-    metastore_remove_member(b->meta, b->self.id);
+    heartbeat(b, mono_ms(), true);
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
 }
 
 static bool broker_drained(struct broker *b)
 {
-    return !b->current && b->flusher.queued == 0 && !b->waiters && !(b->reader_started && b->reader.inflight);
+    return !b->current && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight && b->store.inflight == 0;
 }
 
 /* ---- the loop's callbacks (server/server.h) ---- */

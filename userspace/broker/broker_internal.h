@@ -9,6 +9,9 @@
 #include "broker/broker.h"
 #include "broker/read_cache.h"
 #include "broker/reader.h"
+#include "broker/waiters.h"
+#include "broker/notify.h"
+#include "broker/store_jobs.h"
 #include "cluster/membership.h"
 #include "config.h"
 #include "messages.h"
@@ -21,10 +24,13 @@
 
 struct partition_state {
     bool loaded;
-    int64_t checked_ms;          /* when the offsets were last read from the store */
-    uint64_t epoch;              /* b->offsets_epoch when read: a notification makes older ones stale */
     int64_t log_start;
     int64_t high_watermark;      /* next offset; everything below is committed */
+    int64_t read_ms;             /* when the last read of these offsets from the store started */
+    int64_t failed_ms;           /* when the last failed read started (0: none) */
+    int failed_err;
+    bool loading;                /* a read is in flight; waiters get it */
+    struct waiters waiters;
 };
 
 struct topic_entry {
@@ -36,28 +42,60 @@ struct topic_entry {
     int64_t max_message_bytes;   /* max.message.bytes, or the agent's default */
 };
 
+/* A name the cache did not have, asked of the store. */
+struct topic_lookup {
+    char name[TOPIC_NAME_MAX + 1];
+    int64_t started_ms;
+    bool done;
+    int result;                  /* 0 found (now cached), UNKNOWN_TOPIC_OR_PARTITION, or STORAGE_ERROR */
+    struct waiters waiters;
+    struct topic_lookup *next;
+};
+
 struct topic_cache {
     struct topic_entry *topics;  /* sorted by name */
     int n;
-    int64_t refreshed_ms;
+    int64_t listed_ms;           /* when the last full listing started */
+    int64_t listing_failed_ms;
+    bool listing;                /* a listing job is in flight */
+    struct waiters listing_waiters;
+    bool polling;                /* an offsets poll for waiting fetches is in flight */
+    struct topic_lookup *lookups;
 };
 
-/* The cached topic, refreshing from the store on a miss. NULL if it does not exist. */
-struct topic_entry *topics_lookup(struct broker *b, const char *name, int32_t name_len);
-struct topic_entry *topics_lookup_id(struct broker *b, int64_t topic_id);
-/* Reloads the cache from the metadata store. */
-int topics_refresh(struct broker *b);
-/* Partition state with its offsets loaded (NULL if the partition does not exist or the store failed;
- * *err then says which Kafka error to answer). */
-struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err);
-/* The same, read from the store now whatever the cache says. */
-struct partition_state *topics_partition_fresh(struct broker *b, struct topic_entry *t, int32_t partition, int *err);
+/* The cache only (no waiting): NULL if the topic is not known here. */
+struct topic_entry *topics_find(struct broker *b, const char *name, int32_t len);
+struct topic_entry *topics_find_id(struct broker *b, int64_t topic_id);
+/* The topic, from the cache or else from the store: NULL with *err = 0 when rq now waits for the
+ * look-up (run the handler again when it resumes), or with the Kafka error that answers it. */
+struct topic_entry *topics_need(struct broker *b, struct request *rq, const char *name, int32_t len, int *err);
+/* The same with a look-up that started no earlier than since_ms (topics_need: rq's arrival). */
+struct topic_entry *topics_need_since(struct broker *b, struct request *rq, const char *name, int32_t len,
+                                      int64_t since_ms, int *err);
+/* Is the cached topic list at most max_age_ms older than rq? false: rq waits (*err 0) or the
+ * store failed (*err set). */
+bool topics_need_listing(struct broker *b, struct request *rq, int64_t max_age_ms, int *err);
+/* A partition's offsets as read from the store no earlier than since_ms (INT64_MIN: any read):
+ * NULL with *err = 0 when rq waits for a read, or with the Kafka error that answers it. */
+struct partition_state *partition_need(struct broker *b, struct request *rq, struct topic_entry *t, int32_t partition,
+                                       int64_t since_ms, int *err);
+/* A local commit advanced a partition. */
+void topics_advance(struct broker *b, int64_t topic_id, int32_t partition, int64_t end);
+/* Reads these partitions' offsets again (for waiting fetches; one poll at a time), then wakes the
+ * fetches. */
+void topics_poll(struct broker *b, const int64_t *topic_ids, const int32_t *partitions, int n);
 /* Kafka topic name rules: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
 bool topic_name_valid(const char *name, int32_t len);
-/* Creates a topic (KERR_* or 0); the cache learns it at once. */
-int topics_create(struct broker *b, const char *name, int32_t partitions, const struct topic_config *configs,
-                  int nconfigs, struct topic_entry **out);
-int topics_delete(struct broker *b, const char *name);
+/* Creates / deletes a topic on a store thread: rq waits; *result gets 0 or the Kafka error. The
+ * cache learns a new topic at once. */
+void topics_create(struct broker *b, struct request *rq, const char *name, int32_t partitions,
+                   const struct topic_config *configs, int nconfigs, int *result);
+void topics_delete(struct broker *b, struct request *rq, const char *name, int *result);
+int64_t topics_next_deadline(struct broker *b);
+void topics_tick(struct broker *b, int64_t now_ms);
+/* Start-up: the first listing, read synchronously before the loop runs. */
+int topics_load(struct broker *b, struct metastore *m);
+void topics_free(struct broker *b);
 
 /* ---- produce buffering and flushing (produce.c, flusher.c) ---- */
 
@@ -138,21 +176,25 @@ int64_t fetch_next_deadline(struct broker *b);
 void fetch_cancel_all(struct broker *b);
 /* A connection closed: its long-polling fetches are dropped at once (their memory, its fd). */
 void fetch_cancel_conn(struct broker *b, struct conn *c);
+/* Reads again the offsets of the partitions that waiting fetches wait on. */
+void fetch_poll_offsets(struct broker *b);
 
-/* A committed chunk's bytes, through the cache. NULL with *err = READ_PENDING when the chunk is being
- * read from a remote store (rq resumes once it is cached: set rq->resume), or with a Kafka error. */
-#define READ_PENDING (-2)
-/* A request waits for reads at most this many times; after that a missing chunk is an error. A
- * request with reads pending is never answered (read jobs point at it). */
-#define MAX_READ_ROUNDS 4
-const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, struct request *rq, int *err);
-void broker_note_read_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len);
+/* ---- chunk bytes (chunks.c) ---- */
+
+/* A committed chunk's bytes from the read cache, pinned until rq is answered; or NULL: with *err
+ * = 0 rq now waits for the read (or for room to read), with KAFKA_STORAGE_ERROR the read failed
+ * after rq arrived. Gathered reads go out with chunks_submit (the loop calls it every turn). */
+const struct buf *chunk_need(struct broker *b, struct request *rq, const struct chunk_ref *ref, int *err);
+void chunks_submit(struct broker *b);
+/* Reads finished: cache their chunks, pinned for the requests that waited, and resume those. */
+void reader_complete(struct broker *b);
 
 #define READ_FAILURES 16
 struct read_failure {
     char key[128];
     uint64_t pos;
     uint32_t len;
+    int64_t failed_ms;
     int64_t until_ms;
 };
 
@@ -161,7 +203,9 @@ struct read_failure {
 struct broker {
     const struct config *cfg;
     struct server *srv;
-    struct metastore *meta;      /* the loop thread's handle */
+    struct store_jobs store;     /* every metadata-store call the loop needs, on threads */
+    bool store_started;
+    struct notify_watch notify;  /* other processes' commits (PostgreSQL) */
     struct objstore *objects;
     struct topic_cache topics;
     struct flusher flusher;
@@ -174,14 +218,13 @@ struct broker {
     struct fetch_waiter *waiters;
     int worker_id;
     int64_t next_hwm_poll_ms;    /* waiting fetches re-check offsets other workers committed */
-    int64_t next_topic_refresh_ms;
     struct membership members;   /* the group's live workers: who serves which slot */
     struct member_info self;
     membership_cb on_membership;  /* the worker's: reports the membership to the supervisor */
     void *on_membership_arg;
     int64_t next_heartbeat_ms;
+    bool heartbeat_inflight;
     uint64_t heartbeats;
-    uint64_t offsets_epoch;      /* bumped when another process announces a commit */
     bool draining;
 };
 

@@ -1,12 +1,23 @@
-/* Fetch: find the chunks holding the requested offsets, read them (through the cache), rewrite each
- * batch's baseOffset to its committed offset, and answer; with too little data, wait up to
- * max_wait_ms and answer as soon as a commit brings enough (long poll). */
+/* Fetch. A request runs in rounds, and every round either answers or waits for all it lacks at once:
+ *
+ *   1. topics and offsets from the cache (a topic never seen, or offsets that must be fresh, are
+ *      asked of the store: the request waits);
+ *   2. the plan: for every partition with data to send, the chunks holding its offsets, enough to
+ *      fill its byte budget (one store job for all of them);
+ *   3. the chunks' bytes: every one not in the read cache is read at once, adjacent chunks of an
+ *      object in one ranged read;
+ *   4. the answer: each batch with its baseOffset rewritten, the whole batch holding the fetch
+ *      offset, at least one batch even past max_bytes (KIP-74).
+ *
+ * With too little data it waits (long poll) up to max_wait_ms, and answers as soon as a commit brings
+ * enough. A partition whose read really failed gets KAFKA_STORAGE_ERROR; the others are answered. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/broker_internal.h"
 #include "record/batch.h"
+#include "server/conn.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -18,6 +29,32 @@ typedef struct fetch_response_topic_partition resp_part_t;
 /* The longest a fetch waits for data, whatever it asks: Kafka's clients ask a few seconds at most,
  * and a parked fetch holds memory and its connection. */
 #define MAX_FETCH_WAIT_MS 30000
+/* Chunks asked of the store per query while planning a partition. */
+#define PLAN_CHUNKS 64
+/* A partition's plan holds at most this many chunks (a budget full of tiny chunks stops here). */
+#define PLAN_CHUNKS_MAX 4096
+
+struct fetch_waiter {
+    struct request *rq;
+    int64_t deadline_ms;
+    struct fetch_waiter *next;
+};
+
+/* What one partition of the request needs. */
+struct fetch_part {
+    const req_topic_t *tin;
+    const req_part_t *pin;
+    struct chunk_ref *refs;       /* the plan: chunks from the fetch offset on, by offset (malloc'd) */
+    int nrefs;
+    int64_t planned_hwm;          /* the high watermark the plan covers up to; -1: no plan */
+    bool planning;
+    int plan_error;
+};
+
+struct fetch_state {
+    struct fetch_part *parts;
+    int nparts;
+};
 
 static int64_t wait_deadline(const struct request *rq)
 {
@@ -26,118 +63,110 @@ static int64_t wait_deadline(const struct request *rq)
     return rq->received_ms + wait;
 }
 
-/* Chunks looked up per partition per try: enough to fill typical partition_max_bytes. */
-#define CHUNKS_PER_READ 16
+static struct fetch_state *state_of(struct request *rq)
+{
+    if (rq->state)
+        return rq->state;
+    struct fetch_request *req = rq->body;
+    struct fetch_state *st = RQ_ALLOC(rq, struct fetch_state, 1);
+    for (int i = 0; i < req->topics_count; i++)
+        st->nparts += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    st->parts = RQ_ALLOC(rq, struct fetch_part, st->nparts);
+    int k = 0;
+    for (int i = 0; i < req->topics_count; i++)
+        for (int j = 0; j < req->topics[i].partitions_count; j++) {
+            st->parts[k].tin = &req->topics[i];
+            st->parts[k].pin = &req->topics[i].partitions[j];
+            st->parts[k].planned_hwm = -1;
+            k++;
+        }
+    rq->state = st;
+    return st;
+}
 
-struct fetch_waiter {
-    struct request *rq;
-    int64_t deadline_ms;
-    struct fetch_waiter *next;
+/* The plan's chunks are malloc'd (a job fills them on a store thread): freed with the request. */
+static void state_free(struct request *rq)
+{
+    struct fetch_state *st = rq->state;
+    if (!st)
+        return;
+    for (int i = 0; i < st->nparts; i++)
+        free(st->parts[i].refs);
+    rq->state = NULL;
+}
+
+/* ---- 2. the plan, on a store thread ---- */
+
+struct plan_item {
+    struct fetch_part *part;      /* loop side only */
+    int64_t topic_id;
+    int32_t partition;
+    int64_t from, until;          /* offsets [from, until) */
+    int64_t budget;               /* bytes */
+    struct chunk_ref *refs;
+    int nrefs;
+    int rc;
 };
 
-/* Reads that failed recently: answered with an error for a while instead of retried by every
- * fetch (a store that is down would otherwise be hammered by every consumer's long poll). */
-#define READ_FAILURE_MEMORY_MS 1000
+struct plan_job {
+    struct store_job base;
+    struct request *rq;
+    int n;
+    struct plan_item items[];
+};
 
-static bool recently_failed(struct broker *b, const struct chunk_ref *ref)
+static void plan_run(struct store_job *job, struct metastore *m)
 {
-    int64_t now = mono_ms();
-    for (int i = 0; i < READ_FAILURES; i++) {
-        const struct read_failure *f = &b->read_failures[i];
-        if (f->until_ms > now && f->pos == ref->pos && f->len == ref->len && !strcmp(f->key, ref->object_key))
-            return true;
-    }
-    return false;
-}
-
-void broker_note_read_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len)
-{
-    struct read_failure *f = &b->read_failures[b->next_read_failure++ % READ_FAILURES];
-    snprintf(f->key, sizeof(f->key), "%s", key);
-    f->pos = pos;
-    f->len = len;
-    f->until_ms = mono_ms() + READ_FAILURE_MEMORY_MS;
-}
-
-const struct buf *broker_chunk(struct broker *b, const struct chunk_ref *ref, struct request *rq, int *err)
-{
-    *err = 0;
-    const struct buf *hit = read_cache_get(&b->cache, ref->object_key, ref->pos, ref->len);
-    if (hit)
-        return hit;
-    if (recently_failed(b, ref)) {
-        *err = KERR_KAFKA_STORAGE_ERROR;
-        return NULL;
-    }
-    if (!b->objects->local_reads) { /* remote store: never block the loop */
-        if (rq->read_rounds >= MAX_READ_ROUNDS) {
-            /* It waited often enough (the cache keeps losing the race): answer without it. */
-            *err = KERR_KAFKA_STORAGE_ERROR;
-            return NULL;
-        }
-        reader_request(&b->reader, ref->object_key, ref->pos, ref->len, rq);
-        *err = READ_PENDING;
-        return NULL;
-    }
-    struct buf data;
-    buf_init(&data);
-    if (objstore_get_range(b->objects, ref->object_key, ref->pos, ref->len, &data) != 0 || data.len != ref->len) {
-        log_error("fetch: reading %u bytes at %llu of object %s failed", ref->len, (unsigned long long)ref->pos,
-                  ref->object_key);
-        buf_free(&data);
-        broker_note_read_failure(b, ref->object_key, ref->pos, ref->len);
-        *err = KERR_KAFKA_STORAGE_ERROR;
-        return NULL;
-    }
-    return read_cache_put(&b->cache, ref->object_key, ref->pos, ref->len, &data);
-}
-
-/* Appends to out the batches of one partition from fetch_offset on, within budget bytes (the
- * first batch of the whole response is always included, KIP-74). Returns a Kafka error or 0. */
-static int read_partition(struct broker *b, struct request *rq, int64_t topic_id, int32_t partition,
-                          int64_t fetch_offset, int64_t high_watermark, int64_t budget, bool response_empty,
-                          struct buf *out)
-{
-    struct chunk_ref refs[CHUNKS_PER_READ];
-    int64_t next = fetch_offset;
-    while (next < high_watermark) {
-        int n = metastore_find_chunks(b->meta, topic_id, partition, next, refs, CHUNKS_PER_READ);
-        if (n < 0)
-            return KERR_KAFKA_STORAGE_ERROR;
-        if (n == 0)
-            return 0;
-        for (int i = 0; i < n; i++) {
-            int err;
-            const struct buf *data = broker_chunk(b, &refs[i], rq, &err);
-            if (!data)
-                return err; /* READ_PENDING: the request resumes when the read is cached */
-            int64_t base = refs[i].base_offset;
-            size_t pos = 0, size;
-            struct batch_header h;
-            const uint8_t *batch;
-            while (batch_next(data->data, data->len, &pos, &h, &batch, &size) == 1) {
-                int64_t span = (int64_t)h.last_offset_delta + 1;
-                if (base + span > next) {
-                    bool first = response_empty && out->len == 0;
-                    if (!first && (int64_t)(out->len + size) > budget)
-                        return 0;
-                    uint8_t *dst = buf_extend(out, size);
-                    memcpy(dst, batch, size);
-                    batch_set_base_offset(dst, base);
-                    next = base + span;
-                }
-                base += span;
+    struct plan_job *j = (struct plan_job *)job;
+    for (int i = 0; i < j->n; i++) {
+        struct plan_item *it = &j->items[i];
+        int cap = 0;
+        int64_t next = it->from, bytes = 0;
+        while (next < it->until && bytes < it->budget && it->nrefs < PLAN_CHUNKS_MAX) {
+            if (it->nrefs + PLAN_CHUNKS > cap) {
+                cap = cap ? 2 * cap : PLAN_CHUNKS;
+                it->refs = realloc(it->refs, sizeof(*it->refs) * (size_t)cap);
+                if (!it->refs)
+                    abort();
             }
-            if (base != refs[i].last_offset + 1) {
-                log_error("fetch: chunk %s@%llu of partition %lld/%d is shorter than its offsets", refs[i].object_key,
-                          (unsigned long long)refs[i].pos, (long long)topic_id, partition);
-                return KERR_KAFKA_STORAGE_ERROR;
+            int n = metastore_find_chunks(m, it->topic_id, it->partition, next, it->refs + it->nrefs, PLAN_CHUNKS);
+            if (n < 0) {
+                it->rc = -1;
+                break;
             }
-            next = refs[i].last_offset + 1 > next ? refs[i].last_offset + 1 : next;
+            if (n == 0)
+                break;
+            for (int k = 0; k < n; k++)
+                bytes += it->refs[it->nrefs + k].len;
+            it->nrefs += n;
+            next = it->refs[it->nrefs - 1].last_offset + 1;
         }
     }
-    return 0;
 }
+
+static void plan_done(struct broker *b, struct store_job *job)
+{
+    struct plan_job *j = (struct plan_job *)job;
+    for (int i = 0; i < j->n; i++) {
+        struct plan_item *it = &j->items[i];
+        if (b) {
+            struct fetch_part *fp = it->part;
+            fp->planning = false;
+            free(fp->refs);
+            fp->refs = it->refs;
+            fp->nrefs = it->nrefs;
+            fp->planned_hwm = it->until;
+            fp->plan_error = it->rc ? KERR_KAFKA_STORAGE_ERROR : 0;
+        } else {
+            free(it->refs);
+        }
+    }
+    if (b)
+        broker_release(b, j->rq);
+    free(j);
+}
+
+/* ---- 1. to 4.: one round ---- */
 
 /* Without transactions the last stable offset is the high watermark. */
 static void set_offsets(resp_part_t *pout, const struct partition_state *ps)
@@ -147,20 +176,107 @@ static void set_offsets(resp_part_t *pout, const struct partition_state *ps)
     pout->log_start_offset = ps->log_start;
 }
 
-/* Builds the response from current data. Returns the bytes of records it holds; *errors counts
- * partitions answered with an error (those are answered at once, not long-polled); *pending says
- * that some chunk is being read from the store (the request then waits for it). */
-static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_response *resp, int *errors,
-                           bool *pending)
+/* Appends to out the batches of one partition from fetch_offset on, within budget bytes (the first
+ * batch of the whole response is always included, KIP-74), from the plan's chunks. Returns a Kafka
+ * error or 0; *waits when a chunk is being read. */
+static int read_partition(struct broker *b, struct request *rq, struct fetch_part *fp, int64_t high_watermark,
+                          int64_t budget, bool response_empty, struct buf *out, bool *waits)
+{
+    int64_t next = fp->pin->fetch_offset;
+    for (int i = 0; i < fp->nrefs && next < high_watermark; i++) {
+        const struct chunk_ref *ref = &fp->refs[i];
+        if (ref->last_offset < next)
+            continue;
+        int err;
+        const struct buf *data = chunk_need(b, rq, ref, &err);
+        if (!data) {
+            if (err)
+                return err;
+            *waits = true;
+            continue; /* ask for every chunk this round needs at once */
+        }
+        if (*waits)
+            continue;
+        int64_t base = ref->base_offset;
+        size_t pos = 0, size;
+        struct batch_header h;
+        const uint8_t *batch;
+        while (batch_next(data->data, data->len, &pos, &h, &batch, &size) == 1) {
+            int64_t span = (int64_t)h.last_offset_delta + 1;
+            if (base + span > next && base < high_watermark) {
+                bool first = response_empty && out->len == 0;
+                if (!first && (int64_t)(out->len + size) > budget)
+                    return 0;
+                uint8_t *dst = buf_extend(out, size);
+                memcpy(dst, batch, size);
+                batch_set_base_offset(dst, base);
+                next = base + span;
+            }
+            base += span;
+        }
+        if (base != ref->last_offset + 1) {
+            log_error("fetch: chunk %s@%llu of %.*s/%d is shorter than its offsets", ref->object_key,
+                      (unsigned long long)ref->pos, fp->tin->topic.len, fp->tin->topic.ptr, fp->pin->partition);
+            return KERR_KAFKA_STORAGE_ERROR;
+        }
+    }
+    return 0;
+}
+
+enum fetch_outcome { FETCH_ANSWERED, FETCH_WAIT_DATA, FETCH_WAIT };
+
+static void fetch_resume(void *broker, struct request *rq);
+
+/* Step 1 for one partition: its topic and offsets. Returns the state, or NULL with an error in
+ * pout, or NULL with *waits set. */
+static struct partition_state *offsets_for(struct broker *b, struct request *rq, struct fetch_part *fp,
+                                           resp_part_t *pout, struct topic_entry **tp, bool *waits)
+{
+    int err;
+    struct topic_entry *t = topics_need(b, rq, fp->tin->topic.ptr, fp->tin->topic.len, &err);
+    if (!t) {
+        *waits |= err == 0;
+        pout->error_code = (int16_t)err;
+        return NULL;
+    }
+    *tp = t;
+    struct partition_state *ps = partition_need(b, rq, t, fp->pin->partition, INT64_MIN, &err);
+    if (ps && fp->pin->fetch_offset > ps->high_watermark)
+        /* Another worker or agent may have committed since we last looked: never send a client
+         * off to "latest" on a stale view (clients reset on OFFSET_OUT_OF_RANGE). */
+        ps = partition_need(b, rq, t, fp->pin->partition, rq->received_ms, &err);
+    if (!ps) {
+        *waits |= err == 0;
+        pout->error_code = (int16_t)err;
+        return NULL;
+    }
+    set_offsets(pout, ps);
+    if (fp->pin->fetch_offset < ps->log_start || fp->pin->fetch_offset > ps->high_watermark) {
+        log_warn("fetch %.*s/%d at offset %lld: out of range [%lld, %lld] (%s)", fp->tin->topic.len,
+                 fp->tin->topic.ptr, fp->pin->partition, (long long)fp->pin->fetch_offset, (long long)ps->log_start,
+                 (long long)ps->high_watermark, request_who(rq));
+        pout->error_code = KERR_OFFSET_OUT_OF_RANGE;
+        return NULL;
+    }
+    return ps;
+}
+
+/* Answers if there is enough data (or final); otherwise says what it waits for. */
+static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool final)
 {
     struct fetch_request *req = rq->body;
+    struct fetch_state *st = state_of(rq);
+    struct fetch_response *resp = RQ_ALLOC(rq, struct fetch_response, 1);
     int16_t ver = rq->hdr.api_version;
     int64_t max_bytes = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
-    int64_t total = 0;
     int ntopics = req->topics_count > 0 ? req->topics_count : 0;
-    memset(resp, 0, sizeof(*resp));
     resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->responses_count = ntopics;
+    resp_part_t **pouts = RQ_ALLOC(rq, resp_part_t *, st->nparts);
+    struct partition_state **pss = RQ_ALLOC(rq, struct partition_state *, st->nparts);
+    struct topic_entry **ts = RQ_ALLOC(rq, struct topic_entry *, st->nparts);
+    int k = 0;
+    bool waits = false;
     for (int i = 0; i < ntopics; i++) {
         const req_topic_t *tin = &req->topics[i];
         resp_topic_t *tout = &resp->responses[i];
@@ -168,135 +284,121 @@ static int64_t fetch_build(struct broker *b, struct request *rq, struct fetch_re
         int nparts = tin->partitions_count > 0 ? tin->partitions_count : 0;
         tout->partitions = RQ_ALLOC(rq, resp_part_t, nparts);
         tout->partitions_count = nparts;
-        for (int j = 0; j < nparts; j++) {
-            const req_part_t *pin = &tin->partitions[j];
+        for (int j = 0; j < nparts; j++, k++) {
             resp_part_t *pout = &tout->partitions[j];
-            pout->partition_index = pin->partition;
-            pout->high_watermark = -1;
-            pout->last_stable_offset = -1;
-            pout->log_start_offset = -1;
+            pouts[k] = pout;
+            pout->partition_index = tin->partitions[j].partition;
+            pout->high_watermark = pout->last_stable_offset = pout->log_start_offset = -1;
             pout->preferred_read_replica = -1;
-            pout->records = (struct kbytes){NULL, 0};
-            if (ver < 4) { /* would need down-conversion to message format v0/v1 */
+            if (ver < 4) /* would need down-conversion to message format v0/v1 */
                 pout->error_code = KERR_UNSUPPORTED_VERSION;
-                continue;
-            }
-            struct topic_entry *t = topics_lookup(b, tin->topic.ptr, tin->topic.len);
-            int err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
-            struct partition_state *ps = t ? topics_partition(b, t, pin->partition, &err) : NULL;
-            if (!ps) {
-                pout->error_code = (int16_t)err;
-                continue;
-            }
-            set_offsets(pout, ps);
-            if (pin->fetch_offset > ps->high_watermark) {
-                /* Another worker or agent may have committed since we last looked: never send a
-                 * client off to "latest" on a stale view (clients reset on OFFSET_OUT_OF_RANGE). */
-                ps = topics_partition_fresh(b, t, pin->partition, &err);
-                if (!ps) {
-                    pout->error_code = (int16_t)err;
-                    continue;
-                }
-                set_offsets(pout, ps);
-            }
-            if (pin->fetch_offset < ps->log_start || pin->fetch_offset > ps->high_watermark) {
-                log_warn("fetch %.*s/%d at offset %lld: out of range [%lld, %lld] (%s)", tin->topic.len,
-                         tin->topic.ptr, pin->partition, (long long)pin->fetch_offset, (long long)ps->log_start,
-                         (long long)ps->high_watermark, request_who(rq));
-                pout->error_code = KERR_OFFSET_OUT_OF_RANGE;
-                continue;
-            }
-            if (pin->fetch_offset == ps->high_watermark)
-                continue;
-            int64_t budget = pin->partition_max_bytes;
-            if (budget > max_bytes - total)
-                budget = max_bytes - total;
-            if (budget <= 0 && total > 0)
-                continue;
-            struct buf out;
-            buf_init(&out);
-            err = read_partition(b, rq, t->info.id, pin->partition, pin->fetch_offset, ps->high_watermark, budget,
-                                 total == 0, &out);
-            if (err == READ_PENDING) {
-                *pending = true;
-                err = 0;
-            }
-            if (err) {
-                pout->error_code = (int16_t)err;
-            } else if (out.len) {
-                uint8_t *p = arena_alloc(&rq->arena, out.len);
-                memcpy(p, out.data, out.len);
-                pout->records = (struct kbytes){p, (int32_t)out.len};
-                total += (int64_t)out.len;
-            }
-            buf_free(&out);
+            else
+                pss[k] = offsets_for(b, rq, &st->parts[k], pout, &ts[k], &waits);
         }
     }
-    for (int i = 0; i < ntopics; i++)
-        for (int j = 0; j < resp->responses[i].partitions_count; j++)
-            if (resp->responses[i].partitions[j].error_code)
-                (*errors)++;
-    return total;
-}
+    if (waits)
+        goto wait;
 
-/* Could a retry of this waiting fetch find data now? (cheap: compares cached high watermarks) */
-static bool fetch_has_new_data(struct broker *b, struct request *rq)
-{
-    struct fetch_request *req = rq->body;
-    for (int i = 0; i < req->topics_count; i++) {
-        const req_topic_t *tin = &req->topics[i];
-        struct topic_entry *t = topics_lookup(b, tin->topic.ptr, tin->topic.len);
-        if (!t)
-            continue;
-        for (int j = 0; j < tin->partitions_count; j++) {
-            int err;
-            struct partition_state *ps = topics_partition(b, t, tin->partitions[j].partition, &err);
-            if (!ps || ps->high_watermark > tin->partitions[j].fetch_offset)
-                return true; /* an error is news too: answer it */
+    /* 2. Plans for the partitions with data whose plan does not reach the high watermark yet. */
+    int nplan = 0;
+    for (k = 0; k < st->nparts; k++)
+        if (pss[k] && st->parts[k].pin->fetch_offset < pss[k]->high_watermark &&
+            st->parts[k].planned_hwm < pss[k]->high_watermark)
+            nplan++;
+    if (nplan) {
+        struct plan_job *j = calloc(1, sizeof(*j) + sizeof(struct plan_item) * (size_t)nplan);
+        if (!j)
+            abort();
+        j->base.run = plan_run;
+        j->base.done = plan_done;
+        j->rq = rq;
+        for (k = 0; k < st->nparts; k++) {
+            struct fetch_part *fp = &st->parts[k];
+            if (!pss[k] || fp->pin->fetch_offset >= pss[k]->high_watermark || fp->planned_hwm >= pss[k]->high_watermark)
+                continue;
+            int64_t budget = fp->pin->partition_max_bytes < max_bytes ? fp->pin->partition_max_bytes : max_bytes;
+            j->items[j->n++] = (struct plan_item){
+                .part = fp,
+                .topic_id = ts[k]->info.id,
+                .partition = fp->pin->partition,
+                .from = fp->pin->fetch_offset,
+                .until = pss[k]->high_watermark,
+                .budget = budget > 0 ? budget : 1,
+            };
+            fp->planning = true;
         }
+        rq->reads_pending++;
+        store_jobs_submit(&b->store, &j->base);
+        goto wait;
     }
-    return false;
-}
 
-enum fetch_outcome { FETCH_ANSWERED, FETCH_WAIT_DATA, FETCH_WAIT_READS };
-
-static void fetch_resume(void *broker, struct request *rq);
-
-/* Answers if there is enough data (or final); otherwise says what to wait for. */
-static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool final)
-{
-    struct fetch_request *req = rq->body;
-    struct fetch_response *resp = RQ_ALLOC(rq, struct fetch_response, 1);
+    /* 3. and 4. The bytes, then the answer (or what is still missing, all at once). */
+    int64_t total = 0;
     int errors = 0;
-    bool pending = false;
-    int64_t bytes = fetch_build(b, rq, resp, &errors, &pending);
-    if (pending) { /* read jobs list this request: it must not be answered (freed) before they end */
-        rq->read_rounds++;
-        rq->resume = fetch_resume;
-        return FETCH_WAIT_READS;
+    struct buf out;
+    buf_init(&out);
+    for (k = 0; k < st->nparts; k++) {
+        struct fetch_part *fp = &st->parts[k];
+        resp_part_t *pout = pouts[k];
+        if (!pss[k] || fp->pin->fetch_offset >= pss[k]->high_watermark)
+            continue;
+        if (fp->plan_error) {
+            pout->error_code = (int16_t)fp->plan_error;
+            continue;
+        }
+        int64_t budget = fp->pin->partition_max_bytes;
+        if (budget > max_bytes - total)
+            budget = max_bytes - total;
+        if (budget <= 0 && total > 0 && !waits)
+            continue;
+        buf_reset(&out);
+        int err = read_partition(b, rq, fp, pss[k]->high_watermark, budget, total == 0, &out, &waits);
+        if (err) {
+            pout->error_code = (int16_t)err;
+        } else if (out.len && !waits) {
+            uint8_t *p = arena_alloc(&rq->arena, out.len);
+            memcpy(p, out.data, out.len);
+            pout->records = (struct kbytes){p, (int32_t)out.len};
+            total += (int64_t)out.len;
+        }
     }
-    if (!final && !errors && bytes < (req->min_bytes > 0 ? req->min_bytes : 1) && req->max_wait_ms > 0 &&
-        !b->draining)
+    buf_free(&out);
+    if (waits)
+        goto wait;
+    for (k = 0; k < st->nparts; k++)
+        errors += pouts[k]->error_code != 0;
+    if (!final && !errors && total < (req->min_bytes > 0 ? req->min_bytes : 1) && req->max_wait_ms > 0 &&
+        !b->draining) {
+        cache_pins_release(&rq->pins); /* nothing to answer with yet: let the cache have them back */
         return FETCH_WAIT_DATA;
+    }
     resp->session_id = 0; /* no incremental fetch sessions: clients send full fetches */
+    state_free(rq);
     request_respond(rq, resp);
     return FETCH_ANSWERED;
+
+wait:
+    /* Everything this round asked for is on its way: run again when it is in. */
+    rq->resume = fetch_resume;
+    if (rq->reads_pending == 0) /* cannot happen: waiting means something will release it */
+        abort();
+    return FETCH_WAIT;
 }
+
+/* ---- long poll ---- */
 
 static void park_for_data(struct broker *b, struct request *rq)
 {
     struct fetch_waiter *w = calloc(1, sizeof(*w));
-    if (!w) {
-        fetch_try(b, rq, true);
-        return;
-    }
+    if (!w)
+        abort();
     w->rq = rq;
     w->deadline_ms = wait_deadline(rq);
     w->next = b->waiters;
     b->waiters = w;
 }
 
-/* The reads a fetch waited for are cached now: try again. */
+/* What a fetch waited for is in: another round. */
 static void fetch_resume(void *broker, struct request *rq)
 {
     struct broker *b = broker;
@@ -311,24 +413,47 @@ void handle_fetch(struct broker *b, struct request *rq)
         park_for_data(b, rq);
 }
 
+/* Could another round of this waiting fetch find data now? (the cached high watermarks say) */
+static bool fetch_has_new_data(struct broker *b, struct request *rq)
+{
+    struct fetch_state *st = rq->state;
+    for (int k = 0; k < st->nparts; k++) {
+        const struct fetch_part *fp = &st->parts[k];
+        struct topic_entry *t = topics_find(b, fp->tin->topic.ptr, fp->tin->topic.len);
+        if (!t || fp->pin->partition < 0 || fp->pin->partition >= t->info.partitions)
+            return true; /* gone: that is news too */
+        if (t->parts[fp->pin->partition].high_watermark > fp->pin->fetch_offset)
+            return true;
+    }
+    return false;
+}
+
 void fetch_wake(struct broker *b, int64_t now_ms, bool data_arrived)
 {
-    struct fetch_waiter **pp = &b->waiters;
-    while (*pp) {
-        struct fetch_waiter *w = *pp;
+    /* Take the list: a fetch that runs again may park again. */
+    struct fetch_waiter *list = b->waiters, *keep = NULL;
+    b->waiters = NULL;
+    while (list) {
+        struct fetch_waiter *w = list;
+        list = w->next;
         bool expired = now_ms >= w->deadline_ms || b->draining;
         enum fetch_outcome o = FETCH_WAIT_DATA;
         if (expired)
             o = fetch_try(b, w->rq, true);
         else if (data_arrived && fetch_has_new_data(b, w->rq))
             o = fetch_try(b, w->rq, false);
-        if (o != FETCH_WAIT_DATA) { /* answered, or now waiting for reads (it re-parks itself) */
-            *pp = w->next;
-            free(w);
+        if (o == FETCH_WAIT_DATA) {
+            w->next = keep;
+            keep = w;
         } else {
-            pp = &w->next;
+            free(w); /* answered, or waiting for reads (it parks again when they are in) */
         }
     }
+    /* Fetches parked meanwhile (by rounds that ran above) come first. */
+    struct fetch_waiter **tail = &b->waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = keep;
 }
 
 int64_t fetch_next_deadline(struct broker *b)
@@ -338,6 +463,38 @@ int64_t fetch_next_deadline(struct broker *b)
         if (w->deadline_ms < d)
             d = w->deadline_ms;
     return d;
+}
+
+void fetch_poll_offsets(struct broker *b)
+{
+    int n = 0;
+    for (struct fetch_waiter *w = b->waiters; w; w = w->next)
+        n += ((struct fetch_state *)w->rq->state)->nparts;
+    if (n == 0)
+        return;
+    int64_t *ids = calloc((size_t)n, sizeof(*ids));
+    int32_t *parts = calloc((size_t)n, sizeof(*parts));
+    if (!ids || !parts)
+        abort();
+    int m = 0;
+    for (struct fetch_waiter *w = b->waiters; w; w = w->next) {
+        struct fetch_state *st = w->rq->state;
+        for (int k = 0; k < st->nparts; k++) {
+            struct topic_entry *t = topics_find(b, st->parts[k].tin->topic.ptr, st->parts[k].tin->topic.len);
+            if (!t)
+                continue;
+            bool seen = false;
+            for (int i = 0; i < m && !seen; i++)
+                seen = ids[i] == t->info.id && parts[i] == st->parts[k].pin->partition;
+            if (!seen) {
+                ids[m] = t->info.id;
+                parts[m++] = st->parts[k].pin->partition;
+            }
+        }
+    }
+    topics_poll(b, ids, parts, m);
+    free(ids);
+    free(parts);
 }
 
 void fetch_cancel_all(struct broker *b)
@@ -352,6 +509,7 @@ void fetch_cancel_conn(struct broker *b, struct conn *c)
         struct fetch_waiter *w = *pp;
         if (w->rq->conn == c) {
             *pp = w->next;
+            state_free(w->rq);
             request_finish_silent(w->rq);
             free(w);
         } else {

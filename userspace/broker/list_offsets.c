@@ -1,5 +1,7 @@
 /* ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset whose timestamp
- * is >= T. */
+ * is >= T. Like fetch, in rounds that wait for everything missing at once: topics and offsets from
+ * the store, the chunks that may hold the timestamp (one store job), then their bytes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/broker_internal.h"
@@ -17,16 +19,66 @@ typedef struct list_offsets_response_topic_partition resp_part_t;
 #define TS_EARLIEST_LOCAL (-4)
 #define TS_EARLIEST_PENDING_UPLOAD (-5)
 
+/* Chunks searched for a timestamp. */
 #define TIME_SEARCH_CHUNKS 8
+/* LATEST is the high watermark as read at most this long before the request arrived. */
+#define LATEST_FRESH_MS 20
+
+/* The chunks that may hold one partition's timestamp. */
+struct time_search {
+    bool searched;
+    int error;
+    int64_t ts;                  /* the timestamp searched for (-3: the partition's largest) */
+    struct chunk_ref refs[TIME_SEARCH_CHUNKS];
+    int nrefs;
+};
+
+struct search_job {
+    struct store_job base;
+    struct request *rq;
+    struct time_search *out;
+    int64_t topic_id;
+    int32_t partition;
+    int64_t ts;                  /* TS_MAX_TIMESTAMP: the partition's largest */
+    struct time_search result;
+};
+
+static void search_run(struct store_job *job, struct metastore *m)
+{
+    struct search_job *j = (struct search_job *)job;
+    int64_t ts = j->ts;
+    if (ts == TS_MAX_TIMESTAMP) {
+        struct chunk_ref ref;
+        int rc = metastore_max_timestamp(m, j->topic_id, j->partition, &ref);
+        if (rc != 0) {
+            j->result.error = rc < 0 ? KERR_KAFKA_STORAGE_ERROR : 0; /* 1: empty partition */
+            return;
+        }
+        ts = ref.max_timestamp;
+    }
+    j->result.ts = ts;
+    int n = metastore_find_chunks_by_time(m, j->topic_id, j->partition, ts, j->result.refs, TIME_SEARCH_CHUNKS);
+    if (n < 0)
+        j->result.error = KERR_KAFKA_STORAGE_ERROR;
+    else
+        j->result.nrefs = n;
+}
+
+static void search_done(struct broker *b, struct store_job *job)
+{
+    struct search_job *j = (struct search_job *)job;
+    if (b) {
+        *j->out = j->result;
+        j->out->searched = true;
+        broker_release(b, j->rq);
+    }
+    free(j);
+}
 
 /* Walks the batches of a chunk for the first record with timestamp >= ts. Returns 1 when found. */
-static int search_chunk(struct broker *b, struct request *rq, const struct chunk_ref *ref, int64_t ts,
-                        int64_t *offset, int64_t *found_ts)
+static int search_chunk(const struct buf *data, const struct chunk_ref *ref, int64_t ts, int64_t *offset,
+                        int64_t *found_ts)
 {
-    int err;
-    const struct buf *data = broker_chunk(b, ref, rq, &err);
-    if (!data)
-        return err == READ_PENDING ? READ_PENDING : -1;
     int64_t base = ref->base_offset;
     size_t pos = 0, size;
     struct batch_header h;
@@ -48,36 +100,53 @@ static int search_chunk(struct broker *b, struct request *rq, const struct chunk
     return rc;
 }
 
-static int offset_for_time(struct broker *b, struct request *rq, int64_t topic_id, int32_t partition, int64_t ts,
-                           int64_t *offset, int64_t *found_ts)
+/* The first offset whose timestamp is >= ts, from the searched chunks: 0 (offset -1 when there is
+ * none), a Kafka error, or -1 with *waits when chunk bytes are being read. */
+static int offset_for_time(struct broker *b, struct request *rq, const struct time_search *s, int64_t ts,
+                           int64_t *offset, int64_t *found_ts, bool *waits)
 {
-    struct chunk_ref refs[TIME_SEARCH_CHUNKS];
-    int n = metastore_find_chunks_by_time(b->meta, topic_id, partition, ts, refs, TIME_SEARCH_CHUNKS);
-    if (n < 0)
-        return KERR_KAFKA_STORAGE_ERROR;
-    for (int i = 0; i < n; i++) {
-        int rc = search_chunk(b, rq, &refs[i], ts, offset, found_ts);
-        if (rc == READ_PENDING)
-            return READ_PENDING;
+    *offset = -1; /* no record that late: Kafka answers offset -1 */
+    *found_ts = -1;
+    bool missing = false;
+    for (int i = 0; i < s->nrefs; i++) {
+        int err;
+        const struct buf *data = chunk_need(b, rq, &s->refs[i], &err);
+        if (!data) {
+            if (err)
+                return err;
+            missing = true; /* ask for all of them at once */
+            continue;
+        }
+        if (missing)
+            continue;
+        int rc = search_chunk(data, &s->refs[i], ts, offset, found_ts);
         if (rc < 0)
             return KERR_KAFKA_STORAGE_ERROR;
         if (rc == 1)
             return 0;
     }
-    *offset = -1; /* no record that late: Kafka answers offset -1 */
-    *found_ts = -1;
+    if (missing) {
+        *waits = true;
+        return -1;
+    }
     return 0;
 }
 
-/* Fills one partition's answer; returns true if it waits for a read from the store. */
-static bool list_partition(struct broker *b, struct request *rq, struct topic_entry *t, const req_part_t *in,
-                           resp_part_t *out)
+/* Fills one partition's answer; *waits when it waits for the store or a read. */
+static void list_partition(struct broker *b, struct request *rq, const req_topic_t *tin, const req_part_t *in,
+                           struct time_search *search, resp_part_t *out, bool *waits)
 {
     int err;
-    struct partition_state *ps = topics_partition(b, t, in->partition_index, &err);
+    struct topic_entry *t = topics_need(b, rq, tin->name.ptr, tin->name.len, &err);
+    struct partition_state *ps = NULL;
+    if (t) {
+        int64_t since = in->timestamp == TS_LATEST ? rq->received_ms - LATEST_FRESH_MS : INT64_MIN;
+        ps = partition_need(b, rq, t, in->partition_index, since, &err);
+    }
     if (!ps) {
+        *waits |= err == 0;
         out->error_code = (int16_t)err;
-        return false;
+        return;
     }
     int64_t offset = -1, ts = -1;
     switch (in->timestamp) {
@@ -89,31 +158,39 @@ static bool list_partition(struct broker *b, struct request *rq, struct topic_en
     case TS_EARLIEST_PENDING_UPLOAD:
         offset = ps->log_start;
         break;
-    case TS_MAX_TIMESTAMP: {
-        struct chunk_ref ref;
-        int rc = metastore_max_timestamp(b->meta, t->info.id, in->partition_index, &ref);
-        if (rc < 0)
-            err = KERR_KAFKA_STORAGE_ERROR;
-        else if (rc == 0)
-            err = offset_for_time(b, rq, t->info.id, in->partition_index, ref.max_timestamp, &offset, &ts);
-        break;
-    }
     default:
-        if (in->timestamp < 0) {
+        if (in->timestamp < 0 && in->timestamp != TS_MAX_TIMESTAMP) {
             err = KERR_INVALID_REQUEST;
             log_warn("ListOffsets with unknown special timestamp %lld (%s)", (long long)in->timestamp,
                      request_who(rq));
-        } else {
-            err = offset_for_time(b, rq, t->info.id, in->partition_index, in->timestamp, &offset, &ts);
+            break;
         }
-    }
-    if (err == READ_PENDING) {
-        out->error_code = KERR_KAFKA_STORAGE_ERROR; /* if it is still pending when we give up */
-        return true;
+        if (!search->searched) {
+            struct search_job *j = calloc(1, sizeof(*j));
+            if (!j)
+                abort();
+            j->base.run = search_run;
+            j->base.done = search_done;
+            j->rq = rq;
+            j->out = search;
+            j->topic_id = t->info.id;
+            j->partition = in->partition_index;
+            j->ts = in->timestamp;
+            rq->reads_pending++;
+            store_jobs_submit(&b->store, &j->base);
+            *waits = true;
+            return;
+        }
+        err = search->error;
+        if (!err && search->nrefs) {
+            err = offset_for_time(b, rq, search, search->ts, &offset, &ts, waits);
+            if (*waits)
+                return;
+        }
     }
     out->error_code = (int16_t)err;
     if (err)
-        return false;
+        return;
     out->offset = offset;
     out->timestamp = ts;
     out->leader_epoch = 0;
@@ -122,22 +199,27 @@ static bool list_partition(struct broker *b, struct request *rq, struct topic_en
         out->old_style_offsets[0] = offset;
         out->old_style_offsets_count = offset >= 0 ? 1 : 0;
     }
-    return false;
 }
 
-/* Reads from the store finished: answer again from the start (cheap: the chunks are cached now). */
+/* What it waited for is in: another round (cheap: everything it has is cached or pinned). */
 static void resume_list_offsets(void *broker, struct request *rq)
 {
     handle_list_offsets(broker, rq);
 }
 
-
 void handle_list_offsets(struct broker *b, struct request *rq)
 {
     struct list_offsets_request *req = rq->body;
-    struct list_offsets_response *resp = RQ_ALLOC(rq, struct list_offsets_response, 1);
-    bool pending = false;
     int ntopics = req->topics_count > 0 ? req->topics_count : 0;
+    struct time_search **searches = rq->state;
+    if (!searches) { /* per partition, across rounds */
+        searches = RQ_ALLOC(rq, struct time_search *, ntopics);
+        for (int i = 0; i < ntopics; i++)
+            searches[i] = RQ_ALLOC(rq, struct time_search, req->topics[i].partitions_count);
+        rq->state = searches;
+    }
+    struct list_offsets_response *resp = RQ_ALLOC(rq, struct list_offsets_response, 1);
+    bool waits = false;
     resp->topics = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->topics_count = ntopics;
     for (int i = 0; i < ntopics; i++) {
@@ -153,15 +235,10 @@ void handle_list_offsets(struct broker *b, struct request *rq)
             pout->offset = -1;
             pout->timestamp = -1;
             pout->leader_epoch = -1;
-            struct topic_entry *t = topics_lookup(b, tin->name.ptr, tin->name.len);
-            if (!t)
-                pout->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
-            else
-                pending |= list_partition(b, rq, t, &tin->partitions[j], pout);
+            list_partition(b, rq, tin, &tin->partitions[j], &searches[i][j], pout, &waits);
         }
     }
-    if (pending) { /* read jobs list this request: never answer it before they end */
-        rq->read_rounds++;
+    if (waits) { /* jobs and reads list this request: never answer it before they end */
         rq->resume = resume_list_offsets;
         return;
     }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "util/clock.h"
 #include "cluster/slots.h"
 
 typedef struct metadata_response_topic resp_topic_t;
@@ -76,6 +77,21 @@ static void fill_brokers(struct broker *b, struct request *rq, struct metadata_r
     }
 }
 
+/* Topic list answers are at most this much older than the request. */
+#define LISTING_FRESH_MS 200
+
+/* Per requested topic, across rounds: the auto-creation, and when a look-up may start from. */
+struct md_topic {
+    bool create_sent;
+    int create_result;
+    int64_t lookup_since;
+};
+
+static void resume_metadata(void *broker, struct request *rq)
+{
+    handle_metadata(broker, rq);
+}
+
 void handle_metadata(struct broker *b, struct request *rq)
 {
     struct metadata_request *req = rq->body;
@@ -90,7 +106,12 @@ void handle_metadata(struct broker *b, struct request *rq)
     /* v0: an empty list means all topics; v1+: null means all, empty means none. */
     bool all = req->topics_count < 0 || (ver == 0 && req->topics_count == 0);
     if (all) {
-        topics_refresh(b);
+        int err;
+        if (!topics_need_listing(b, rq, LISTING_FRESH_MS, &err) && err == 0) {
+            rq->resume = resume_metadata;
+            return;
+        }
+        /* A store that cannot list: the topics known here (a view that is a little old). */
         resp->topics = RQ_ALLOC(rq, resp_topic_t, b->topics.n);
         resp->topics_count = b->topics.n;
         for (int i = 0; i < b->topics.n; i++)
@@ -99,7 +120,15 @@ void handle_metadata(struct broker *b, struct request *rq)
         return;
     }
 
+    struct md_topic *st = rq->state;
+    if (!st) {
+        st = RQ_ALLOC(rq, struct md_topic, req->topics_count);
+        for (int i = 0; i < req->topics_count; i++)
+            st[i].lookup_since = rq->received_ms;
+        rq->state = st;
+    }
     bool auto_create = b->cfg->auto_create_topics && (ver < 4 || req->allow_auto_topic_creation);
+    bool waits = false;
     resp->topics = RQ_ALLOC(rq, resp_topic_t, req->topics_count);
     resp->topics_count = req->topics_count;
     for (int i = 0; i < req->topics_count; i++) {
@@ -115,19 +144,30 @@ void handle_metadata(struct broker *b, struct request *rq)
             out->error_code = KERR_INVALID_TOPIC_EXCEPTION;
             continue;
         }
-        struct topic_entry *t = topics_lookup(b, name.ptr, name.len);
-        if (!t && auto_create) {
-            int err = topics_create(b, rq_cstr(rq, name), b->cfg->default_partitions, NULL, 0, &t);
-            if (err == KERR_TOPIC_ALREADY_EXISTS) /* created meanwhile by another agent */
-                t = topics_lookup(b, name.ptr, name.len);
-            else if (err)
-                t = NULL;
+        int err;
+        struct topic_entry *t = topics_need_since(b, rq, name.ptr, name.len, st[i].lookup_since, &err);
+        if (!t && err == KERR_UNKNOWN_TOPIC_OR_PARTITION && auto_create && !st[i].create_sent) {
+            st[i].create_sent = true;
+            topics_create(b, rq, rq_cstr(rq, name), b->cfg->default_partitions, NULL, 0, &st[i].create_result);
+            waits = true;
+            continue;
+        }
+        if (!t && st[i].create_sent && st[i].create_result == KERR_TOPIC_ALREADY_EXISTS &&
+            st[i].lookup_since == rq->received_ms) {
+            /* Created meanwhile by another agent: look again. */
+            st[i].lookup_since = mono_ms();
+            t = topics_need_since(b, rq, name.ptr, name.len, st[i].lookup_since, &err);
         }
         if (!t) {
-            out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            waits |= err == 0;
+            out->error_code = err ? (int16_t)err : KERR_UNKNOWN_TOPIC_OR_PARTITION;
             continue;
         }
         fill_topic(b, rq, out, t);
+    }
+    if (waits) {
+        rq->resume = resume_metadata;
+        return;
     }
     request_respond(rq, resp);
 }

@@ -234,16 +234,40 @@ static int produce_partition(struct broker *b, struct request *rq, const struct 
     return 0;
 }
 
+static void resume_produce(void *broker, struct request *rq)
+{
+    handle_produce(broker, rq);
+}
+
+/* Every topic of the request, from the cache or the store: false while rq waits for look-ups. The
+ * records are buffered only once all are known, so a request is never half buffered. */
+static bool produce_topics_known(struct broker *b, struct request *rq)
+{
+    struct produce_request *req = rq->body;
+    bool waits = false;
+    for (int i = 0; i < req->topic_data_count; i++) {
+        int err;
+        struct kstr name = req->topic_data[i].name;
+        if (!topics_need(b, rq, name.ptr, name.len, &err) && err == 0)
+            waits = true;
+    }
+    if (waits)
+        rq->resume = resume_produce;
+    return !waits;
+}
+
 void handle_produce(struct broker *b, struct request *rq)
 {
     struct produce_request *req = rq->body;
+    bool acks0 = req->acks == 0;
+    bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
+    if (acks_valid && !produce_topics_known(b, rq))
+        return;
+
     struct produce_ctx *ctx = RQ_ALLOC(rq, struct produce_ctx, 1);
     struct produce_response *resp = RQ_ALLOC(rq, struct produce_response, 1);
     ctx->rq = rq;
     ctx->resp = resp;
-    bool acks0 = req->acks == 0;
-    bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
-
     int ntopics = req->topic_data_count > 0 ? req->topic_data_count : 0;
     resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->responses_count = ntopics;
@@ -254,20 +278,15 @@ void handle_produce(struct broker *b, struct request *rq)
         int nparts = tin->partition_data_count > 0 ? tin->partition_data_count : 0;
         tout->partition_responses = RQ_ALLOC(rq, resp_part_t, nparts);
         tout->partition_responses_count = nparts;
-        struct topic_entry *t = acks_valid ? topics_lookup(b, tin->name.ptr, tin->name.len) : NULL;
+        int topic_err = KERR_INVALID_REQUIRED_ACKS;
+        struct topic_entry *t = acks_valid ? topics_need(b, rq, tin->name.ptr, tin->name.len, &topic_err) : NULL;
         for (int j = 0; j < nparts; j++) {
             resp_part_t *pout = &tout->partition_responses[j];
             pout->index = tin->partition_data[j].index;
             pout->base_offset = -1;
             pout->log_append_time_ms = -1;
             pout->log_start_offset = -1;
-            int err;
-            if (!acks_valid)
-                err = KERR_INVALID_REQUIRED_ACKS;
-            else if (!t)
-                err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
-            else
-                err = produce_partition(b, rq, t, &tin->partition_data[j], pout, ctx, acks0);
+            int err = t ? produce_partition(b, rq, t, &tin->partition_data[j], pout, ctx, acks0) : topic_err;
             if (err)
                 pout->error_code = (int16_t)err;
             else if (!acks0)
@@ -290,13 +309,7 @@ void produce_complete(struct broker *b, struct flush_batch *fb)
             /* The worker that wrote a partition's data keeps it: with steering, that partition's
              * consumers fetch from this worker too, and find it here instead of in the store. */
             read_cache_put(&b->cache, fb->object_key, ch->pos, (uint32_t)ch->data.len, &ch->data);
-            struct topic_entry *t = topics_lookup_id(b, ch->topic_id);
-            if (t && ch->partition < t->info.partitions && t->parts[ch->partition].loaded) {
-                struct partition_state *ps = &t->parts[ch->partition];
-                int64_t end = ch->base_offset + ch->offset_count;
-                if (end > ps->high_watermark)
-                    ps->high_watermark = end;
-            }
+            topics_advance(b, ch->topic_id, ch->partition, ch->base_offset + ch->offset_count);
         }
         for (int w = 0; w < ch->nwaiters; w++) {
             struct produce_waiter *pw = &ch->waiters[w];

@@ -10,6 +10,7 @@ struct cache_entry {
     uint64_t pos;
     uint32_t len;
     uint64_t hash;
+    int pins;
     struct buf data;
 };
 
@@ -27,6 +28,8 @@ void read_cache_init(struct read_cache *c, size_t max_bytes)
     memset(c, 0, sizeof(*c));
     c->nslots = 4096;
     c->slots = calloc(c->nslots, sizeof(*c->slots));
+    if (!c->slots)
+        abort();
     c->max_bytes = max_bytes;
 }
 
@@ -62,6 +65,7 @@ static void entry_remove(struct read_cache *c, struct cache_entry *e)
     *pp = e->hash_next;
     lru_unlink(c, e);
     c->bytes -= e->data.len;
+    c->count--;
     buf_free(&e->data);
     free(e->key);
     free(e);
@@ -75,24 +79,79 @@ void read_cache_free(struct read_cache *c)
     c->slots = NULL;
 }
 
-const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t pos, uint32_t len)
+static struct cache_entry *find(struct read_cache *c, const char *key, uint64_t pos, uint32_t len)
 {
     uint64_t h = hash_of(key, pos, len);
-    for (struct cache_entry *e = c->slots[h % c->nslots]; e; e = e->hash_next) {
-        if (e->hash == h && e->pos == pos && e->len == len && !strcmp(e->key, key)) {
-            lru_unlink(c, e);
-            lru_push_front(c, e);
-            c->hits++;
-            return &e->data;
-        }
-    }
-    c->misses++;
+    for (struct cache_entry *e = c->slots[h % c->nslots]; e; e = e->hash_next)
+        if (e->hash == h && e->pos == pos && e->len == len && !strcmp(e->key, key))
+            return e;
     return NULL;
 }
 
-const struct buf *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len, struct buf *data)
+static void touch(struct read_cache *c, struct cache_entry *e)
 {
-    struct cache_entry *e = calloc(1, sizeof(*e));
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+}
+
+const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t pos, uint32_t len)
+{
+    struct cache_entry *e = find(c, key, pos, len);
+    if (!e) {
+        c->misses++;
+        return NULL;
+    }
+    touch(c, e);
+    c->hits++;
+    return &e->data;
+}
+
+/* More entries than slots times two: double the table, so chains stay short. */
+static void maybe_grow(struct read_cache *c)
+{
+    if (c->count < 2 * c->nslots)
+        return;
+    size_t n = 2 * c->nslots;
+    struct cache_entry **slots = calloc(n, sizeof(*slots));
+    if (!slots)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < c->nslots; i++) {
+        struct cache_entry *e = c->slots[i];
+        while (e) {
+            struct cache_entry *next = e->hash_next;
+            e->hash_next = slots[e->hash % n];
+            slots[e->hash % n] = e;
+            e = next;
+        }
+    }
+    free(c->slots);
+    c->slots = slots;
+    c->nslots = n;
+}
+
+/* Evicts least recently used unpinned entries until extra more bytes fit. */
+static void make_room(struct read_cache *c, size_t extra)
+{
+    struct cache_entry *e = c->lru_tail;
+    while (e && c->bytes + extra > c->max_bytes) {
+        struct cache_entry *prev = e->prev;
+        if (e->pins == 0)
+            entry_remove(c, e);
+        e = prev;
+    }
+}
+
+struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
+                                   struct buf *data)
+{
+    struct cache_entry *e = find(c, key, pos, len);
+    if (e) { /* cached meanwhile (a flush kept it, another read brought it) */
+        buf_free(data);
+        touch(c, e);
+        return e;
+    }
+    make_room(c, data->len);
+    e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key)))
         abort();
     e->pos = pos;
@@ -100,14 +159,62 @@ const struct buf *read_cache_put(struct read_cache *c, const char *key, uint64_t
     e->hash = hash_of(key, pos, len);
     e->data = *data;
     buf_init(data);
-    /* Evict least recently used entries first; a single entry larger than the budget still stays
-     * until the next insert, so the caller can use it. */
-    while (c->lru_tail && c->bytes + e->data.len > c->max_bytes)
-        entry_remove(c, c->lru_tail);
+    maybe_grow(c);
     struct cache_entry **slot = &c->slots[e->hash % c->nslots];
     e->hash_next = *slot;
     *slot = e;
     lru_push_front(c, e);
     c->bytes += e->data.len;
+    c->count++;
+    return e;
+}
+
+struct cache_entry *read_cache_pin(struct read_cache *c, const char *key, uint64_t pos, uint32_t len)
+{
+    struct cache_entry *e = find(c, key, pos, len);
+    if (e) {
+        touch(c, e);
+        e->pins++;
+        c->hits++;
+    } else {
+        c->misses++;
+    }
+    return e;
+}
+
+void read_cache_pin_entry(struct read_cache *c, struct cache_entry *e)
+{
+    (void)c;
+    e->pins++;
+}
+
+void read_cache_unpin(struct read_cache *c, struct cache_entry *e)
+{
+    if (--e->pins == 0 && c->bytes > c->max_bytes)
+        make_room(c, 0);
+}
+
+const struct buf *cache_entry_data(const struct cache_entry *e)
+{
     return &e->data;
+}
+
+void cache_pins_add(struct cache_pins *p, struct read_cache *c, struct cache_entry *e)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 8;
+        p->v = realloc(p->v, sizeof(*p->v) * (size_t)p->cap);
+        if (!p->v)
+            abort();
+    }
+    p->cache = c;
+    p->v[p->n++] = e;
+}
+
+void cache_pins_release(struct cache_pins *p)
+{
+    for (int i = 0; i < p->n; i++)
+        read_cache_unpin(p->cache, p->v[i]);
+    free(p->v);
+    *p = (struct cache_pins){0};
 }

@@ -1,8 +1,11 @@
-/* An LRU cache of object byte ranges read by fetches, bounded in bytes. Consumers reading the tail
- * of a partition hit the chunk the flusher just committed; re-reads of older data hit too. */
+/* An LRU cache of object byte ranges (chunks), bounded in bytes. The worker that flushed a chunk
+ * keeps it (its partition's consumers come to it when steered); fetches that read from the object
+ * store keep what they read. A request pins the entries it is about to answer with, so that other
+ * requests' reads cannot evict them meanwhile; pinned bytes may exceed the bound for that moment. */
 #ifndef SLUICE_READ_CACHE_H
 #define SLUICE_READ_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,7 +15,7 @@ struct cache_entry;
 
 struct read_cache {
     struct cache_entry **slots;
-    size_t nslots;
+    size_t nslots, count;
     struct cache_entry *lru_head, *lru_tail; /* head = most recently used */
     size_t bytes, max_bytes;
     uint64_t hits, misses;
@@ -20,9 +23,26 @@ struct read_cache {
 
 void read_cache_init(struct read_cache *c, size_t max_bytes);
 void read_cache_free(struct read_cache *c);
-/* The cached bytes of (key, pos, len), or NULL. Valid until the next insert. */
+/* The cached bytes of (key, pos, len), or NULL. Valid until the next insert (pin to keep them). */
 const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t pos, uint32_t len);
-/* Takes ownership of data's memory (data is reset). Returns the cached copy. */
-const struct buf *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len, struct buf *data);
+/* Takes ownership of data's memory (data is reset); keeps the entry already cached for the same
+ * range, if any. Returns the cached entry. */
+struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
+                                   struct buf *data);
+/* The entry of (key, pos, len), pinned (never evicted until unpinned), or NULL. */
+struct cache_entry *read_cache_pin(struct read_cache *c, const char *key, uint64_t pos, uint32_t len);
+void read_cache_pin_entry(struct read_cache *c, struct cache_entry *e);
+void read_cache_unpin(struct read_cache *c, struct cache_entry *e);
+const struct buf *cache_entry_data(const struct cache_entry *e);
+
+/* The entries one request holds pinned until it is answered. */
+struct cache_pins {
+    struct read_cache *cache;
+    struct cache_entry **v;
+    int n, cap;
+};
+/* Records an entry the caller pinned; release unpins them all. */
+void cache_pins_add(struct cache_pins *p, struct read_cache *c, struct cache_entry *e);
+void cache_pins_release(struct cache_pins *p);
 
 #endif

@@ -22,7 +22,8 @@ static void *reader_main(void *arg)
             r->todo_tail = NULL;
         pthread_mutex_unlock(&r->mu);
 
-        j->error = objstore_get_range(r->objects, j->key, j->pos, j->len, &j->data) != 0 || j->data.len != j->len
+        j->error = objstore_get_range(r->objects, j->key, j->pos, (uint32_t)j->len, &j->data) != 0 ||
+                           j->data.len != j->len
                        ? -1
                        : 0;
 
@@ -56,7 +57,8 @@ int reader_start(struct reader *r, struct objstore *objects, struct server *srv)
 void read_job_free(struct read_job *j)
 {
     buf_free(&j->data);
-    free(j->waiters);
+    free(j->pieces);
+    free(j->waiters.v);
     free(j);
 }
 
@@ -74,29 +76,45 @@ void reader_stop(struct reader *r)
         next = j->inflight_next;
         read_job_free(j);
     }
-    r->inflight = r->todo_head = r->todo_tail = r->done_head = NULL;
+    for (struct read_job *j = r->gathered, *next; j; j = next) {
+        next = j->next;
+        read_job_free(j);
+    }
+    free(r->room_waiters.v);
+    r->inflight = r->todo_head = r->todo_tail = r->done_head = r->gathered = NULL;
 }
 
-static void add_waiter(struct read_job *j, struct request *rq)
+static void add_piece(struct read_job *j, uint64_t pos, uint32_t len)
 {
-    for (int i = 0; i < j->nwaiters; i++)
-        if (j->waiters[i] == rq)
-            return;
-    if (j->nwaiters == j->cap_waiters) {
-        j->cap_waiters = j->cap_waiters ? 2 * j->cap_waiters : 4;
-        j->waiters = realloc(j->waiters, sizeof(*j->waiters) * (size_t)j->cap_waiters);
-        if (!j->waiters)
+    if (j->npieces == j->cap_pieces) {
+        j->cap_pieces = j->cap_pieces ? 2 * j->cap_pieces : 4;
+        j->pieces = realloc(j->pieces, sizeof(*j->pieces) * (size_t)j->cap_pieces);
+        if (!j->pieces)
             abort();
     }
-    j->waiters[j->nwaiters++] = rq;
-    rq->reads_pending++;
+    j->pieces[j->npieces++] = (struct read_piece){pos, len};
 }
 
-void reader_request(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq)
+static bool has_piece(const struct read_job *j, const char *key, uint64_t pos, uint32_t len)
+{
+    if (strcmp(j->key, key) != 0)
+        return false;
+    for (int i = 0; i < j->npieces; i++)
+        if (j->pieces[i].pos == pos && j->pieces[i].len == len)
+            return true;
+    return false;
+}
+
+void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq)
 {
     for (struct read_job *j = r->inflight; j; j = j->inflight_next)
-        if (j->pos == pos && j->len == len && !strcmp(j->key, key)) {
-            add_waiter(j, rq);
+        if (has_piece(j, key, pos, len)) {
+            waiters_add(&j->waiters, rq);
+            return;
+        }
+    for (struct read_job *j = r->gathered; j; j = j->next)
+        if (has_piece(j, key, pos, len)) {
+            waiters_add(&j->waiters, rq);
             return;
         }
     struct read_job *j = calloc(1, sizeof(*j));
@@ -105,9 +123,37 @@ void reader_request(struct reader *r, const char *key, uint64_t pos, uint32_t le
     snprintf(j->key, sizeof(j->key), "%s", key);
     j->pos = pos;
     j->len = len;
-    add_waiter(j, rq);
+    add_piece(j, pos, len);
+    waiters_add(&j->waiters, rq);
+    j->next = r->gathered;
+    r->gathered = j;
+}
+
+static int cmp_job(const void *a, const void *b)
+{
+    const struct read_job *x = *(struct read_job *const *)a, *y = *(struct read_job *const *)b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Moves the waiters and the pieces of `from` (which directly follows into) into `into`. */
+static void merge(struct read_job *into, struct read_job *from)
+{
+    for (int i = 0; i < from->npieces; i++)
+        add_piece(into, from->pieces[i].pos, from->pieces[i].len);
+    into->len = from->pos + from->len - into->pos;
+    waiters_move(&into->waiters, &from->waiters);
+    read_job_free(from);
+}
+
+static void queue(struct reader *r, struct read_job *j)
+{
+    j->next = NULL;
     j->inflight_next = r->inflight;
     r->inflight = j;
+    r->bytes_inflight += j->len;
     pthread_mutex_lock(&r->mu);
     if (r->todo_tail)
         r->todo_tail->next = j;
@@ -116,6 +162,45 @@ void reader_request(struct reader *r, const char *key, uint64_t pos, uint32_t le
     r->todo_tail = j;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+void reader_submit(struct reader *r)
+{
+    int n = 0;
+    for (struct read_job *j = r->gathered; j; j = j->next)
+        n++;
+    if (n == 0)
+        return;
+    struct read_job **v = calloc((size_t)n, sizeof(*v));
+    if (!v)
+        abort();
+    n = 0;
+    for (struct read_job *j = r->gathered; j; j = j->next)
+        v[n++] = j;
+    r->gathered = NULL;
+    qsort(v, (size_t)n, sizeof(*v), cmp_job);
+    struct read_job *cur = NULL;
+    for (int i = 0; i < n; i++) {
+        struct read_job *j = v[i];
+        if (cur && !strcmp(cur->key, j->key) && cur->pos + cur->len == j->pos && cur->len + j->len <= READ_RANGE_MAX) {
+            merge(cur, j);
+            continue;
+        }
+        if (cur)
+            queue(r, cur);
+        cur = j;
+    }
+    if (cur)
+        queue(r, cur);
+    free(v);
+}
+
+bool reader_room(struct reader *r, struct request *rq)
+{
+    if (r->bytes_inflight < READ_BYTES_MAX)
+        return true;
+    waiters_add(&r->room_waiters, rq);
+    return false;
 }
 
 struct read_job *reader_take_done(struct reader *r)
@@ -129,6 +214,7 @@ struct read_job *reader_take_done(struct reader *r)
         while (*pp != j)
             pp = &(*pp)->inflight_next;
         *pp = j->inflight_next;
+        r->bytes_inflight -= j->len;
     }
     return done;
 }

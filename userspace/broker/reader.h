@@ -1,7 +1,8 @@
-/* Reader threads: object range reads from remote stores (S3) happen here, never on the event loop.
- * The loop asks for a chunk; if it is not cached, a job is queued (one per distinct range, however
- * many requests want it), the requests park, and when the job completes the bytes go into the read
- * cache and every parked request resumes. */
+/* Reader threads: object range reads happen here, never on the event loop (a remote store's GET,
+ * and a local file's pread too). A fetch asks for every chunk it lacks at once; the chunks one
+ * request round wants are gathered, and adjacent chunks of one object become one ranged read.
+ * Every request that wants a chunk of a read waits for that read; a read in flight is never asked
+ * twice. The bytes in flight are bounded: beyond the bound, requests wait for room. */
 #ifndef SLUICE_READER_H
 #define SLUICE_READER_H
 
@@ -9,21 +10,31 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/request.h"
+#include "broker/waiters.h"
 #include "storage/objstore.h"
 #include "util/buf.h"
 
 #define READER_THREADS 4
+/* Bytes asked of the store and not yet taken back by the loop, per worker. */
+#define READ_BYTES_MAX (128u << 20)
+/* Adjacent chunks are read together up to this many bytes. */
+#define READ_RANGE_MAX (16u << 20)
+
+struct read_piece {
+    uint64_t pos;
+    uint32_t len;
+};
 
 struct read_job {
     char key[128];
-    uint64_t pos;
-    uint32_t len;
+    uint64_t pos;                    /* the range read: pieces[0].pos ... end of the last piece */
+    uint64_t len;
+    struct read_piece *pieces;       /* the chunks in it, by position, back to back */
+    int npieces, cap_pieces;
     struct buf data;                 /* filled by a reader thread */
     int error;                       /* 0 or -1 */
-    struct request **waiters;        /* loop thread only */
-    int nwaiters, cap_waiters;
-    struct read_job *next;           /* todo / done queue */
+    struct waiters waiters;          /* loop thread only */
+    struct read_job *next;           /* todo / done queue, or the gathered list */
     struct read_job *inflight_next;  /* the loop's list of unfinished jobs */
 };
 
@@ -37,14 +48,23 @@ struct reader {
     bool stop;
     struct objstore *objects;        /* thread-safe backend */
     struct server *srv;              /* woken when jobs complete */
-    struct read_job *inflight;       /* loop thread: jobs not yet taken back */
+    /* loop thread only: */
+    struct read_job *inflight;       /* submitted, not yet taken back */
+    uint64_t bytes_inflight;
+    struct read_job *gathered;       /* one per wanted chunk, until reader_submit */
+    struct waiters room_waiters;     /* requests waiting for bytes in flight to drop */
 };
 
 int reader_start(struct reader *r, struct objstore *objects, struct server *srv);
 void reader_stop(struct reader *r);
-/* Loop thread: makes rq wait for the range (queues a job unless one is in flight). */
-void reader_request(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq);
-/* Loop thread: completed jobs, removed from the in-flight list. */
+/* Loop: rq needs the chunk (key, pos, len): it waits for the read in flight that has it, or for
+ * one gathered now. */
+void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq);
+/* Loop: sends what was gathered, adjacent chunks of one object merged into one read. */
+void reader_submit(struct reader *r);
+/* Loop: is there room for more reads? If not, rq waits for some (reader_take_done releases). */
+bool reader_room(struct reader *r, struct request *rq);
+/* Loop: completed jobs, removed from the in-flight list (room_waiters to release by the caller). */
 struct read_job *reader_take_done(struct reader *r);
 void read_job_free(struct read_job *j);
 

@@ -12,6 +12,7 @@
 
 static void request_free(struct request *rq)
 {
+    cache_pins_release(&rq->pins);
     arena_free(&rq->arena);
     free(rq->frame);
     free(rq);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "broker/read_cache.h"
 #include "protocol/codec.h"
 #include "util/arena.h"
 #include "util/buf.h"
@@ -30,7 +31,8 @@ struct request {
      * it runs in the loop once reads_pending drops to 0. */
     void (*resume)(void *broker, struct request *rq);
     int reads_pending;
-    int read_rounds;               /* how often it waited for reads (bounded) */
+    void *state;                   /* the handler's, across resumes (in the arena) */
+    struct cache_pins pins;        /* cached chunks it answers with, kept until it is answered */
 };
 
 /* Decodes a frame the transport handed over and gives the request to its handler. A frame that

@@ -1,4 +1,8 @@
-/* The loop thread's view of topics and partition offsets, cached from the metadata store. */
+/* The loop thread's view of topics and partition offsets, kept from the metadata store by jobs on
+ * the store threads (store_jobs.c): the loop reads only this cache. What a request needs and the
+ * cache lacks (a topic it has never seen, offsets that must be fresh) is asked for, the request
+ * waits, and it runs again when the answer is in. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,9 +10,10 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* How long a partition's offsets are trusted before re-reading them: other workers and agents
- * commit to the same partitions. */
-#define OFFSETS_FRESH_MS 20
+/* The whole topic list is read again this often (topics created or deleted elsewhere). */
+#define TOPIC_REFRESH_MS 2000
+/* Look-ups of names that turned out not to exist are forgotten after this. */
+#define LOOKUP_MEMORY_MS 10000
 
 bool topic_name_valid(const char *name, int32_t len)
 {
@@ -25,6 +30,8 @@ bool topic_name_valid(const char *name, int32_t len)
     return true;
 }
 
+/* ---- the cache ---- */
+
 static int cmp_name(const char *a, int32_t alen, const char *b)
 {
     size_t blen = strlen(b);
@@ -35,30 +42,46 @@ static int cmp_name(const char *a, int32_t alen, const char *b)
     return (size_t)alen < blen ? -1 : (size_t)alen > blen ? 1 : 0;
 }
 
-static struct topic_entry *find(struct topic_cache *tc, const char *name, int32_t len)
+static int find_index(const struct topic_cache *tc, const char *name, int32_t len, bool *found)
 {
     int lo = 0, hi = tc->n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         int c = cmp_name(name, len, tc->topics[mid].info.name);
-        if (c == 0)
-            return &tc->topics[mid];
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
         if (c < 0)
             hi = mid - 1;
         else
             lo = mid + 1;
     }
+    *found = false;
+    return lo;
+}
+
+struct topic_entry *topics_find(struct broker *b, const char *name, int32_t len)
+{
+    bool found;
+    int i = find_index(&b->topics, name, len, &found);
+    return found ? &b->topics.topics[i] : NULL;
+}
+
+struct topic_entry *topics_find_id(struct broker *b, int64_t topic_id)
+{
+    for (int i = 0; i < b->topics.n; i++)
+        if (b->topics.topics[i].info.id == topic_id)
+            return &b->topics.topics[i];
     return NULL;
 }
 
-/* Reads the configs of a topic that produce applies. */
-static void load_produce_configs(struct broker *b, struct topic_entry *t)
+/* The configs of a topic that produce applies, from what the store holds. */
+static void apply_configs(const struct config *cfg, struct topic_entry *t, const struct topic_config *cfgs, int n)
 {
-    t->max_message_bytes = b->cfg->max_message_bytes;
-    struct topic_config *cfgs;
-    int n;
-    if (metastore_topic_configs(b->meta, t->info.id, &cfgs, &n) != 0)
-        return;
+    t->max_message_bytes = cfg->max_message_bytes;
+    t->log_append_time = false;
+    t->compacted = false;
     for (int i = 0; i < n; i++) {
         if (!strcmp(cfgs[i].key, "message.timestamp.type"))
             t->log_append_time = !strcmp(cfgs[i].value, "LogAppendTime");
@@ -67,133 +90,538 @@ static void load_produce_configs(struct broker *b, struct topic_entry *t)
         else if (!strcmp(cfgs[i].key, "max.message.bytes"))
             t->max_message_bytes = strtoll(cfgs[i].value, NULL, 10);
     }
-    free(cfgs);
 }
 
-static int cmp_entry(const void *a, const void *b)
+/* What a job read about one topic. */
+struct topic_read {
+    struct topic_info info;
+    struct topic_config *configs; /* malloc'd */
+    int nconfigs;
+    bool configs_read;
+};
+
+static void free_parts(struct topic_entry *t)
 {
-    return strcmp(((const struct topic_entry *)a)->info.name, ((const struct topic_entry *)b)->info.name);
+    for (int p = 0; p < t->info.partitions; p++)
+        free(t->parts[p].waiters.v); /* nobody waits on a topic that goes: see topics_apply_listing */
+    free(t->parts);
 }
 
-static void free_entries(struct topic_entry *t, int n)
+/* Inserts a topic the store knows into the cache (or refreshes its entry). */
+static struct topic_entry *cache_put(struct broker *b, const struct topic_read *r)
 {
-    for (int i = 0; i < n; i++)
-        free(t[i].parts);
-    free(t);
+    struct topic_cache *tc = &b->topics;
+    bool found;
+    int i = find_index(tc, r->info.name, (int32_t)strlen(r->info.name), &found);
+    if (found && tc->topics[i].info.id == r->info.id)
+        return &tc->topics[i];
+    if (found) { /* the name now belongs to a new topic: the old one was deleted */
+        free_parts(&tc->topics[i]);
+    } else {
+        struct topic_entry *v = realloc(tc->topics, sizeof(*v) * (size_t)(tc->n + 1));
+        if (!v)
+            abort();
+        tc->topics = v;
+        memmove(&tc->topics[i + 1], &tc->topics[i], sizeof(*v) * (size_t)(tc->n - i));
+        tc->n++;
+    }
+    struct topic_entry *t = &tc->topics[i];
+    memset(t, 0, sizeof(*t));
+    t->info = r->info;
+    t->parts = calloc((size_t)(r->info.partitions > 0 ? r->info.partitions : 1), sizeof(*t->parts));
+    if (!t->parts)
+        abort();
+    apply_configs(b->cfg, t, r->configs, r->nconfigs);
+    return t;
 }
 
-int topics_refresh(struct broker *b)
+/* ---- the full listing, every TOPIC_REFRESH_MS ---- */
+
+struct listing_job {
+    struct store_job base;
+    int64_t started_ms;
+    int64_t *known_ids;           /* topics the cache has: their configs are not read again */
+    int nknown;
+    struct topic_read *topics;
+    int n;
+    int rc;
+};
+
+static void listing_run(struct store_job *job, struct metastore *m)
 {
+    struct listing_job *j = (struct listing_job *)job;
     struct topic_info *infos;
     int n;
-    if (metastore_list_topics(b->meta, &infos, &n) != 0)
-        return -1;
-    struct topic_entry *entries = calloc((size_t)(n ? n : 1), sizeof(*entries));
-    if (!entries)
+    j->rc = metastore_list_topics(m, &infos, &n);
+    if (j->rc != 0)
+        return;
+    j->topics = calloc((size_t)(n ? n : 1), sizeof(*j->topics));
+    if (!j->topics)
         abort();
+    j->n = n;
     for (int i = 0; i < n; i++) {
-        entries[i].info = infos[i];
-        entries[i].parts = calloc((size_t)(infos[i].partitions ? infos[i].partitions : 1), sizeof(struct partition_state));
-        /* Keep the offsets already known for a topic that is still the same topic. */
-        struct topic_entry *old = find(&b->topics, infos[i].name, (int32_t)strlen(infos[i].name));
-        if (old && old->info.id == infos[i].id) {
-            int keep = old->info.partitions < infos[i].partitions ? old->info.partitions : infos[i].partitions;
-            memcpy(entries[i].parts, old->parts, sizeof(struct partition_state) * (size_t)keep);
-            entries[i].log_append_time = old->log_append_time;
-            entries[i].compacted = old->compacted;
-            entries[i].max_message_bytes = old->max_message_bytes;
-        } else {
-            load_produce_configs(b, &entries[i]);
-        }
+        j->topics[i].info = infos[i];
+        bool known = false;
+        for (int k = 0; k < j->nknown && !known; k++)
+            known = j->known_ids[k] == infos[i].id;
+        if (!known)
+            j->topics[i].configs_read =
+                metastore_topic_configs(m, infos[i].id, &j->topics[i].configs, &j->topics[i].nconfigs) == 0;
     }
     free(infos);
-    qsort(entries, (size_t)n, sizeof(*entries), cmp_entry);
-    free_entries(b->topics.topics, b->topics.n);
-    b->topics.topics = entries;
-    b->topics.n = n;
-    b->topics.refreshed_ms = mono_ms();
-    return 0;
 }
 
-struct topic_entry *topics_lookup(struct broker *b, const char *name, int32_t name_len)
+static void free_reads(struct topic_read *r, int n)
 {
-    struct topic_entry *t = find(&b->topics, name, name_len);
+    for (int i = 0; i < n; i++)
+        free(r[i].configs);
+    free(r);
+}
+
+/* The store's list replaces the cache: entries of topics that are still the same topic (same id)
+ * keep their offsets and configs. */
+static void apply_listing(struct broker *b, struct listing_job *j)
+{
+    struct topic_cache *tc = &b->topics;
+    struct topic_entry *entries = calloc((size_t)(j->n ? j->n : 1), sizeof(*entries));
+    if (!entries)
+        abort();
+    for (int i = 0; i < j->n; i++) {
+        const struct topic_read *r = &j->topics[i];
+        struct topic_entry *old = topics_find(b, r->info.name, (int32_t)strlen(r->info.name));
+        if (old && old->info.id == r->info.id) {
+            entries[i] = *old;
+            old->parts = NULL; /* moved, with the requests that wait on them */
+            if (r->info.partitions != old->info.partitions) {
+                /* more partitions (CreatePartitions): the known ones keep their state */
+                struct partition_state *parts = calloc((size_t)r->info.partitions, sizeof(*parts));
+                if (!parts)
+                    abort();
+                int keep = old->info.partitions < r->info.partitions ? old->info.partitions : r->info.partitions;
+                memcpy(parts, entries[i].parts, sizeof(*parts) * (size_t)keep);
+                for (int p = keep; p < old->info.partitions; p++)
+                    free(entries[i].parts[p].waiters.v);
+                free(entries[i].parts);
+                entries[i].parts = parts;
+                entries[i].info = r->info;
+            }
+        } else {
+            entries[i].info = r->info;
+            entries[i].parts = calloc((size_t)(r->info.partitions > 0 ? r->info.partitions : 1),
+                                      sizeof(struct partition_state));
+            if (!entries[i].parts)
+                abort();
+            apply_configs(b->cfg, &entries[i], r->configs, r->nconfigs);
+        }
+    }
+    /* Topics that are gone: requests waiting on their offsets resume (and find no topic). */
+    struct waiters orphans = {0};
+    for (int i = 0; i < tc->n; i++) {
+        if (!tc->topics[i].parts)
+            continue;
+        for (int p = 0; p < tc->topics[i].info.partitions; p++) {
+            waiters_move(&orphans, &tc->topics[i].parts[p].waiters);
+        }
+        free(tc->topics[i].parts);
+    }
+    free(tc->topics);
+    tc->topics = entries;
+    tc->n = j->n;
+    tc->listed_ms = j->started_ms;
+    waiters_release(b, &orphans);
+}
+
+static void listing_done(struct broker *b, struct store_job *job)
+{
+    struct listing_job *j = (struct listing_job *)job;
+    if (b) {
+        b->topics.listing = false;
+        if (j->rc == 0)
+            apply_listing(b, j);
+        else
+            b->topics.listing_failed_ms = j->started_ms;
+        waiters_release(b, &b->topics.listing_waiters);
+    }
+    free(j->known_ids);
+    free_reads(j->topics, j->n);
+    free(j);
+}
+
+static void start_listing(struct broker *b)
+{
+    if (b->topics.listing)
+        return;
+    struct listing_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->base.run = listing_run;
+    j->base.done = listing_done;
+    j->started_ms = mono_ms();
+    j->known_ids = calloc((size_t)(b->topics.n ? b->topics.n : 1), sizeof(int64_t));
+    if (!j->known_ids)
+        abort();
+    for (int i = 0; i < b->topics.n; i++)
+        j->known_ids[j->nknown++] = b->topics.topics[i].info.id;
+    b->topics.listing = true;
+    store_jobs_submit(&b->store, &j->base);
+}
+
+bool topics_need_listing(struct broker *b, struct request *rq, int64_t max_age_ms, int *err)
+{
+    *err = 0;
+    int64_t since = rq->received_ms - max_age_ms;
+    if (b->topics.listed_ms >= since)
+        return true;
+    if (b->topics.listing_failed_ms >= since) {
+        *err = KERR_KAFKA_STORAGE_ERROR;
+        return false;
+    }
+    start_listing(b);
+    waiters_add(&b->topics.listing_waiters, rq);
+    return false;
+}
+
+/* ---- one topic by name ---- */
+
+struct lookup_job {
+    struct store_job base;
+    struct topic_lookup *lookup;
+    struct topic_read read;
+    int rc;
+};
+
+static void lookup_run(struct store_job *job, struct metastore *m)
+{
+    struct lookup_job *j = (struct lookup_job *)job;
+    j->rc = metastore_get_topic(m, j->lookup->name, &j->read.info);
+    if (j->rc == 0)
+        j->read.configs_read = metastore_topic_configs(m, j->read.info.id, &j->read.configs, &j->read.nconfigs) == 0;
+}
+
+static void lookup_done(struct broker *b, struct store_job *job)
+{
+    struct lookup_job *j = (struct lookup_job *)job;
+    if (b) {
+        struct topic_lookup *l = j->lookup;
+        l->done = true;
+        l->result = j->rc < 0 ? KERR_KAFKA_STORAGE_ERROR : j->rc;
+        if (j->rc == 0)
+            cache_put(b, &j->read);
+        waiters_release(b, &l->waiters);
+    }
+    free(j->read.configs);
+    free(j);
+}
+
+struct topic_entry *topics_need(struct broker *b, struct request *rq, const char *name, int32_t len, int *err)
+{
+    return topics_need_since(b, rq, name, len, rq->received_ms, err);
+}
+
+struct topic_entry *topics_need_since(struct broker *b, struct request *rq, const char *name, int32_t len,
+                                      int64_t since_ms, int *err)
+{
+    *err = 0;
+    struct topic_entry *t = topics_find(b, name, len);
     if (t)
         return t;
-    /* Another worker or agent may have just created it: one indexed look-up tells. */
-    if (name_len <= 0 || name_len > TOPIC_NAME_MAX)
+    if (len <= 0 || len > TOPIC_NAME_MAX) {
+        *err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return NULL;
-    char cname[TOPIC_NAME_MAX + 1];
-    memcpy(cname, name, (size_t)name_len);
-    cname[name_len] = 0;
-    struct topic_info info;
-    if (metastore_get_topic(b->meta, cname, &info) != 0 || topics_refresh(b) != 0)
-        return NULL;
-    return find(&b->topics, name, name_len);
-}
-
-struct topic_entry *topics_lookup_id(struct broker *b, int64_t topic_id)
-{
-    for (int i = 0; i < b->topics.n; i++)
-        if (b->topics.topics[i].info.id == topic_id)
-            return &b->topics.topics[i];
+    }
+    /* A look-up that started after this request arrived answers for it; an older one may predate
+     * the topic's creation by another worker. */
+    for (struct topic_lookup *l = b->topics.lookups; l; l = l->next) {
+        if (l->started_ms < since_ms || (int32_t)strlen(l->name) != len || memcmp(l->name, name, (size_t)len))
+            continue;
+        if (!l->done) {
+            waiters_add(&l->waiters, rq);
+            return NULL;
+        }
+        if (l->result) {
+            *err = l->result;
+            return NULL;
+        }
+    }
+    struct topic_lookup *l = calloc(1, sizeof(*l));
+    struct lookup_job *j = calloc(1, sizeof(*j));
+    if (!l || !j)
+        abort();
+    memcpy(l->name, name, (size_t)len);
+    l->started_ms = mono_ms();
+    l->next = b->topics.lookups;
+    b->topics.lookups = l;
+    waiters_add(&l->waiters, rq);
+    j->base.run = lookup_run;
+    j->base.done = lookup_done;
+    j->lookup = l;
+    store_jobs_submit(&b->store, &j->base);
     return NULL;
 }
 
-struct partition_state *topics_partition_fresh(struct broker *b, struct topic_entry *t, int32_t partition, int *err)
+/* ---- partition offsets ---- */
+
+struct offsets_job {
+    struct store_job base;
+    int64_t started_ms;
+    int n;
+    struct offsets_item {
+        int64_t topic_id;
+        int32_t partition;
+        int64_t log_start, high_watermark;
+        int rc;
+    } items[];
+};
+
+static void offsets_run(struct store_job *job, struct metastore *m)
 {
-    if (partition >= 0 && partition < t->info.partitions)
-        t->parts[partition].checked_ms = INT64_MIN / 2; /* older than any freshness window */
-    return topics_partition(b, t, partition, err);
+    struct offsets_job *j = (struct offsets_job *)job;
+    for (int i = 0; i < j->n; i++) {
+        struct offsets_item *it = &j->items[i];
+        it->rc = metastore_partition_offsets(m, it->topic_id, it->partition, &it->log_start, &it->high_watermark);
+    }
 }
 
-struct partition_state *topics_partition(struct broker *b, struct topic_entry *t, int32_t partition, int *err)
+static void offsets_apply(struct broker *b, const struct offsets_job *j, bool release)
 {
+    for (int i = 0; i < j->n; i++) {
+        const struct offsets_item *it = &j->items[i];
+        struct topic_entry *t = topics_find_id(b, it->topic_id);
+        if (!t || it->partition < 0 || it->partition >= t->info.partitions)
+            continue;
+        struct partition_state *ps = &t->parts[it->partition];
+        if (it->rc == 0) {
+            ps->log_start = it->log_start;
+            /* A local commit may be newer than what this read saw: never move backwards. */
+            if (!ps->loaded || it->high_watermark > ps->high_watermark)
+                ps->high_watermark = it->high_watermark;
+            ps->loaded = true;
+            if (j->started_ms > ps->read_ms)
+                ps->read_ms = j->started_ms;
+        } else {
+            ps->failed_ms = j->started_ms;
+            ps->failed_err = it->rc < 0 ? KERR_KAFKA_STORAGE_ERROR : it->rc;
+        }
+        if (release) {
+            ps->loading = false;
+            waiters_release(b, &ps->waiters);
+        }
+    }
+}
+
+static void offsets_done(struct broker *b, struct store_job *job)
+{
+    if (b)
+        offsets_apply(b, (struct offsets_job *)job, true);
+    free(job);
+}
+
+static struct offsets_job *offsets_job_new(int n)
+{
+    struct offsets_job *j = calloc(1, sizeof(*j) + sizeof(struct offsets_item) * (size_t)(n ? n : 1));
+    if (!j)
+        abort();
+    j->started_ms = mono_ms();
+    return j;
+}
+
+struct partition_state *partition_need(struct broker *b, struct request *rq, struct topic_entry *t, int32_t partition,
+                                       int64_t since_ms, int *err)
+{
+    *err = 0;
     if (partition < 0 || partition >= t->info.partitions) {
         *err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return NULL;
     }
     struct partition_state *ps = &t->parts[partition];
-    int64_t now = mono_ms();
-    if (!ps->loaded || now - ps->checked_ms > OFFSETS_FRESH_MS || ps->epoch != b->offsets_epoch) {
-        int64_t log_start, hwm;
-        if (metastore_partition_offsets(b->meta, t->info.id, partition, &log_start, &hwm) != 0) {
-            *err = KERR_KAFKA_STORAGE_ERROR;
-            return NULL;
-        }
-        ps->log_start = log_start;
-        /* A local commit may be newer than what this read saw: never move backwards. */
-        if (!ps->loaded || hwm > ps->high_watermark)
-            ps->high_watermark = hwm;
-        ps->loaded = true;
-        ps->checked_ms = now;
-        ps->epoch = b->offsets_epoch;
+    if (ps->loaded && ps->read_ms >= since_ms)
+        return ps;
+    if (ps->failed_ms >= since_ms && ps->failed_ms >= rq->received_ms) {
+        *err = ps->failed_err;
+        return NULL;
     }
-    *err = 0;
-    return ps;
+    waiters_add(&ps->waiters, rq);
+    if (!ps->loading) {
+        struct offsets_job *j = offsets_job_new(1);
+        j->base.run = offsets_run;
+        j->base.done = offsets_done;
+        j->n = 1;
+        j->items[0].topic_id = t->info.id;
+        j->items[0].partition = partition;
+        ps->loading = true;
+        store_jobs_submit(&b->store, &j->base);
+    }
+    return NULL;
 }
 
-int topics_create(struct broker *b, const char *name, int32_t partitions, const struct topic_config *configs,
-                  int nconfigs, struct topic_entry **out)
+void topics_advance(struct broker *b, int64_t topic_id, int32_t partition, int64_t end)
 {
-    struct topic_info info;
-    int rc = metastore_create_topic(b->meta, name, partitions, configs, nconfigs, &info);
-    if (rc != 0)
-        return rc < 0 ? KERR_KAFKA_STORAGE_ERROR : rc;
-    log_info("created topic %s with %d partitions", name, partitions);
-    if (topics_refresh(b) != 0)
-        return KERR_KAFKA_STORAGE_ERROR;
-    if (out)
-        *out = find(&b->topics, name, (int32_t)strlen(name));
-    return 0;
+    struct topic_entry *t = topics_find_id(b, topic_id);
+    if (!t || partition < 0 || partition >= t->info.partitions || !t->parts[partition].loaded)
+        return;
+    if (end > t->parts[partition].high_watermark)
+        t->parts[partition].high_watermark = end;
 }
 
-int topics_delete(struct broker *b, const char *name)
+/* ---- polling offsets for waiting fetches ---- */
+
+static void poll_done(struct broker *b, struct store_job *job)
 {
-    int rc = metastore_delete_topic(b->meta, name);
-    if (rc != 0)
-        return rc < 0 ? KERR_KAFKA_STORAGE_ERROR : rc;
-    log_info("deleted topic %s", name);
-    topics_refresh(b);
+    if (b) {
+        b->topics.polling = false;
+        offsets_apply(b, (struct offsets_job *)job, false);
+        fetch_wake(b, mono_ms(), true);
+    }
+    free(job);
+}
+
+void topics_poll(struct broker *b, const int64_t *topic_ids, const int32_t *partitions, int n)
+{
+    if (b->topics.polling || n == 0)
+        return;
+    struct offsets_job *j = offsets_job_new(n);
+    j->base.run = offsets_run;
+    j->base.done = poll_done;
+    j->n = n;
+    for (int i = 0; i < n; i++) {
+        j->items[i].topic_id = topic_ids[i];
+        j->items[i].partition = partitions[i];
+    }
+    b->topics.polling = true;
+    store_jobs_submit(&b->store, &j->base);
+}
+
+/* ---- create and delete ---- */
+
+struct admin_job {
+    struct store_job base;
+    struct request *rq;
+    int *result;
+    bool create;
+    char name[TOPIC_NAME_MAX + 1];
+    int32_t partitions;
+    struct topic_config *configs;
+    int nconfigs;
+    struct topic_read read;
+    int rc;
+};
+
+static void admin_run(struct store_job *job, struct metastore *m)
+{
+    struct admin_job *j = (struct admin_job *)job;
+    if (j->create) {
+        j->rc = metastore_create_topic(m, j->name, j->partitions, j->configs, j->nconfigs, &j->read.info);
+        if (j->rc == 0)
+            j->read.configs_read =
+                metastore_topic_configs(m, j->read.info.id, &j->read.configs, &j->read.nconfigs) == 0;
+    } else {
+        j->rc = metastore_delete_topic(m, j->name);
+    }
+}
+
+static void admin_done(struct broker *b, struct store_job *job)
+{
+    struct admin_job *j = (struct admin_job *)job;
+    if (b) {
+        *j->result = j->rc < 0 ? KERR_KAFKA_STORAGE_ERROR : j->rc;
+        if (j->rc == 0 && j->create) {
+            log_info("created topic %s with %d partitions", j->name, j->partitions);
+            cache_put(b, &j->read);
+        } else if (j->rc == 0) {
+            log_info("deleted topic %s", j->name);
+            start_listing(b); /* the cache forgets it */
+        }
+        broker_release(b, j->rq);
+    }
+    free(j->configs);
+    free(j->read.configs);
+    free(j);
+}
+
+static struct admin_job *admin_job_new(struct request *rq, const char *name, int *result)
+{
+    struct admin_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->base.run = admin_run;
+    j->base.done = admin_done;
+    j->rq = rq;
+    j->result = result;
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    rq->reads_pending++;
+    return j;
+}
+
+void topics_create(struct broker *b, struct request *rq, const char *name, int32_t partitions,
+                   const struct topic_config *configs, int nconfigs, int *result)
+{
+    struct admin_job *j = admin_job_new(rq, name, result);
+    j->create = true;
+    j->partitions = partitions;
+    if (nconfigs > 0) {
+        j->configs = calloc((size_t)nconfigs, sizeof(*configs));
+        if (!j->configs)
+            abort();
+        memcpy(j->configs, configs, sizeof(*configs) * (size_t)nconfigs);
+        j->nconfigs = nconfigs;
+    }
+    store_jobs_submit(&b->store, &j->base);
+}
+
+void topics_delete(struct broker *b, struct request *rq, const char *name, int *result)
+{
+    store_jobs_submit(&b->store, &admin_job_new(rq, name, result)->base);
+}
+
+/* ---- timers and exit ---- */
+
+int64_t topics_next_deadline(struct broker *b)
+{
+    return b->topics.listed_ms + TOPIC_REFRESH_MS;
+}
+
+void topics_tick(struct broker *b, int64_t now_ms)
+{
+    if (now_ms >= b->topics.listed_ms + TOPIC_REFRESH_MS && now_ms >= b->topics.listing_failed_ms + TOPIC_REFRESH_MS)
+        start_listing(b);
+    /* Forget finished look-ups no request can use any more. */
+    for (struct topic_lookup **pp = &b->topics.lookups; *pp;) {
+        struct topic_lookup *l = *pp;
+        if (l->done && l->started_ms + LOOKUP_MEMORY_MS < now_ms) {
+            *pp = l->next;
+            free(l->waiters.v);
+            free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
+}
+
+void topics_free(struct broker *b)
+{
+    for (int i = 0; i < b->topics.n; i++)
+        if (b->topics.topics[i].parts)
+            free_parts(&b->topics.topics[i]);
+    free(b->topics.topics);
+    while (b->topics.lookups) {
+        struct topic_lookup *l = b->topics.lookups;
+        b->topics.lookups = l->next;
+        free(l->waiters.v);
+        free(l);
+    }
+    free(b->topics.listing_waiters.v);
+    memset(&b->topics, 0, sizeof(b->topics));
+}
+
+/* ---- at start-up: one synchronous read, before the loop runs ---- */
+
+int topics_load(struct broker *b, struct metastore *m)
+{
+    struct listing_job j = {.started_ms = mono_ms()};
+    listing_run(&j.base, m);
+    if (j.rc != 0)
+        return -1;
+    apply_listing(b, &j);
+    free_reads(j.topics, j.n);
     return 0;
 }

@@ -43,6 +43,11 @@ int membership_refresh(struct membership *ms, struct metastore *m, const struct 
     int n;
     if (metastore_list_members(m, cfg->agent_group, cfg->heartbeat_timeout_ms, &members, &n) != 0)
         return -1;
+    return membership_set(ms, members, n);
+}
+
+int membership_set(struct membership *ms, struct member_info *members, int n)
+{
     uint64_t *ids = calloc((size_t)(n ? n : 1), sizeof(uint64_t));
     if (!ids) {
         free(members);

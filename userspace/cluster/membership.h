@@ -26,6 +26,8 @@ void member_self(const struct config *cfg, int worker, struct member_info *out);
 
 /* Re-reads the live members of cfg's group. Returns 0 or -1 (the previous view is kept). */
 int membership_refresh(struct membership *ms, struct metastore *m, const struct config *cfg);
+/* Takes a list read elsewhere (malloc'd, sorted by id; ms owns it now). Returns 0 or -1. */
+int membership_set(struct membership *ms, struct member_info *members, int n);
 void membership_free(struct membership *ms);
 /* The member owning a slot, or NULL when no member is known. */
 const struct member_info *membership_slot_owner(const struct membership *ms, uint32_t slot);

@@ -105,30 +105,6 @@ static void submit_event_read(struct server *s)
     io_uring_sqe_set_data(sqe, &s->event_op);
 }
 
-void server_watch_fd(struct server *s, int fd, void (*cb)(struct server *s, void *arg), void *arg)
-{
-    if (fd < 0)
-        return;
-    if (s->watch_armed) {
-        /* A reconnect may replace the socket: a poll on the old one would never fire. */
-        if (fd != s->watch_fd && !s->watch_cancelling) {
-            struct io_uring_sqe *sqe = server_sqe(s);
-            io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&s->watch_op);
-            io_uring_sqe_set_data(sqe, NULL);
-            s->watch_cancelling = true;
-        }
-        return;
-    }
-    s->watch_fd = fd;
-    s->watch_op = (struct io_op){OP_WATCH, s};
-    s->watch_cb = cb;
-    s->watch_arg = arg;
-    struct io_uring_sqe *sqe = server_sqe(s);
-    io_uring_prep_poll_add(sqe, fd, POLLIN);
-    io_uring_sqe_set_data(sqe, &s->watch_op);
-    s->watch_armed = true;
-}
-
 void server_wakeup(struct server *s)
 {
     uint64_t one = 1;
@@ -216,12 +192,6 @@ static void handle_cqe(struct server *s, struct io_uring_cqe *cqe)
     case OP_EVENTFD:
         submit_event_read(s);
         s->app.wakeup(s->app.ctx);
-        break;
-    case OP_WATCH:
-        s->watch_armed = false;
-        s->watch_cancelling = false;
-        if (s->watch_cb) /* also after a cancel: the callback re-arms on the current fd */
-            s->watch_cb(s, s->watch_arg);
         break;
     }
 }

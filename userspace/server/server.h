@@ -32,7 +32,7 @@ struct server_app {
     bool (*drained)(void *ctx);
 };
 
-enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND, OP_EVENTFD, OP_WATCH };
+enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND, OP_EVENTFD };
 
 /* Every submission's user_data points at one of these. */
 struct io_op {
@@ -68,13 +68,6 @@ struct server {
      * least-loaded choice current). */
     void (*conns_changed)(struct server *s, void *arg);
     void *conns_changed_arg;
-    /* One extra fd the loop watches for readability (the metadata store's notification socket). */
-    struct io_op watch_op;
-    bool watch_armed;
-    bool watch_cancelling;         /* the fd changed: the old poll is being removed */
-    int watch_fd;
-    void (*watch_cb)(struct server *s, void *arg);
-    void *watch_arg;
 };
 
 struct listen_options {
@@ -96,8 +89,6 @@ int server_run(struct server *s);
 void server_destroy(struct server *s);
 /* An io_uring submission slot (submits pending ones first if the ring is full). */
 struct io_uring_sqe *server_sqe(struct server *s);
-/* Calls cb (in the loop) once fd becomes readable; one-shot: call again to keep watching. */
-void server_watch_fd(struct server *s, int fd, void (*cb)(struct server *s, void *arg), void *arg);
 /* Wakes the loop from another thread: the application's wakeup callback runs in the loop. */
 void server_wakeup(struct server *s);
 

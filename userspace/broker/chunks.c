@@ -1,0 +1,108 @@
+/* The bytes of committed chunks, for fetch and ListOffsets: from the read cache, pinned for the
+ * request that answers with them; or asked of the reader threads (reader.c), the request waiting
+ * for every chunk it lacks at once. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker_internal.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Reads that failed recently: answered with an error for a while instead of retried by every
+ * fetch (a store that is down would otherwise be hammered by every consumer's long poll). */
+#define READ_FAILURE_MEMORY_MS 1000
+
+static bool recently_failed(struct broker *b, const struct chunk_ref *ref, int64_t since_ms)
+{
+    int64_t now = mono_ms();
+    for (int i = 0; i < READ_FAILURES; i++) {
+        const struct read_failure *f = &b->read_failures[i];
+        if (f->until_ms > now && f->failed_ms >= since_ms && f->pos == ref->pos && f->len == ref->len &&
+            !strcmp(f->key, ref->object_key))
+            return true;
+    }
+    return false;
+}
+
+static void note_failure(struct broker *b, const char *key, uint64_t pos, uint32_t len)
+{
+    struct read_failure *f = &b->read_failures[b->next_read_failure++ % READ_FAILURES];
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    f->pos = pos;
+    f->len = len;
+    f->failed_ms = mono_ms();
+    f->until_ms = f->failed_ms + READ_FAILURE_MEMORY_MS;
+}
+
+/* Is this entry already among rq's pins? */
+static bool pinned_by(const struct request *rq, const struct cache_entry *e)
+{
+    for (int i = 0; i < rq->pins.n; i++)
+        if (rq->pins.v[i] == e)
+            return true;
+    return false;
+}
+
+const struct buf *chunk_need(struct broker *b, struct request *rq, const struct chunk_ref *ref, int *err)
+{
+    *err = 0;
+    struct cache_entry *e = read_cache_pin(&b->cache, ref->object_key, ref->pos, ref->len);
+    if (e) {
+        if (pinned_by(rq, e))
+            read_cache_unpin(&b->cache, e); /* once is enough */
+        else
+            cache_pins_add(&rq->pins, &b->cache, e);
+        return cache_entry_data(e);
+    }
+    /* A read that failed after this request arrived answers it: the store is down. */
+    if (recently_failed(b, ref, rq->received_ms)) {
+        *err = KERR_KAFKA_STORAGE_ERROR;
+        return NULL;
+    }
+    if (!reader_room(&b->reader, rq))
+        return NULL; /* waits for room, then plans its reads again */
+    reader_want(&b->reader, ref->object_key, ref->pos, ref->len, rq);
+    return NULL;
+}
+
+void chunks_submit(struct broker *b)
+{
+    reader_submit(&b->reader);
+}
+
+void reader_complete(struct broker *b)
+{
+    struct read_job *done = reader_take_done(&b->reader);
+    while (done) {
+        struct read_job *next = done->next;
+        if (done->error) {
+            log_error("reading %llu bytes at %llu of object %s failed", (unsigned long long)done->len,
+                      (unsigned long long)done->pos, done->key);
+            for (int i = 0; i < done->npieces; i++)
+                note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
+        } else {
+            /* One cache entry per chunk, pinned for every request that waited: they answer with
+             * them when they resume, whatever else is read meanwhile. */
+            for (int i = 0; i < done->npieces; i++) {
+                const struct read_piece *p = &done->pieces[i];
+                struct buf piece;
+                buf_init(&piece);
+                buf_append(&piece, done->data.data + (p->pos - done->pos), p->len);
+                struct cache_entry *e = read_cache_put(&b->cache, done->key, p->pos, p->len, &piece);
+                for (int w = 0; w < done->waiters.n; w++) {
+                    struct request *rq = done->waiters.v[w];
+                    if (!pinned_by(rq, e)) {
+                        read_cache_pin_entry(&b->cache, e);
+                        cache_pins_add(&rq->pins, &b->cache, e);
+                    }
+                }
+            }
+        }
+        waiters_release(b, &done->waiters);
+        read_job_free(done);
+        done = next;
+    }
+    if (b->reader.bytes_inflight < READ_BYTES_MAX)
+        waiters_release(b, &b->reader.room_waiters);
+    chunks_submit(b); /* resumed requests may have asked for more */
+}
