@@ -60,6 +60,8 @@ static const struct setting settings[] = {
      "flush buffered produce data after this long (e.g. 5ms, 250ms, 1s)"},
     {"batch-max-bytes", "SLUICE_BATCH_MAX_BYTES", SET_BYTES, S(batch_max_bytes), "8MiB",
      "flush as soon as this much produce data is buffered"},
+    {"produce-buffer-bytes", "SLUICE_PRODUCE_BUFFER_BYTES", SET_BYTES, S(produce_buffer_bytes), "64MiB",
+     "produce data a worker holds while the store has not taken it; beyond, producers' sockets are not read"},
     {"max-request-bytes", "SLUICE_MAX_REQUEST_BYTES", SET_BYTES, S(max_request_bytes), "100MiB",
      "largest request accepted; a larger length prefix closes the connection"},
     {"max-message-bytes", "SLUICE_MAX_MESSAGE_BYTES", SET_BYTES, S(max_message_bytes), "1048588",
@@ -199,8 +201,12 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
 
 static int check_ranges(struct config *c)
 {
-    if (c->batch_max_bytes < 1024) {
-        fprintf(stderr, "sluice: batch-max-bytes must be at least 1024\n");
+    if (c->batch_max_bytes < 1024 || c->batch_max_bytes > (1 << 30)) {
+        fprintf(stderr, "sluice: batch-max-bytes must be between 1KiB and 1GiB\n");
+        return -1;
+    }
+    if (c->produce_buffer_bytes < c->batch_max_bytes) {
+        fprintf(stderr, "sluice: produce-buffer-bytes must be at least batch-max-bytes\n");
         return -1;
     }
     if (c->max_request_bytes < 1024 || c->max_request_bytes > INT32_MAX) {

@@ -21,6 +21,7 @@ struct config {
     char metadata_url[512];
     int64_t batch_timeout_ms;
     int64_t batch_max_bytes;
+    int64_t produce_buffer_bytes; /* per worker: produce data not yet taken by the store */
     int64_t max_request_bytes;
     int64_t max_message_bytes;
     int64_t fetch_cache_bytes;

@@ -14,6 +14,7 @@ import atexit
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -100,6 +101,36 @@ class PgServer:
             self._run("pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")
             self.running = False
 
+    def _pids(self):
+        """The postmaster and every process under it (backends, background workers)."""
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            root = int(f.readline())
+        pids, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+        return pids
+
+    def freeze(self):
+        """SIGSTOP on the whole server: connections stay open and the kernel still ACKs, but nothing
+        answers (a blackholed store, the hardest case for a client: no error, only silence)."""
+        self._frozen = self._pids()
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in getattr(self, "_frozen", []):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._frozen = []
+
     def psql(self, db, sql):
         """Runs SQL as the superuser; returns psql's unaligned, tuples-only output."""
         p = subprocess.run(self._prefix() + [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-v",
@@ -119,6 +150,7 @@ class PgServer:
             return ""
 
     def cleanup(self):
+        self.thaw()
         try:
             self.stop("immediate")
         except Exception:

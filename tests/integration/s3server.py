@@ -119,6 +119,14 @@ class S3Server:
         q = "status=%d&code=%s&count=%d" % (status, code, count) + ("&method=" + method if method else "")
         self._control("fail?" + q, method="POST")
 
+    def delay(self, ms, method=None):
+        """Every request (of `method`, if given) is answered `ms` later, until clear()."""
+        self._control("delay?ms=%d" % ms + ("&method=" + method if method else ""), method="POST")
+
+    def clear(self):
+        """Drops the injected faults and delays."""
+        self._control("clear", method="POST")
+
     def objects(self, prefix=""):
         """Keys stored in the bucket under prefix, read from s3rver's folder."""
         root = os.path.join(self.datadir, self.bucket)

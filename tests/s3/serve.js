@@ -6,7 +6,8 @@
 //    XAmzContentSHA256Mismatch, so the tests exercise sluice's signing for real;
 //  - fault injection: POST /__sluice/fail?status=503&code=SlowDown&count=3[&method=PUT] makes the
 //    next matching requests fail, POST /__sluice/clear drops what is left of those; GET
-//    /__sluice/stats counts requests and signature failures.
+//    /__sluice/stats counts requests and signature failures; POST /__sluice/delay?ms=2000[&method=PUT]
+//    answers every matching request that much later (a slow store), until /__sluice/clear.
 // Usage: node serve.js --port P --directory DIR [--address 127.0.0.1] [--bucket sluice]
 //        [--service-endpoint localhost]   (virtual-hosted buckets: BUCKET.s3.localhost)
 'use strict';
@@ -137,6 +138,7 @@ async function main() {
 
   const stats = { requests: 0, methods: {}, signatureFailures: 0, injected: 0 };
   let faults = []; // {status, code, count, method}
+  let delays = []; // {ms, method}
 
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -151,6 +153,7 @@ async function main() {
         }
         if (u.pathname === '/__sluice/clear') {
           faults = [];
+          delays = [];
           res.writeHead(204);
           return res.end();
         }
@@ -164,42 +167,56 @@ async function main() {
           res.writeHead(204);
           return res.end();
         }
+        if (u.pathname === '/__sluice/delay') {
+          delays.push({ ms: Number(u.searchParams.get('ms') || 1000), method: u.searchParams.get('method') || null });
+          res.writeHead(204);
+          return res.end();
+        }
         res.writeHead(404);
         return res.end();
       }
-      stats.requests++;
-      stats.methods[req.method] = (stats.methods[req.method] || 0) + 1;
-      const fault = faults.find(f => f.count > 0 && (!f.method || f.method === req.method));
-      if (fault) {
-        fault.count--;
-        faults = faults.filter(f => f.count > 0);
-        stats.injected++;
-        return sendError(res, fault.status, fault.code, 'injected by the test');
+      const delay = delays.find(d => !d.method || d.method === req.method);
+      if (delay) {
+        stats.delayed = (stats.delayed || 0) + 1;
+        return setTimeout(() => serve(req, res, body), delay.ms);
       }
-      let bad;
-      try {
-        bad = checkSignature(req, body);
-      } catch (e) {
-        bad = ['AccessDenied', 'cannot check the signature: ' + e];
-      }
-      if (bad) {
-        stats.signatureFailures++;
-        console.error('serve.js: %s %s rejected: %s: %s', req.method, req.url, bad[0], bad[1]);
-        return sendError(res, 403, bad[0], bad[1]);
-      }
-      const headers = { ...req.headers, 'content-length': String(body.length) };
-      delete headers['transfer-encoding'];
-      const fwd = http.request(
-        { host: '127.0.0.1', port: backendPort, method: req.method, path: req.url, headers, agent },
-        up => {
-          res.writeHead(up.statusCode, up.headers);
-          up.pipe(res);
-        },
-      );
-      fwd.on('error', e => sendError(res, 500, 'InternalError', String(e)));
-      fwd.end(body);
+      serve(req, res, body);
     });
   });
+
+  function serve(req, res, body) {
+    stats.requests++;
+    stats.methods[req.method] = (stats.methods[req.method] || 0) + 1;
+    const fault = faults.find(f => f.count > 0 && (!f.method || f.method === req.method));
+    if (fault) {
+      fault.count--;
+      faults = faults.filter(f => f.count > 0);
+      stats.injected++;
+      return sendError(res, fault.status, fault.code, 'injected by the test');
+    }
+    let bad;
+    try {
+      bad = checkSignature(req, body);
+    } catch (e) {
+      bad = ['AccessDenied', 'cannot check the signature: ' + e];
+    }
+    if (bad) {
+      stats.signatureFailures++;
+      console.error('serve.js: %s %s rejected: %s: %s', req.method, req.url, bad[0], bad[1]);
+      return sendError(res, 403, bad[0], bad[1]);
+    }
+    const headers = { ...req.headers, 'content-length': String(body.length) };
+    delete headers['transfer-encoding'];
+    const fwd = http.request(
+      { host: '127.0.0.1', port: backendPort, method: req.method, path: req.url, headers, agent },
+      up => {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    fwd.on('error', e => sendError(res, 500, 'InternalError', String(e)));
+    fwd.end(body);
+  }
   server.keepAliveTimeout = 30000;
   await new Promise((resolve, reject) => {
     server.once('error', reject);

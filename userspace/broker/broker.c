@@ -38,6 +38,7 @@ struct heartbeat_job {
     const struct config *cfg;
     bool prune;
     bool leave;                  /* remove the member instead (clean stop) */
+    int64_t submitted_ms;
     int rc;                      /* the heartbeat's */
     struct member_info *members; /* the group as read after it */
     int nmembers;
@@ -66,7 +67,10 @@ static void heartbeat_done(struct broker *b, struct store_job *job)
         b->heartbeat_inflight = false;
         if (j->rc != 0 && !j->leave)
             log_warn("worker %d: heartbeat to the metadata store failed", b->worker_id);
-        if (j->list_rc == 0) {
+        /* A heartbeat that waited long for the store (an outage) reads a group whose other members
+         * could not heartbeat either: that view would call live workers dead. Wait for the next. */
+        bool stale = mono_ms() - j->submitted_ms > b->cfg->heartbeat_timeout_ms / 3;
+        if (j->list_rc == 0 && !stale) {
             membership_set(&b->members, j->members, j->nmembers);
             j->members = NULL;
             if (b->on_membership)
@@ -92,8 +96,9 @@ static void heartbeat(struct broker *b, int64_t now_ms, bool leave)
     j->cfg = b->cfg;
     j->leave = leave;
     j->prune = b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1;
+    j->submitted_ms = now_ms;
     b->heartbeat_inflight = true;
-    store_jobs_submit(&b->store, &j->base);
+    store_jobs_submit_first(&b->store, &j->base);
 }
 
 void broker_on_membership(struct broker *b, membership_cb cb, void *arg)
@@ -143,6 +148,7 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
     b->cfg = cfg;
     b->srv = srv;
     b->worker_id = worker_id;
+    b->produce_next_deadline = INT64_MAX;
     char err[512] = "";
     b->objects = objstore_open(cfg->bucket_url, err, sizeof(err));
     if (!b->objects) {
@@ -195,6 +201,7 @@ void broker_destroy(struct broker *b)
     if (b->objects)
         objstore_close(b->objects);
     topics_free(b);
+    free(b->parked.v);
     membership_free(&b->members);
     if (b->cache.slots)
         read_cache_free(&b->cache);
@@ -228,12 +235,15 @@ static int64_t broker_next_deadline(struct broker *b)
         d = topics_next_deadline(b);
     if (!b->draining && b->next_heartbeat_ms < d)
         d = b->next_heartbeat_ms;
+    if (produce_next_deadline(b) < d)
+        d = produce_next_deadline(b);
     return d;
 }
 
 static void broker_tick(struct broker *b, int64_t now_ms)
 {
     produce_maybe_flush(b, now_ms, b->draining);
+    produce_expire(b, now_ms);
     /* Waiting fetches look for commits of other workers and agents this often (PostgreSQL also
      * announces them: see broker_on_wakeup). */
     if (b->waiters && now_ms >= b->next_hwm_poll_ms) {
@@ -264,6 +274,7 @@ static void broker_on_wakeup(struct broker *b)
         flush_batch_free(done);
         done = next;
     }
+    produce_unpark(b);
     /* A flush finished: room in the queue, so a due batch can go now. */
     produce_maybe_flush(b, mono_ms(), b->draining);
     if (committed)
@@ -284,7 +295,7 @@ static void broker_begin_drain(struct broker *b)
 
 static bool broker_drained(struct broker *b)
 {
-    return !b->current && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight && b->store.inflight == 0;
+    return !b->current && b->parked.n == 0 && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight && b->store.inflight == 0;
 }
 
 /* ---- the loop's callbacks (server/server.h) ---- */
@@ -297,6 +308,7 @@ static void app_frame(void *ctx, struct conn *c, struct reply *reply, uint8_t *f
 static void app_conn_closed(void *ctx, struct conn *c)
 {
     fetch_cancel_conn(ctx, c);
+    produce_cancel_conn(ctx, c);
 }
 
 static int64_t app_next_deadline(void *ctx)

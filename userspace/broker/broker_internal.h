@@ -58,6 +58,7 @@ struct topic_cache {
     int64_t listed_ms;           /* when the last full listing started */
     int64_t listing_failed_ms;
     bool listing;                /* a listing job is in flight */
+    int64_t listing_started_ms;
     struct waiters listing_waiters;
     bool polling;                /* an offsets poll for waiting fetches is in flight */
     struct topic_lookup *lookups;
@@ -166,6 +167,19 @@ void flush_batch_free(struct flush_batch *fb);
 void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force);
 /* Answers the producers of a committed (or failed) batch and advances high watermarks. */
 void produce_complete(struct broker *b, struct flush_batch *fb);
+/* Buffers the requests that waited for room, while there is room (after a flush completed). */
+void produce_unpark(struct broker *b);
+/* A connection closed: its request waiting for room is dropped. */
+void produce_cancel_conn(struct broker *b, struct conn *c);
+/* Answers REQUEST_TIMED_OUT to requests whose timeout_ms passed while waiting for the store. */
+void produce_expire(struct broker *b, int64_t now_ms);
+int64_t produce_next_deadline(const struct broker *b);
+
+/* Produce requests waiting for room in the buffers, oldest first (their connections are held). */
+struct produce_parked {
+    struct request **v;
+    int n, cap;
+};
 
 /* ---- fetch long-poll (fetch.c) ---- */
 
@@ -210,6 +224,10 @@ struct broker {
     struct topic_cache topics;
     struct flusher flusher;
     struct flush_batch *current; /* accumulating produce data */
+    int64_t produce_bytes;       /* produce data buffered or being flushed (capped: produce-buffer-bytes) */
+    struct produce_parked parked;
+    struct produce_ctx *produce_waiting; /* requests waiting for commits (their timeouts) */
+    int64_t produce_next_deadline;
     struct read_cache cache;
     struct reader reader;        /* remote stores: reads off the loop */
     bool reader_started;

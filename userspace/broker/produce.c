@@ -1,11 +1,20 @@
 /* Produce: validate each partition's record batches, buffer them with every other partition's in the
  * current flush batch, and answer only once the flusher has stored the object and committed the
- * offsets. acks=0 is buffered the same way but answered with nothing at all. */
+ * offsets. acks=0 is buffered the same way but answered with nothing at all; if it cannot be
+ * buffered, its connection is closed (as Kafka does), the producer's only way to notice.
+ *
+ * Memory: produce data waiting for the store (buffered or being flushed) is capped per worker
+ * (produce-buffer-bytes). A request that does not fit waits, in arrival order, and its connection
+ * is not read meanwhile: producers are slowed by TCP flow control, not refused. A request waiting
+ * longer than its timeout_ms for the store is answered REQUEST_TIMED_OUT (retriable; its data may
+ * still be committed, as with Kafka). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/broker_internal.h"
 #include "record/batch.h"
+#include "server/conn.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -17,11 +26,14 @@ typedef struct produce_request_topic_partition req_part_t;
 typedef struct produce_response_topic resp_topic_t;
 typedef struct produce_response_topic_partition resp_part_t;
 
-/* One produce request waiting for its partitions' commits. */
+/* One produce request waiting for its partitions' commits. Allocated apart from the request:
+ * after a timeout answers the request, the flush chunks still point here until they complete. */
 struct produce_ctx {
-    struct request *rq;
+    struct request *rq;          /* NULL once answered (timed out) */
     struct produce_response *resp;
-    int pending;
+    int pending;                 /* partitions not committed yet */
+    int64_t deadline_ms;         /* received + timeout_ms (INT64_MAX: none) */
+    struct produce_ctx *prev, *next; /* the broker's requests waiting for commits */
 };
 
 /* ---- the flush batch ---- */
@@ -231,6 +243,7 @@ static int produce_partition(struct broker *b, struct request *rq, const struct 
     if (sum.max_timestamp > ch->max_timestamp)
         ch->max_timestamp = sum.max_timestamp;
     b->current->bytes += (size_t)in->records.len;
+    b->produce_bytes += in->records.len;
     return 0;
 }
 
@@ -256,21 +269,143 @@ static bool produce_topics_known(struct broker *b, struct request *rq)
     return !waits;
 }
 
+static int64_t records_bytes(const struct produce_request *req)
+{
+    int64_t n = 0;
+    for (int i = 0; i < req->topic_data_count; i++)
+        for (int j = 0; j < req->topic_data[i].partition_data_count; j++)
+            if (req->topic_data[i].partition_data[j].records.len > 0)
+                n += req->topic_data[i].partition_data[j].records.len;
+    return n;
+}
+
+/* Is there room to buffer `bytes` more now? A worker with nothing buffered takes any request (one
+ * larger than the cap must not wait forever); otherwise the cap, and the flusher must keep up. */
+static bool produce_room(const struct broker *b, int64_t bytes)
+{
+    if (b->produce_bytes == 0)
+        return true;
+    if (b->produce_bytes + bytes > b->cfg->produce_buffer_bytes)
+        return false;
+    return !(b->flusher.queued >= MAX_QUEUED_FLUSHES && b->current &&
+             b->current->bytes >= (size_t)b->cfg->batch_max_bytes);
+}
+
+static void park(struct broker *b, struct request *rq)
+{
+    struct produce_parked *pk = &b->parked;
+    if (pk->n == pk->cap) {
+        pk->cap = pk->cap ? 2 * pk->cap : 16;
+        pk->v = realloc(pk->v, sizeof(*pk->v) * (size_t)pk->cap);
+        if (!pk->v)
+            abort();
+    }
+    pk->v[pk->n++] = rq;
+    conn_hold(rq->conn, true);
+}
+
+static void unpark_first(struct broker *b, struct request **out)
+{
+    struct produce_parked *pk = &b->parked;
+    *out = pk->v[0];
+    memmove(pk->v, pk->v + 1, sizeof(*pk->v) * (size_t)(pk->n - 1));
+    pk->n--;
+}
+
+static void buffer_request(struct broker *b, struct request *rq);
+
+void produce_unpark(struct broker *b)
+{
+    while (b->parked.n > 0) {
+        struct produce_request *req = b->parked.v[0]->body;
+        if (!produce_room(b, records_bytes(req)))
+            return;
+        struct request *rq;
+        unpark_first(b, &rq);
+        struct conn *c = rq->conn;
+        buffer_request(b, rq);
+        conn_hold(c, false); /* may dispatch its next frames (which may park again) */
+    }
+}
+
+void produce_cancel_conn(struct broker *b, struct conn *c)
+{
+    struct produce_parked *pk = &b->parked;
+    for (int i = 0; i < pk->n;) {
+        if (pk->v[i]->conn != c) {
+            i++;
+            continue;
+        }
+        struct request *rq = pk->v[i];
+        memmove(pk->v + i, pk->v + i + 1, sizeof(*pk->v) * (size_t)(pk->n - i - 1));
+        pk->n--;
+        request_finish_silent(rq);
+    }
+}
+
 void handle_produce(struct broker *b, struct request *rq)
+{
+    struct produce_request *req = rq->body;
+    bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
+    if (acks_valid && !produce_topics_known(b, rq))
+        return;
+    /* Requests that wait for room keep their order: a newcomer waits behind them. */
+    if (acks_valid && (b->parked.n > 0 || !produce_room(b, records_bytes(req)))) {
+        park(b, rq);
+        return;
+    }
+    buffer_request(b, rq);
+}
+
+static void produce_waiting_add(struct broker *b, struct produce_ctx *ctx)
+{
+    ctx->next = b->produce_waiting;
+    if (ctx->next)
+        ctx->next->prev = ctx;
+    b->produce_waiting = ctx;
+    if (ctx->deadline_ms < b->produce_next_deadline)
+        b->produce_next_deadline = ctx->deadline_ms;
+}
+
+static void produce_waiting_remove(struct broker *b, struct produce_ctx *ctx)
+{
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        b->produce_waiting = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    ctx->prev = ctx->next = NULL;
+}
+
+/* The response keeps only what it needs of the frame (topic names): the frame, as large as the
+ * data it carried, is freed now rather than when the store has it. */
+static void keep_names_drop_frame(struct request *rq, struct produce_response *resp)
+{
+    for (int i = 0; i < resp->responses_count; i++) {
+        struct kstr *name = &resp->responses[i].name;
+        if (name->len > 0)
+            name->ptr = arena_strndup(&rq->arena, name->ptr, (size_t)name->len);
+    }
+    request_drop_frame(rq);
+}
+
+static void buffer_request(struct broker *b, struct request *rq)
 {
     struct produce_request *req = rq->body;
     bool acks0 = req->acks == 0;
     bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
-    if (acks_valid && !produce_topics_known(b, rq))
-        return;
-
-    struct produce_ctx *ctx = RQ_ALLOC(rq, struct produce_ctx, 1);
+    struct produce_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        abort();
     struct produce_response *resp = RQ_ALLOC(rq, struct produce_response, 1);
     ctx->rq = rq;
     ctx->resp = resp;
+    ctx->deadline_ms = req->timeout_ms > 0 ? rq->received_ms + req->timeout_ms : INT64_MAX;
     int ntopics = req->topic_data_count > 0 ? req->topic_data_count : 0;
     resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->responses_count = ntopics;
+    int first_err = 0;
     for (int i = 0; i < ntopics; i++) {
         const req_topic_t *tin = &req->topic_data[i];
         resp_topic_t *tout = &resp->responses[i];
@@ -287,17 +422,76 @@ void handle_produce(struct broker *b, struct request *rq)
             pout->log_append_time_ms = -1;
             pout->log_start_offset = -1;
             int err = t ? produce_partition(b, rq, t, &tin->partition_data[j], pout, ctx, acks0) : topic_err;
-            if (err)
+            if (err) {
                 pout->error_code = (int16_t)err;
-            else if (!acks0)
+                if (!first_err)
+                    first_err = err;
+            } else if (!acks0) {
                 ctx->pending++;
+            }
         }
     }
     produce_maybe_flush(b, mono_ms(), false);
-    if (acks0)
-        request_finish_silent(rq);
-    else if (ctx->pending == 0)
+    if (acks0) {
+        free(ctx);
+        if (first_err) {
+            char why[96];
+            snprintf(why, sizeof(why), "acks=0 produce failed with error %d", first_err);
+            request_close_conn(rq, why);
+        } else {
+            request_finish_silent(rq);
+        }
+        return;
+    }
+    if (ctx->pending == 0) {
+        free(ctx);
         request_respond(rq, resp);
+        return;
+    }
+    keep_names_drop_frame(rq, resp);
+    produce_waiting_add(b, ctx);
+}
+
+static void ctx_answer(struct broker *b, struct produce_ctx *ctx)
+{
+    struct request *rq = ctx->rq;
+    ctx->rq = NULL;
+    produce_waiting_remove(b, ctx);
+    request_respond(rq, ctx->resp);
+    ctx->resp = NULL;
+}
+
+void produce_expire(struct broker *b, int64_t now_ms)
+{
+    if (now_ms < b->produce_next_deadline)
+        return;
+    int64_t next = INT64_MAX;
+    for (struct produce_ctx *ctx = b->produce_waiting, *nx; ctx; ctx = nx) {
+        nx = ctx->next;
+        if (ctx->deadline_ms > now_ms) {
+            if (ctx->deadline_ms < next)
+                next = ctx->deadline_ms;
+            continue;
+        }
+        /* The partitions still waiting for the store time out; committed ones keep their offsets. */
+        struct produce_response *resp = ctx->resp;
+        for (int i = 0; i < resp->responses_count; i++)
+            for (int j = 0; j < resp->responses[i].partition_responses_count; j++) {
+                resp_part_t *p = &resp->responses[i].partition_responses[j];
+                if (p->error_code == 0 && p->base_offset < 0)
+                    p->error_code = KERR_REQUEST_TIMED_OUT;
+            }
+        log_warn("produce timed out after %lld ms waiting for the store; %d partitions answered REQUEST_TIMED_OUT "
+                 "(%s)",
+                 (long long)(now_ms - ctx->rq->received_ms), ctx->pending, request_who(ctx->rq));
+        ctx_answer(b, ctx);
+    }
+    b->produce_next_deadline = next;
+}
+
+int64_t produce_next_deadline(const struct broker *b)
+{
+    return b->produce_next_deadline;
 }
 
 void produce_complete(struct broker *b, struct flush_batch *fb)
@@ -313,12 +507,19 @@ void produce_complete(struct broker *b, struct flush_batch *fb)
         }
         for (int w = 0; w < ch->nwaiters; w++) {
             struct produce_waiter *pw = &ch->waiters[w];
-            if (err)
-                *pw->error_code = (int16_t)err;
-            else
-                *pw->base_offset = ch->base_offset + pw->rel_offset;
-            if (--pw->ctx->pending == 0)
-                request_respond(pw->ctx->rq, pw->ctx->resp);
+            struct produce_ctx *ctx = pw->ctx;
+            if (ctx->rq) { /* still waiting (not timed out) */
+                if (err)
+                    *pw->error_code = (int16_t)err;
+                else
+                    *pw->base_offset = ch->base_offset + pw->rel_offset;
+            }
+            if (--ctx->pending > 0)
+                continue;
+            if (ctx->rq)
+                ctx_answer(b, ctx);
+            free(ctx);
         }
     }
+    b->produce_bytes -= (int64_t)fb->bytes;
 }

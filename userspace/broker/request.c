@@ -106,6 +106,25 @@ void request_finish_silent(struct request *rq)
     reply_none(reply);
 }
 
+void request_close_conn(struct request *rq, const char *why)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "%s (%s)", why, request_who(rq));
+    struct conn *c = rq->conn;
+    conn_close(c, line);
+    request_finish_silent(rq);
+}
+
+void request_drop_frame(struct request *rq)
+{
+    struct kstr *id = &rq->hdr.client_id; /* logs still name the client */
+    if (id->len > 0)
+        id->ptr = arena_strndup(&rq->arena, id->ptr, (size_t)id->len);
+    free(rq->frame);
+    rq->frame = NULL;
+    rq->body = NULL; /* it pointed into the frame */
+}
+
 bool request_conn_alive(const struct request *rq)
 {
     return reply_conn_open(rq->reply);

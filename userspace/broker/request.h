@@ -44,6 +44,10 @@ void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uin
 void request_respond(struct request *rq, const void *resp_body);
 /* Frees a request that gets no response (Produce with acks=0; its connection closed). */
 void request_finish_silent(struct request *rq);
+/* Closes the connection (one log line with why) and frees the request, which gets no answer. */
+void request_close_conn(struct request *rq, const char *why);
+/* Frees the frame early (the handler copied what it still needs out of it). */
+void request_drop_frame(struct request *rq);
 /* Is the client still connected? (a closed connection discards the answer) */
 bool request_conn_alive(const struct request *rq);
 /* The port the client dialled: the bootstrap port or a slot's. */

@@ -116,6 +116,18 @@ void store_jobs_submit(struct store_jobs *q, struct store_job *job)
     pthread_mutex_unlock(&q->mu);
 }
 
+void store_jobs_submit_first(struct store_jobs *q, struct store_job *job)
+{
+    q->inflight++;
+    pthread_mutex_lock(&q->mu);
+    job->next = q->todo_head;
+    q->todo_head = job;
+    if (!q->todo_tail)
+        q->todo_tail = job;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
 void store_jobs_complete(struct store_jobs *q, struct broker *b)
 {
     pthread_mutex_lock(&q->mu);

@@ -52,6 +52,9 @@ int store_jobs_start(struct store_jobs *q, const struct config *cfg, struct serv
 void store_jobs_stop(struct store_jobs *q);
 /* Loop thread: queues a job (FIFO). */
 void store_jobs_submit(struct store_jobs *q, struct store_job *job);
+/* Loop thread: queues a job ahead of all waiting ones (heartbeats: a queue of slow reads must not
+ * make this worker look dead). */
+void store_jobs_submit_first(struct store_jobs *q, struct store_job *job);
 /* Loop thread: runs done() of every finished job. */
 void store_jobs_complete(struct store_jobs *q, struct broker *b);
 

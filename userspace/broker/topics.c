@@ -12,6 +12,9 @@
 
 /* The whole topic list is read again this often (topics created or deleted elsewhere). */
 #define TOPIC_REFRESH_MS 2000
+/* A request that needs a fresh listing waits at most this long for it; then (a slow or unreachable
+ * store) it is answered from the cache. */
+#define LISTING_WAIT_MS 20
 /* Look-ups of names that turned out not to exist are forgotten after this. */
 #define LOOKUP_MEMORY_MS 10000
 
@@ -263,6 +266,7 @@ static void start_listing(struct broker *b)
     for (int i = 0; i < b->topics.n; i++)
         j->known_ids[j->nknown++] = b->topics.topics[i].info.id;
     b->topics.listing = true;
+    b->topics.listing_started_ms = j->started_ms;
     store_jobs_submit(&b->store, &j->base);
 }
 
@@ -276,6 +280,8 @@ bool topics_need_listing(struct broker *b, struct request *rq, int64_t max_age_m
         *err = KERR_KAFKA_STORAGE_ERROR;
         return false;
     }
+    if (b->topics.listing && mono_ms() - b->topics.listing_started_ms >= LISTING_WAIT_MS)
+        return true; /* the store is slow: what the cache knows */
     start_listing(b);
     waiters_add(&b->topics.listing_waiters, rq);
     return false;
@@ -577,11 +583,19 @@ void topics_delete(struct broker *b, struct request *rq, const char *name, int *
 
 int64_t topics_next_deadline(struct broker *b)
 {
-    return b->topics.listed_ms + TOPIC_REFRESH_MS;
+    const struct topic_cache *tc = &b->topics;
+    /* the next listing: none while one is in flight (its completion wakes the loop) */
+    int64_t last = tc->listed_ms > tc->listing_failed_ms ? tc->listed_ms : tc->listing_failed_ms;
+    int64_t d = tc->listing ? INT64_MAX : last + TOPIC_REFRESH_MS;
+    if (b->topics.listing_waiters.n > 0 && b->topics.listing_started_ms + LISTING_WAIT_MS < d)
+        d = b->topics.listing_started_ms + LISTING_WAIT_MS;
+    return d;
 }
 
 void topics_tick(struct broker *b, int64_t now_ms)
 {
+    if (b->topics.listing_waiters.n > 0 && now_ms >= b->topics.listing_started_ms + LISTING_WAIT_MS)
+        waiters_release(b, &b->topics.listing_waiters); /* they answer from the cache */
     if (now_ms >= b->topics.listed_ms + TOPIC_REFRESH_MS && now_ms >= b->topics.listing_failed_ms + TOPIC_REFRESH_MS)
         start_listing(b);
     /* Forget finished look-ups no request can use any more. */
