@@ -9,7 +9,7 @@ PYTHON   := /usr/bin/python3
 
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -I. -MMD -MP
 LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lxdp -lbpf -lelf -lcurl -lssl -lcrypto -lpthread -lm
 
 # BPF programs (bpf/NAME.bpf.c), built against the committed vmlinux.h; each gets a libbpf skeleton
@@ -77,7 +77,7 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(SAN_LIB_OBJ)
 
 # libFuzzer target for the request decoder (clang only).
 $(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(GEN)/messages.h $(SKELS)
-	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace \
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace -I. \
 		-o $@ tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(LDLIBS)
 
 run: deps $(BUILD)/sluice
@@ -93,6 +93,7 @@ test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz
 bench: deps $(BUILD)/sluice $(BED_BPF_OBJ)
 	/usr/bin/python3 tools/bench.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
+	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_catchup.py
 
 install: $(BUILD)/sluice
 	install -D -m 0755 $(BUILD)/sluice /usr/local/bin/sluice

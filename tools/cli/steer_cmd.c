@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../bpf/forward.h"
-#include "../../bpf/steer.h"
+#include "bpf/forward.h"
+#include "bpf/steer.h"
 #include "steer/steer.h"
 
 #define PIN_ROOT "/sys/fs/bpf/sluice"

@@ -2,9 +2,11 @@
  * request that answers with them; or asked of the reader threads (reader.c), the request waiting
  * for every chunk it lacks at once. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "storage/object_format.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -61,13 +63,69 @@ const struct buf *chunk_need(struct broker *b, struct request *rq, const struct 
     }
     if (!reader_room(&b->reader, rq))
         return NULL; /* waits for room, then plans its reads again */
-    reader_want(&b->reader, ref->object_key, ref->pos, ref->len, rq);
+    reader_want(&b->reader, ref->object_key, ref->pos, ref->len, ref->object_size, rq);
     return NULL;
 }
 
 void chunks_submit(struct broker *b)
 {
     reader_submit(&b->reader);
+}
+
+/* Caches one chunk of a finished read; if a request waited for it, pinned for each of them: they
+ * answer with it when they resume, whatever else is read meanwhile. */
+static void cache_chunk(struct broker *b, struct read_job *done, uint64_t pos, uint32_t len, bool wanted)
+{
+    struct buf piece;
+    buf_init(&piece);
+    buf_append(&piece, done->data.data + (pos - done->pos), len);
+    struct cache_entry *e = read_cache_put(&b->cache, done->key, pos, len, &piece);
+    if (!wanted)
+        return;
+    for (int w = 0; w < done->waiters.n; w++) {
+        struct request *rq = done->waiters.v[w];
+        if (!pinned_by(rq, e)) {
+            read_cache_pin_entry(&b->cache, e);
+            cache_pins_add(&rq->pins, &b->cache, e);
+        }
+    }
+}
+
+static bool wanted(const struct read_job *j, uint64_t pos, uint32_t len)
+{
+    for (int i = 0; i < j->npieces; i++)
+        if (j->pieces[i].pos == pos && j->pieces[i].len == len)
+            return true;
+    return false;
+}
+
+/* A read's chunks into the cache. A whole object is checked (CRC) and split by its own index. */
+static void cache_read(struct broker *b, struct read_job *done)
+{
+    if (!done->whole) {
+        for (int i = 0; i < done->npieces; i++)
+            cache_chunk(b, done, done->pieces[i].pos, done->pieces[i].len, true);
+        return;
+    }
+    struct object_chunk *chunks;
+    int n;
+    if (object_parse(done->data.data, done->data.len, &chunks, &n) != 0) {
+        log_error("object %s (%zu bytes) fails its checks (magic, index or CRC); its reads answer "
+                  "KAFKA_STORAGE_ERROR", done->key, done->data.len);
+        for (int i = 0; i < done->npieces; i++)
+            note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        cache_chunk(b, done, chunks[i].pos, chunks[i].len, wanted(done, chunks[i].pos, chunks[i].len));
+    free(chunks);
+    /* A wanted piece the index does not list (cannot happen with a sound store): an error. */
+    for (int i = 0; i < done->npieces; i++)
+        if (!read_cache_get(&b->cache, done->key, done->pieces[i].pos, done->pieces[i].len)) {
+            log_error("object %s has no chunk at %llu+%u its metadata names", done->key,
+                      (unsigned long long)done->pieces[i].pos, done->pieces[i].len);
+            note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
+        }
 }
 
 void reader_complete(struct broker *b)
@@ -81,22 +139,7 @@ void reader_complete(struct broker *b)
             for (int i = 0; i < done->npieces; i++)
                 note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
         } else {
-            /* One cache entry per chunk, pinned for every request that waited: they answer with
-             * them when they resume, whatever else is read meanwhile. */
-            for (int i = 0; i < done->npieces; i++) {
-                const struct read_piece *p = &done->pieces[i];
-                struct buf piece;
-                buf_init(&piece);
-                buf_append(&piece, done->data.data + (p->pos - done->pos), p->len);
-                struct cache_entry *e = read_cache_put(&b->cache, done->key, p->pos, p->len, &piece);
-                for (int w = 0; w < done->waiters.n; w++) {
-                    struct request *rq = done->waiters.v[w];
-                    if (!pinned_by(rq, e)) {
-                        read_cache_pin_entry(&b->cache, e);
-                        cache_pins_add(&rq->pins, &b->cache, e);
-                    }
-                }
-            }
+            cache_read(b, done);
         }
         waiters_release(b, &done->waiters);
         read_job_free(done);

@@ -95,34 +95,47 @@ static void add_piece(struct read_job *j, uint64_t pos, uint32_t len)
     j->pieces[j->npieces++] = (struct read_piece){pos, len};
 }
 
-static bool has_piece(const struct read_job *j, const char *key, uint64_t pos, uint32_t len)
+static bool has_piece(const struct read_job *j, uint64_t pos, uint32_t len)
 {
-    if (strcmp(j->key, key) != 0)
-        return false;
     for (int i = 0; i < j->npieces; i++)
         if (j->pieces[i].pos == pos && j->pieces[i].len == len)
             return true;
     return false;
 }
 
-void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq)
+/* The job (in flight or gathered) that reads this chunk, or the whole object it is in. */
+static struct read_job *job_for(struct read_job *list, bool inflight, const char *key, uint64_t pos, uint32_t len)
 {
-    for (struct read_job *j = r->inflight; j; j = j->inflight_next)
-        if (has_piece(j, key, pos, len)) {
-            waiters_add(&j->waiters, rq);
-            return;
+    for (struct read_job *j = list; j; j = inflight ? j->inflight_next : j->next) {
+        if (strcmp(j->key, key) != 0)
+            continue;
+        if (has_piece(j, pos, len))
+            return j;
+        if (j->whole && pos + len <= j->len) {
+            add_piece(j, pos, len); /* the reader thread never looks at pieces */
+            return j;
         }
-    for (struct read_job *j = r->gathered; j; j = j->next)
-        if (has_piece(j, key, pos, len)) {
-            waiters_add(&j->waiters, rq);
-            return;
-        }
-    struct read_job *j = calloc(1, sizeof(*j));
+    }
+    return NULL;
+}
+
+void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, uint64_t object_size,
+                 struct request *rq)
+{
+    struct read_job *j = job_for(r->inflight, true, key, pos, len);
+    if (!j)
+        j = job_for(r->gathered, false, key, pos, len);
+    if (j) {
+        waiters_add(&j->waiters, rq);
+        return;
+    }
+    j = calloc(1, sizeof(*j));
     if (!j)
         abort();
     snprintf(j->key, sizeof(j->key), "%s", key);
-    j->pos = pos;
-    j->len = len;
+    j->whole = object_size > 0 && object_size <= WHOLE_OBJECT_MAX && pos + len <= object_size;
+    j->pos = j->whole ? 0 : pos;
+    j->len = j->whole ? object_size : len;
     add_piece(j, pos, len);
     waiters_add(&j->waiters, rq);
     j->next = r->gathered;
@@ -182,7 +195,8 @@ void reader_submit(struct reader *r)
     struct read_job *cur = NULL;
     for (int i = 0; i < n; i++) {
         struct read_job *j = v[i];
-        if (cur && !strcmp(cur->key, j->key) && cur->pos + cur->len == j->pos && cur->len + j->len <= READ_RANGE_MAX) {
+        if (cur && !cur->whole && !j->whole && !strcmp(cur->key, j->key) && cur->pos + cur->len == j->pos &&
+            cur->len + j->len <= READ_RANGE_MAX) {
             merge(cur, j);
             continue;
         }

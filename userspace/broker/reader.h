@@ -19,6 +19,11 @@
 #define READ_BYTES_MAX (128u << 20)
 /* Adjacent chunks are read together up to this many bytes. */
 #define READ_RANGE_MAX (16u << 20)
+/* Objects up to this size are read whole, and all their chunks cached: a flush writes the chunks
+ * of the partitions one worker serves into one object, so the consumers of its other partitions
+ * (other connections, other fetches) find theirs in the cache instead of each asking the store.
+ * One GET of a few MiB costs about what one more request's latency does. */
+#define WHOLE_OBJECT_MAX (4u << 20)
 
 struct read_piece {
     uint64_t pos;
@@ -31,6 +36,7 @@ struct read_job {
     uint64_t len;
     struct read_piece *pieces;       /* the chunks in it, by position, back to back */
     int npieces, cap_pieces;
+    bool whole;                      /* the whole object: pos 0, len its size */
     struct buf data;                 /* filled by a reader thread */
     int error;                       /* 0 or -1 */
     struct waiters waiters;          /* loop thread only */
@@ -57,9 +63,10 @@ struct reader {
 
 int reader_start(struct reader *r, struct objstore *objects, struct server *srv);
 void reader_stop(struct reader *r);
-/* Loop: rq needs the chunk (key, pos, len): it waits for the read in flight that has it, or for
- * one gathered now. */
-void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, struct request *rq);
+/* Loop: rq needs the chunk (key, pos, len) of an object of object_size bytes (0: unknown): it
+ * waits for the read in flight that has it, or for one gathered now. */
+void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, uint64_t object_size,
+                 struct request *rq);
 /* Loop: sends what was gathered, adjacent chunks of one object merged into one read. */
 void reader_submit(struct reader *r);
 /* Loop: is there room for more reads? If not, rq waits for some (reader_take_done releases). */

@@ -13,7 +13,7 @@
  * anything is allocated or read, and a claimed array count must fit in the remaining bytes at
  * the smallest possible element size. Recursion follows the nesting of the schema, never the
  * input, so its depth is fixed at build time. */
-#include "codec.h"
+#include "protocol/codec.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../util/arena.h"
-#include "../util/buf.h"
+#include "util/arena.h"
+#include "util/buf.h"
 
 /* Strings and byte fields point into the request buffer (zero copy) when decoded.
  * len < 0 means null. */

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../bpf/forward.h"
+#include "bpf/forward.h"
 
 struct forward;
 

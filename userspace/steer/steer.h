@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../bpf/steer.h"
+#include "bpf/steer.h"
 
 struct steer;
 

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "metastore_backend.h"
+#include "storage/metastore_backend.h"
 
 struct metastore *metastore_open(const char *url, char *err, size_t errlen)
 {

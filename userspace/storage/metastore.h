@@ -52,6 +52,7 @@ struct chunk_ref {
     int64_t base_offset;
     int64_t last_offset;          /* base_offset + offset_count - 1 */
     int64_t max_timestamp;
+    uint64_t object_size;         /* the whole object's (small ones are read whole) */
 };
 
 /* url: "sqlite:///abs/path.db", "sqlite://relative/path.db", or "postgres://user:pass@host:port/db?..."

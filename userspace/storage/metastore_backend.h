@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "metastore.h"
+#include "storage/metastore.h"
 
 struct metastore_ops {
     void (*close)(struct metastore *m);

@@ -20,10 +20,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "../protocol/errors.h"
-#include "../util/clock.h"
-#include "../util/log.h"
-#include "metastore_backend.h"
+#include "protocol/errors.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "storage/metastore_backend.h"
 
 #define RECONNECT_INTERVAL_MS 200
 #define LOG_REPEAT_MS 10000                /* the same error is logged again after this long */
@@ -116,7 +116,7 @@ enum stmt_id {
 };
 
 #define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms"
-#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp"
+#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 #define MEMBER_COLS "id, agent_group, host, port_base, worker, fwd_addr, heartbeat_ms"
 #define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
@@ -1065,6 +1065,7 @@ static void read_chunk(const PGresult *r, int row, struct chunk_ref *c)
     c->base_offset = get_i64(r, row, 4);
     c->last_offset = get_i64(r, row, 5);
     c->max_timestamp = get_i64(r, row, 6);
+    c->object_size = (uint64_t)get_i64(r, row, 7);
 }
 
 /* Runs one of the chunk queries ($1 topic, $2 partition, $3 bound, $4 limit); max_timestamp

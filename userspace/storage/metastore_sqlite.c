@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../protocol/errors.h"
-#include "../util/clock.h"
-#include "../util/log.h"
-#include "metastore_backend.h"
+#include "protocol/errors.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "storage/metastore_backend.h"
 
 #define BUSY_TIMEOUT_MS 30000
 
@@ -109,7 +109,7 @@ enum stmt_id {
 };
 
 #define TOPIC_COLS "id, name, uuid, partitions, created_ms"
-#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp"
+#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -532,6 +532,7 @@ static void read_chunk(sqlite3_stmt *q, struct chunk_ref *c)
     c->base_offset = sqlite3_column_int64(q, 4);
     c->last_offset = sqlite3_column_int64(q, 5);
     c->max_timestamp = sqlite3_column_int64(q, 6);
+    c->object_size = (uint64_t)sqlite3_column_int64(q, 7);
 }
 
 /* Runs one of the chunk queries (?1 topic, ?2 partition, ?3 bound, ?4 limit). */

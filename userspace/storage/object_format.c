@@ -1,10 +1,10 @@
 /* Builds and parses objects: header, chunks, index, footer (see object_format.h). */
-#include "object_format.h"
+#include "storage/object_format.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../record/crc32c.h"
+#include "record/crc32c.h"
 
 #define MAGIC_SIZE 8
 #define INDEX_ENTRY_SIZE 60 /* 16 + 4 + 8 + 4 + 4 + 8 + 8 + 8 */

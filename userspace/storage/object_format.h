@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../util/buf.h"
+#include "util/buf.h"
 
 #define OBJECT_HEADER_MAGIC "SLUICEO1"
 #define OBJECT_FOOTER_MAGIC "SLUICEOF"

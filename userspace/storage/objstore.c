@@ -1,6 +1,6 @@
 /* objstore_open: picks the backend from the URL scheme. */
-#include "objstore.h"
-#include "objstore_s3.h"
+#include "storage/objstore.h"
+#include "storage/objstore_s3.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../util/log.h"
-#include "objstore.h"
+#include "util/log.h"
+#include "storage/objstore.h"
 
 #define KEY_MAX 1024
 

@@ -2,7 +2,7 @@
  * signed with AWS Signature V4 (sigv4.c) and retried with backoff (policy in objstore_s3.h).
  * Calls may come from several threads at once: each takes a curl handle from a small pool and
  * gives it back, so kept-alive connections are reused without two threads sharing one. */
-#include "objstore_s3.h"
+#include "storage/objstore_s3.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,9 +17,9 @@
 #include <openssl/crypto.h>
 
 #include "util/hex.h"
-#include "../util/log.h"
-#include "s3_xml.h"
-#include "sigv4.h"
+#include "util/log.h"
+#include "storage/s3_xml.h"
+#include "storage/sigv4.h"
 
 #define KEY_MAX 1024
 #define RESPONSE_MAX (16u << 20) /* bodies other than object data: error XML, list pages */

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "objstore.h"
+#include "storage/objstore.h"
 
 /* Request policy. A failed attempt is retried after a random pause in [0, min(CAP, BASE * 2^n))
  * ("full jitter") on transport errors and timeouts, HTTP 5xx, 429, and the S3 error codes

@@ -1,5 +1,5 @@
 /* See s3_xml.h. */
-#include "s3_xml.h"
+#include "storage/s3_xml.h"
 
 #include "util/hex.h"
 

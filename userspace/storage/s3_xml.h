@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "../util/buf.h"
+#include "util/buf.h"
 
 /* Finds the first <tag>text</tag> in [p, end); the text's bounds in *ts, *te. */
 bool s3_xml_find(const char *p, const char *end, const char *tag, const char **ts, const char **te);

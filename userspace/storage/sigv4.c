@@ -1,7 +1,7 @@
 /* AWS Signature Version 4: canonical request -> string to sign -> HMAC chain -> Authorization.
  * Follows "Signature Calculations for the Authorization Header: Transferring Payload in a Single
  * Chunk" of the S3 API reference; tests/unit/test_sigv4.c checks it against that page's examples. */
-#include "sigv4.h"
+#include "storage/sigv4.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "../util/buf.h"
+#include "util/buf.h"
 
 #define SIGV4_DATE_LEN 17 /* "20130524T000000Z" and its NUL */
 #define SIGV4_HEX_LEN 65  /* a SHA-256 in lowercase hex and its NUL */
