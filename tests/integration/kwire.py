@@ -143,3 +143,30 @@ def parse_fetch_v4_response(frame):
     pos += 26 + max(naborted, 0) * 16
     (rlen,) = struct.unpack_from(">i", frame, pos)
     return corr, err, hwm, frame[pos + 4:pos + 4 + max(rlen, 0)]
+
+
+def batches(records):
+    """[(base_offset, last_offset)] of the record batches in a records field (a partial batch at
+    the end, which a fetch may return, is left out)."""
+    out, pos = [], 0
+    while pos + 61 <= len(records):
+        base, length = struct.unpack_from(">qi", records, pos)
+        if pos + 12 + length > len(records):
+            break
+        (delta,) = struct.unpack_from(">i", records, pos + 23)
+        out.append((base, base + delta))
+        pos += 12 + length
+    return out
+
+
+def list_offsets_v1_body(topic, partition, timestamp):
+    return struct.pack(">ii", -1, 1) + string(topic) + struct.pack(">iiq", 1, partition, timestamp)
+
+
+def parse_list_offsets_v1_response(frame):
+    """-> (error_code, offset) of the single partition."""
+    pos = 4 + 4  # correlation id, topics count
+    (tl,) = struct.unpack_from(">h", frame, pos)
+    pos += 2 + tl + 4
+    _part, err, _ts, offset = struct.unpack_from(">ihqq", frame, pos)
+    return err, offset

@@ -258,7 +258,7 @@ void handle_delete_topics(struct broker *b, struct request *rq);
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {
     int16_t key;
-    int16_t max_ver;              /* min is always 0 (see KAFKA-NOTES: librdkafka needs it) */
+    int16_t max_ver;              /* min is always 0: librdkafka enables compression and groups only then */
     void (*fn)(struct broker *b, struct request *rq);
 };
 extern const struct api_handler api_handlers[];

@@ -1,5 +1,5 @@
 /* Loader of the sk_lookup steering program (bpf/steer.bpf.c): slot port -> owner worker's listener,
- * bootstrap port -> least-loaded live worker. See DESIGN.md, "Kernel side".
+ * bootstrap port -> least-loaded live worker (README: "Workers, slots and eBPF steering").
  *
  * Everything lives under /sys/fs/bpf/sluice/<name>/: the maps (config, slot_owner, worker_socks,
  * worker_load, counters, worker_steered) and "link", the sk_lookup link of the network namespace.
