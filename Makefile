@@ -75,10 +75,12 @@ $(BUILD)/sluice-san: $(BUILD)/san/userspace/main.o $(SAN_LIB_OBJ)
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(SAN_LIB_OBJ)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
-# libFuzzer target for the request decoder (clang only).
-$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(GEN)/messages.h $(SKELS)
+# libFuzzer targets over the agent's code (clang only): fuzz_request (the codec), fuzz_handlers
+# (whole requests through a worker's loop, handlers and store threads).
+FUZZ_LIB := $(filter-out %/main.c,$(LIB_SRC))
+$(BUILD)/fuzz_request $(BUILD)/fuzz_handlers: $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(GEN)/messages.h $(SKELS)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace -I. \
-		-o $@ tests/fuzz/fuzz_request.c $(filter-out %/main.c,$(LIB_SRC)) $(LDLIBS)
+		-o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
 run: deps $(BUILD)/sluice
 	mkdir -p data
@@ -87,7 +89,7 @@ run: deps $(BUILD)/sluice
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BED_BPF_OBJ)
+test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers $(BED_BPF_OBJ)
 	tests/run.sh
 
 bench: deps $(BUILD)/sluice $(BED_BPF_OBJ)

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Runs every test suite: C unit tests (ASan/UBSan), the request-decoder fuzzer for a bounded time,
-# and the integration tests with real clients against the agent built with ASan/UBSan.
+# Runs every test suite: C unit tests (ASan/UBSan), the fuzzers (request decoder, whole requests
+# through the handlers) for a bounded time each, and the integration tests with real clients
+# against the agent built with ASan/UBSan.
 # Ends with one line: "N passed, N failed, N skipped".
 set -u
 cd "$(dirname "$0")/.."
@@ -31,18 +32,29 @@ echo "== unit tests (ASan/UBSan)"
 build/unit_tests 2>&1 | tee "$tmp/unit.out"
 count "$tmp/unit.out" unit
 
-echo "== fuzzing the request decoder for ${FUZZ_SECONDS}s"
-mkdir -p "$tmp/corpus"
-cp tests/fuzz/corpus/* "$tmp/corpus/" 2>/dev/null || true
-if build/fuzz_request -max_total_time="$FUZZ_SECONDS" -seed=1 -print_final_stats=1 \
-        -artifact_prefix="$tmp/" "$tmp/corpus" >"$tmp/fuzz.out" 2>&1; then
-    grep -E 'stat::number_of_executed_units|Done' "$tmp/fuzz.out" | tail -2
-    echo "fuzz: 1 passed, 0 failed" | tee "$tmp/fuzz.res"
-else
-    tail -40 "$tmp/fuzz.out"
-    echo "fuzz: 0 passed, 1 failed" | tee "$tmp/fuzz.res"
-fi
-count "$tmp/fuzz.res" fuzz
+# Each run fuzzes from a new seed, printed so that a failure can be replayed (FUZZ_SEED=N); the
+# input that failed is kept in build/fuzz-crashes/ (run the fuzzer on it to see the failure again).
+fuzz() { # name, binary, seed corpus
+    local name=$1 bin=$2 seeds=$3
+    local seed=${FUZZ_SEED:-$(((RANDOM << 15 | RANDOM) + 1))}
+    echo "== fuzzing $name for ${FUZZ_SECONDS}s, seed $seed"
+    mkdir -p "$tmp/corpus-$name"
+    cp "$seeds"/* "$tmp/corpus-$name/" 2>/dev/null || true
+    if "$bin" -max_total_time="$FUZZ_SECONDS" -seed="$seed" -print_final_stats=1 \
+            -artifact_prefix="$tmp/$name-" "$tmp/corpus-$name" >"$tmp/fuzz-$name.out" 2>&1; then
+        grep -E 'stat::number_of_executed_units|Done' "$tmp/fuzz-$name.out" | tail -2
+        echo "fuzz $name: 1 passed, 0 failed" | tee "$tmp/fuzz-$name.res"
+    else
+        tail -40 "$tmp/fuzz-$name.out"
+        mkdir -p build/fuzz-crashes
+        cp "$tmp/$name-"* build/fuzz-crashes/ 2>/dev/null &&
+            echo "!! failing input kept in build/fuzz-crashes/ (FUZZ_SEED=$seed to replay the run)"
+        echo "fuzz $name: 0 passed, 1 failed" | tee "$tmp/fuzz-$name.res"
+    fi
+    count "$tmp/fuzz-$name.res" "fuzz $name"
+}
+fuzz request build/fuzz_request tests/fuzz/corpus
+fuzz handlers build/fuzz_handlers tests/fuzz/corpus_handlers
 
 echo "== integration tests (real clients, agent under ASan/UBSan)"
 SLUICE_BIN="$PWD/build/sluice-san" ASAN_OPTIONS=detect_leaks=1 \

@@ -367,8 +367,10 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
         goto wait;
     for (k = 0; k < st->nparts; k++)
         errors += pouts[k]->error_code != 0;
+    /* Long poll, unless its client is gone (then it is answered now, into the void: a parked fetch
+     * of a closed connection would never be cancelled, the close has been handled already). */
     if (!final && !errors && total < (req->min_bytes > 0 ? req->min_bytes : 1) && req->max_wait_ms > 0 &&
-        !b->draining) {
+        !b->draining && request_conn_alive(rq)) {
         cache_pins_release(&rq->pins); /* nothing to answer with yet: let the cache have them back */
         return FETCH_WAIT_DATA;
     }

@@ -331,7 +331,7 @@ struct topic_entry *topics_need_since(struct broker *b, struct request *rq, cons
     struct topic_entry *t = topics_find(b, name, len);
     if (t)
         return t;
-    if (len <= 0 || len > TOPIC_NAME_MAX) {
+    if (!topic_name_valid(name, len)) { /* no such topic can exist: nothing to ask the store */
         *err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return NULL;
     }

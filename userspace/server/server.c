@@ -210,6 +210,47 @@ static void start_drain(struct server *s)
     s->app.begin_drain(s->app.ctx);
 }
 
+int server_turn(struct server *s, int64_t max_wait_ms)
+{
+    int64_t now = mono_ms();
+    /* Many clients just left (a storm of connections, long polls abandoned): their buffers are
+     * free, give the memory back to the system rather than keep it in the heap. */
+    if (s->closed_since_trim >= TRIM_AFTER_CLOSES && now - s->trimmed_ms >= TRIM_INTERVAL_MS) {
+        malloc_trim(0);
+        s->closed_since_trim = 0;
+        s->trimmed_ms = now;
+    }
+    s->app.tick(s->app.ctx, now);
+    int64_t deadline = s->app.next_deadline(s->app.ctx);
+    if (s->closed_since_trim >= TRIM_AFTER_CLOSES && s->trimmed_ms + TRIM_INTERVAL_MS < deadline)
+        deadline = s->trimmed_ms + TRIM_INTERVAL_MS; /* the trim waits for its interval, not for traffic */
+    if (max_wait_ms != INT64_MAX && deadline > now + max_wait_ms)
+        deadline = now + max_wait_ms;
+    struct io_uring_cqe *cqe;
+    int rc;
+    if (deadline == INT64_MAX) {
+        rc = io_uring_submit_and_wait(&s->ring, 1);
+    } else {
+        int64_t wait = deadline - now;
+        if (wait < 0)
+            wait = 0;
+        struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
+        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+        log_error("io_uring wait failed: %s", strerror(-rc));
+        return -1;
+    }
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        handle_cqe(s, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&s->ring, n);
+    return 0;
+}
+
 int server_run(struct server *s)
 {
     struct sigaction sa = {0};
@@ -231,42 +272,8 @@ int server_run(struct server *s)
             log_warn("drain did not finish within %d ms; exiting anyway", DRAIN_TIMEOUT_MS);
             break;
         }
-        int64_t now = mono_ms();
-        /* Many clients just left (a storm of connections, long polls abandoned): their buffers are
-         * free, give the memory back to the system rather than keep it in the heap. */
-        if (s->closed_since_trim >= TRIM_AFTER_CLOSES && now - s->trimmed_ms >= TRIM_INTERVAL_MS) {
-            malloc_trim(0);
-            s->closed_since_trim = 0;
-            s->trimmed_ms = now;
-        }
-        s->app.tick(s->app.ctx, now);
-        int64_t deadline = s->app.next_deadline(s->app.ctx);
-        if (s->closed_since_trim >= TRIM_AFTER_CLOSES && s->trimmed_ms + TRIM_INTERVAL_MS < deadline)
-            deadline = s->trimmed_ms + TRIM_INTERVAL_MS; /* the trim waits for its interval, not for traffic */
-        if (s->draining && deadline > now + 50)
-            deadline = now + 50;
-        struct io_uring_cqe *cqe;
-        int rc;
-        if (deadline == INT64_MAX) {
-            rc = io_uring_submit_and_wait(&s->ring, 1);
-        } else {
-            int64_t wait = deadline - now;
-            if (wait < 0)
-                wait = 0;
-            struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
-            rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
-        }
-        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-            log_error("io_uring wait failed: %s", strerror(-rc));
+        if (server_turn(s, s->draining ? 50 : INT64_MAX) < 0)
             return -1;
-        }
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(&s->ring, head, cqe)
-        {
-            handle_cqe(s, cqe);
-            n++;
-        }
-        io_uring_cq_advance(&s->ring, n);
     }
     log_info("drained, exiting");
     return 0;

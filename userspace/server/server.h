@@ -86,6 +86,10 @@ int server_init(struct server *s, const struct config *cfg, int worker_id, const
 void server_set_app(struct server *s, const struct server_app *app);
 /* Runs until SIGTERM/SIGINT, then drains the application and returns. */
 int server_run(struct server *s);
+/* One turn of the loop: timers, a wait of at most max_wait_ms (INT64_MAX: until the next deadline
+ * or event), the completions. server_run is these turns; a test harness may drive them itself.
+ * 0, or -1 if the ring failed. */
+int server_turn(struct server *s, int64_t max_wait_ms);
 void server_destroy(struct server *s);
 /* An io_uring submission slot (submits pending ones first if the ring is full). */
 struct io_uring_sqe *server_sqe(struct server *s);
