@@ -22,7 +22,7 @@ SKELS      := $(patsubst %,$(GEN)/%.skel.h,$(BPF_PROGS))
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SCHEMAS  := $(wildcard userspace/protocol/schema/*.def)
-LIB_SRC  := $(filter-out userspace/main.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
+LIB_SRC  := $(filter-out userspace/main.c tools/bench_validate.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
@@ -82,6 +82,20 @@ $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers: $(BUILD)/fuzz_%: tests/fuzz/fuzz_%
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace -I. \
 		-o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
+# libFuzzer target for record batches: validation, decompression and record iteration (clang only).
+# Only record/ and what it needs, with the test batch builder to compress what the fuzzer writes.
+RECORD_SRC := $(wildcard userspace/record/*.c) userspace/util/buf.c tests/unit/batch_builder.c
+$(BUILD)/fuzz_records: tests/fuzz/fuzz_records.c $(RECORD_SRC) $(wildcard userspace/record/*.h) tests/unit/batch_builder.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-Iuserspace -Itests/unit -o $@ tests/fuzz/fuzz_records.c $(RECORD_SRC) -lz -lzstd -llz4 -lsnappy -lpthread
+
+# Validation throughput per codec (make bench), optimised and without sanitizers.
+$(BUILD)/bench_validate: tools/bench_validate.c $(RECORD_SRC) $(wildcard userspace/record/*.h) tests/unit/batch_builder.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -Iuserspace -Itests/unit -o $@ tools/bench_validate.c $(RECORD_SRC) \
+		-lz -lzstd -llz4 -lsnappy -lpthread
+
 run: deps $(BUILD)/sluice
 	mkdir -p data
 	$(BUILD)/sluice agent --advertise-hostname-strategy local
@@ -89,10 +103,11 @@ run: deps $(BUILD)/sluice
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers $(BED_BPF_OBJ)
+test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers $(BUILD)/fuzz_records $(BED_BPF_OBJ)
 	tests/run.sh
 
-bench: deps $(BUILD)/sluice $(BED_BPF_OBJ)
+bench: deps $(BUILD)/sluice $(BED_BPF_OBJ) $(BUILD)/bench_validate
+	$(BUILD)/bench_validate
 	/usr/bin/python3 tools/bench.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_catchup.py

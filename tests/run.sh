@@ -1,7 +1,7 @@
 #!/bin/bash
-# Runs every test suite: C unit tests (ASan/UBSan), the fuzzers (request decoder, whole requests
-# through the handlers) for a bounded time each, and the integration tests with real clients
-# against the agent built with ASan/UBSan.
+# Runs every test suite: C unit tests (ASan/UBSan), the fuzzers (request decoder, record batches,
+# whole requests through the handlers) for a bounded time each, and the integration tests with
+# real clients against the agent built with ASan/UBSan.
 # Ends with one line: "N passed, N failed, N skipped".
 set -u
 cd "$(dirname "$0")/.."
@@ -54,6 +54,7 @@ fuzz() { # name, binary, seed corpus
     count "$tmp/fuzz-$name.res" "fuzz $name"
 }
 fuzz request build/fuzz_request tests/fuzz/corpus
+fuzz records build/fuzz_records tests/fuzz/corpus_records
 fuzz handlers build/fuzz_handlers tests/fuzz/corpus_handlers
 
 echo "== integration tests (real clients, agent under ASan/UBSan)"

@@ -11,7 +11,6 @@
 
 #include "record/crc32c.h"
 
-#define XERIAL_BLOCK 1024 /* small, so tests cover several blocks (snappy-java uses 32 KiB) */
 
 static void die(const char *what)
 {
@@ -37,6 +36,12 @@ static void put_bytes(struct buf *b, const void *p, size_t len)
 
 void bb_encode_records(struct buf *out, const struct bb_record *recs, int n, int64_t base_timestamp)
 {
+    bb_encode_records_deltas(out, recs, n, base_timestamp, NULL);
+}
+
+void bb_encode_records_deltas(struct buf *out, const struct bb_record *recs, int n, int64_t base_timestamp,
+                              const int32_t *deltas)
+{
     struct buf body;
     buf_init(&body);
     for (int i = 0; i < n; i++) {
@@ -44,7 +49,7 @@ void bb_encode_records(struct buf *out, const struct bb_record *recs, int n, int
         buf_reset(&body);
         buf_put_i8(&body, 0);
         buf_put_varint(&body, r->timestamp - base_timestamp);
-        buf_put_varint(&body, i);
+        buf_put_varint(&body, deltas ? deltas[i] : i);
         put_bytes(&body, r->key, r->key_len);
         put_bytes(&body, r->value, r->value_len);
         buf_put_varint(&body, r->nheaders);
@@ -86,14 +91,14 @@ static void snappy_raw(struct buf *out, const uint8_t *src, size_t len)
     out->len -= snappy_max_compressed_length(len) - clen;
 }
 
-static void snappy_xerial(struct buf *out, const uint8_t *src, size_t len)
+static void snappy_xerial(struct buf *out, const uint8_t *src, size_t len, size_t block)
 {
     static const uint8_t magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
     buf_append(out, magic, sizeof(magic));
     buf_put_i32(out, 1); /* version */
     buf_put_i32(out, 1); /* minimum compatible version */
-    for (size_t off = 0; off < len; off += XERIAL_BLOCK) {
-        size_t n = len - off < XERIAL_BLOCK ? len - off : XERIAL_BLOCK;
+    for (size_t off = 0; off < len; off += block) {
+        size_t n = len - off < block ? len - off : block;
         size_t at = out->len;
         buf_put_i32(out, 0);
         snappy_raw(out, src + off, n);
@@ -115,13 +120,15 @@ static void lz4(struct buf *out, const uint8_t *src, size_t len)
     out->len -= bound - n;
 }
 
-static void zstd(struct buf *out, const uint8_t *src, size_t len, bool unknown_size)
+static void zstd(struct buf *out, const uint8_t *src, size_t len, bool unknown_size, int window_log)
 {
     ZSTD_CCtx *c = ZSTD_createCCtx();
     if (!c)
         die("ZSTD_createCCtx");
     if (unknown_size)
         ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+    if (window_log && ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, window_log)))
+        die("ZSTD_c_windowLog");
     size_t bound = ZSTD_compressBound(len);
     uint8_t *dst = buf_extend(out, bound);
     size_t n = ZSTD_compress2(c, dst, bound, src, len);
@@ -142,7 +149,7 @@ void bb_compress(struct buf *out, const struct bb_options *o, const uint8_t *src
         break;
     case CODEC_SNAPPY:
         if (o->snappy_xerial)
-            snappy_xerial(out, src, len);
+            snappy_xerial(out, src, len, o->xerial_block ? o->xerial_block : 1024);
         else
             snappy_raw(out, src, len);
         break;
@@ -150,7 +157,7 @@ void bb_compress(struct buf *out, const struct bb_options *o, const uint8_t *src
         lz4(out, src, len);
         break;
     case CODEC_ZSTD:
-        zstd(out, src, len, o->zstd_unknown_size);
+        zstd(out, src, len, o->zstd_unknown_size, o->zstd_window_log);
         break;
     }
 }
@@ -159,6 +166,30 @@ void bb_fix_crc(uint8_t *p)
 {
     size_t size = (size_t)be32_get(p + 8) + BATCH_LOG_OVERHEAD;
     be32_put(p + 17, crc32c(0, p + 21, size - 21));
+}
+
+size_t bb_build_section(struct buf *out, const struct bb_options *o, const uint8_t *plain, size_t len,
+                        int32_t records_count, int32_t last_offset_delta, int64_t base_ts, int64_t max_ts)
+{
+    size_t start = out->len;
+    buf_put_i64(out, o->base_offset);
+    buf_put_i32(out, 0);  /* batchLength, below */
+    buf_put_i32(out, -1); /* partitionLeaderEpoch: producers send -1 */
+    buf_put_i8(out, 2);
+    buf_put_i32(out, 0);  /* CRC, below */
+    buf_put_i16(out, (int16_t)(o->codec | o->attributes));
+    buf_put_i32(out, last_offset_delta);
+    buf_put_i64(out, base_ts);
+    buf_put_i64(out, max_ts);
+    buf_put_i64(out, o->producer_id);
+    buf_put_i16(out, o->producer_epoch);
+    buf_put_i32(out, o->base_sequence);
+    buf_put_i32(out, records_count);
+    bb_compress(out, o, plain, len);
+
+    be32_put(out->data + start + 8, (uint32_t)(out->len - start - BATCH_LOG_OVERHEAD));
+    bb_fix_crc(out->data + start);
+    return start;
 }
 
 size_t bb_build(struct buf *out, const struct bb_options *o, const struct bb_record *recs, int n)
@@ -170,26 +201,8 @@ size_t bb_build(struct buf *out, const struct bb_options *o, const struct bb_rec
     struct buf plain;
     buf_init(&plain);
     bb_encode_records(&plain, recs, n, base_ts);
-
-    size_t start = out->len;
-    buf_put_i64(out, o->base_offset);
-    buf_put_i32(out, 0);  /* batchLength, below */
-    buf_put_i32(out, -1); /* partitionLeaderEpoch: producers send -1 */
-    buf_put_i8(out, 2);
-    buf_put_i32(out, 0);  /* CRC, below */
-    buf_put_i16(out, (int16_t)(o->codec | o->attributes));
-    buf_put_i32(out, n - 1);
-    buf_put_i64(out, base_ts);
-    buf_put_i64(out, max_ts);
-    buf_put_i64(out, o->producer_id);
-    buf_put_i16(out, o->producer_epoch);
-    buf_put_i32(out, o->base_sequence);
-    buf_put_i32(out, n);
-    bb_compress(out, o, plain.data, plain.len);
+    size_t start = bb_build_section(out, o, plain.data, plain.len, n, n - 1, base_ts, max_ts);
     buf_free(&plain);
-
-    be32_put(out->data + start + 8, (uint32_t)(out->len - start - BATCH_LOG_OVERHEAD));
-    bb_fix_crc(out->data + start);
     return start;
 }
 

@@ -1,6 +1,7 @@
 /* CRC-32C and record batches: real batches built and compressed with the codec libraries. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -413,8 +414,9 @@ TEST(records_batch_decompress_corrupt)
         for (size_t cut = 1; cut < 40; cut += 3) {
             b.len = full;
             truncate_batch(&b, cut);
-            CHECK_EQ(records_validate(b.data, b.len, NULL, NULL), 0); /* the CRC is right */
-            out.len = 7;                                              /* keeps what was there */
+            /* The CRC is right, the compressed data is not. */
+            CHECK_EQ(records_validate(b.data, b.len, NULL, NULL), KERR_CORRUPT_MESSAGE);
+            out.len = 7; /* keeps what was there */
             CHECK_EQ(batch_records_decompress(b.data, b.len, &out), -1);
             CHECK_EQ(out.len, 7);
         }
@@ -427,6 +429,7 @@ TEST(records_batch_decompress_corrupt)
             bb_fix_crc(b.data);
             CHECK_EQ(batch_records_decompress(b.data, b.len, &out), -1);
             CHECK_EQ(batch_find_timestamp(b.data, b.len, 0), -1);
+            CHECK_EQ(records_validate(b.data, b.len, NULL, NULL), KERR_CORRUPT_MESSAGE);
         }
         buf_free(&b);
         buf_free(&out);
@@ -705,4 +708,581 @@ TEST(records_batch_mutations_never_crash)
         buf_free(&orig);
     }
     CHECK(accepted > 0); /* some mutations (e.g. of values) leave a valid batch */
+}
+
+/* ---- what validation looks at inside a batch, for every codec ---- */
+
+/* Every way a producer writes the records section. */
+static const struct bb_options *codec_variants(size_t *n, bool with_none)
+{
+    static struct bb_options v[7];
+    v[0] = bb_defaults(CODEC_NONE);
+    v[1] = bb_defaults(CODEC_GZIP);
+    v[2] = bb_defaults(CODEC_SNAPPY);
+    v[3] = bb_defaults(CODEC_SNAPPY);
+    v[3].snappy_xerial = true;
+    v[4] = bb_defaults(CODEC_LZ4);
+    v[5] = bb_defaults(CODEC_ZSTD);
+    v[6] = bb_defaults(CODEC_ZSTD);
+    v[6].zstd_unknown_size = true;
+    *n = with_none ? 7 : 6;
+    return with_none ? v : v + 1;
+}
+
+static const char *variant_name(const struct bb_options *o)
+{
+    static const char *names[] = {"none", "gzip", "snappy", "lz4", "zstd"};
+    if (o->codec == CODEC_SNAPPY && o->snappy_xerial)
+        return "snappy (xerial)";
+    if (o->codec == CODEC_ZSTD && o->zstd_unknown_size)
+        return "zstd (no content size)";
+    return names[o->codec];
+}
+
+/* Five small records "k<i>"/"v<i>" at timestamps 1000 + i. */
+static void five_records(struct bb_record r[5])
+{
+    static const char *keys[] = {"k0", "k1", "k2", "k3", "k4"}, *vals[] = {"v0", "v1", "v2", "v3", "v4"};
+    for (int i = 0; i < 5; i++)
+        r[i] = (struct bb_record){keys[i], 2, vals[i], 2, 1000 + i, 0, NULL};
+}
+
+/* Validates one batch built from a records section (compressed with o's codec) and header counts. */
+static int validate_section(const struct bb_options *o, const uint8_t *plain, size_t len, int32_t count,
+                            int32_t last_delta, int64_t base_ts, const char **why)
+{
+    struct buf b;
+    buf_init(&b);
+    bb_build_section(&b, o, plain, len, count, last_delta, base_ts, base_ts + 10);
+    *why = NULL;
+    int rc = records_validate(b.data, b.len, NULL, why);
+    buf_free(&b);
+    return rc;
+}
+
+/* Reports which codec a failed check was about. */
+#define CHECK_RC(o, got, want, why)                                                                  \
+    do {                                                                                             \
+        int got_ = (got);                                                                            \
+        if (got_ != (want))                                                                          \
+            fprintf(stderr, "  %s: got %d (%s), want %d\n", variant_name(o), got_, (why) ? (why) : "-", \
+                    (want));                                                                         \
+        CHECK_EQ(got_, (want));                                                                      \
+    } while (0)
+
+/* What a call costs: wall time, and (under ASan) the most heap it held at once. */
+#if defined(__SANITIZE_ADDRESS__)
+/* From the sanitizer runtime (gcc ships no header for them). */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
+size_t __sanitizer_get_allocated_size(const volatile void *p);
+static bool mem_counting;
+static int64_t mem_now, mem_peak;
+static void on_malloc(const volatile void *p, size_t n)
+{
+    (void)p;
+    if (mem_counting && (mem_now += (int64_t)n) > mem_peak)
+        mem_peak = mem_now;
+}
+static void on_free(const volatile void *p)
+{
+    if (mem_counting && p)
+        mem_now -= (int64_t)__sanitizer_get_allocated_size(p);
+}
+static void mem_start(void)
+{
+    static bool hooked;
+    if (!hooked)
+        hooked = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free) != 0;
+    mem_now = mem_peak = 0;
+    mem_counting = hooked;
+}
+static int64_t mem_stop(void)
+{
+    bool was = mem_counting;
+    mem_counting = false;
+    return was ? mem_peak : -1;
+}
+#else
+static void mem_start(void) {}
+static int64_t mem_stop(void) { return -1; }
+#endif
+
+struct cost {
+    double ms;
+    int64_t peak; /* bytes, -1: not measured */
+};
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int validate_costed(const struct buf *b, const char **why, struct cost *c)
+{
+    *why = NULL;
+    double t0 = now_ms();
+    mem_start();
+    int rc = records_validate(b->data, b->len, NULL, why);
+    c->peak = mem_stop();
+    c->ms = now_ms() - t0;
+    return rc;
+}
+
+/* A peak of at most `limit` bytes (when it could be measured). */
+#define CHECK_PEAK(c, limit)                                                                         \
+    do {                                                                                             \
+        if ((c).peak > (int64_t)(limit))                                                             \
+            fprintf(stderr, "  held %lld bytes at once, limit %lld\n", (long long)(c).peak, (long long)(limit)); \
+        CHECK((c).peak <= (int64_t)(limit));                                                         \
+    } while (0)
+
+TEST(records_validate_garbage_inside_compressed)
+{
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, false);
+    uint8_t junk[2000];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < nv; i++) {
+        const char *why;
+        /* Well-compressed garbage: the codec is happy, the records are not. */
+        CHECK_RC(&v[i], validate_section(&v[i], junk, sizeof(junk), 5, 4, 1000, &why), KERR_CORRUPT_MESSAGE, why);
+        /* Garbage where the compressed data should be, CRC recomputed. */
+        struct buf b;
+        buf_init(&b);
+        struct bb_record r[5];
+        five_records(r);
+        bb_build(&b, &v[i], r, 5);
+        for (int round = 0; round < 20; round++) {
+            size_t from = BATCH_HEADER_SIZE + (v[i].snappy_xerial ? 16 : 0) + (size_t)round % 3;
+            for (size_t k = from; k < b.len; k++)
+                b.data[k] = (uint8_t)rnd();
+            bb_fix_crc(b.data);
+            why = NULL;
+            CHECK_RC(&v[i], records_validate(b.data, b.len, NULL, &why), KERR_CORRUPT_MESSAGE, why);
+        }
+        buf_free(&b);
+    }
+}
+
+/* Claims of 2^31-1 records (and of a million, which might fit) cost nothing to refuse. */
+TEST(records_validate_huge_record_count)
+{
+    enum batch_codec codecs[] = {CODEC_ZSTD, CODEC_GZIP, CODEC_NONE};
+    struct bb_record r[5];
+    five_records(r);
+    struct buf plain;
+    buf_init(&plain);
+    bb_encode_records(&plain, r, 5, 1000);
+    int32_t claims[] = {INT32_MAX, 1000000};
+    for (int c = 0; c < 3; c++) {
+        for (int k = 0; k < 2; k++) {
+            struct bb_options o = bb_defaults(codecs[c]);
+            struct buf b;
+            buf_init(&b);
+            bb_build_section(&b, &o, plain.data, plain.len, claims[k], claims[k] - 1, 1000, 1004);
+            const char *why;
+            struct cost cost;
+            CHECK_RC(&o, validate_costed(&b, &why, &cost), KERR_INVALID_RECORD, why);
+            CHECK(why && strstr(why, "recordsCount does not match"));
+            if (getenv("SLUICE_TEST_COSTS"))
+                fprintf(stderr, "  %s claiming %d: %.2f ms, %lld bytes held\n", variant_name(&o), claims[k], cost.ms,
+                        (long long)cost.peak);
+            CHECK(cost.ms < 100);
+            CHECK_PEAK(cost, 512 << 10);
+            buf_free(&b);
+        }
+    }
+    buf_free(&plain);
+}
+
+/* Records that really are there, 1 MiB of zeros each: a few KiB that expand past the cap. */
+TEST(records_validate_bombs)
+{
+    enum { N = 65 };
+    uint8_t *zeros = calloc(1, 1 << 20);
+    struct bb_record r[N];
+    for (int i = 0; i < N; i++)
+        r[i] = (struct bb_record){"k", 1, zeros, 1 << 20, 1000, 0, NULL};
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, false);
+    for (size_t i = 0; i < nv; i++) {
+        struct buf b, out;
+        buf_init(&b);
+        buf_init(&out);
+        bb_build(&b, &v[i], r, N);
+        if (b.len > (8 << 20))
+            fprintf(stderr, "  %s bomb is %zu bytes\n", variant_name(&v[i]), b.len);
+        CHECK(b.len < (8 << 20)); /* 65 MiB of records in at most a few MiB */
+        const char *why;
+        struct cost cost;
+        CHECK_RC(&v[i], validate_costed(&b, &why, &cost), KERR_CORRUPT_MESSAGE, why);
+        if (!why || !strstr(why, "64 MiB"))
+            fprintf(stderr, "  %s bomb: %s\n", variant_name(&v[i]), why ? why : "-");
+        CHECK(why && strstr(why, "64 MiB"));
+        if (cost.ms > 2000 || getenv("SLUICE_TEST_COSTS"))
+            fprintf(stderr, "  %s bomb: %.1f ms, %lld bytes held\n", variant_name(&v[i]), cost.ms,
+                    (long long)cost.peak);
+        CHECK(cost.ms < 2000); /* under ASan; a decompressed 64 MiB at most */
+        /* A fixed window: the codec's state and at most a snappy block, never the records. */
+        CHECK_PEAK(cost, 4 << 20);
+        CHECK_EQ(batch_records_decompress(b.data, b.len, &out), -1);
+        CHECK_EQ(out.len, 0);
+        buf_free(&b);
+        buf_free(&out);
+    }
+    /* Under the cap is fine, whatever the ratio. */
+    struct bb_options z = bb_defaults(CODEC_ZSTD);
+    struct buf b;
+    buf_init(&b);
+    bb_build(&b, &z, r, 60);
+    const char *why;
+    struct cost cost;
+    CHECK_EQ(validate_costed(&b, &why, &cost), 0);
+    CHECK_PEAK(cost, 4 << 20);
+
+    /* zstd's history is the window its frame declares: up to 2^27 is accepted, as Kafka's own
+     * consumer does (levels 20-22 of streaming compressors); beyond, refused before decoding. */
+    z.zstd_unknown_size = true;
+    z.zstd_window_log = 27;
+    buf_reset(&b);
+    bb_build(&b, &z, r, N);
+    CHECK_EQ(validate_costed(&b, &why, &cost), KERR_CORRUPT_MESSAGE);
+    CHECK(why && strstr(why, "64 MiB"));
+    CHECK(cost.ms < 2000);
+    CHECK_PEAK(cost, (128 + 4) << 20);
+    if (getenv("SLUICE_TEST_COSTS"))
+        fprintf(stderr, "  zstd bomb, window 2^27: %.1f ms, %lld bytes held\n", cost.ms, (long long)cost.peak);
+    /* The same frame declaring 2^28 (its Window_Descriptor: exponent 18, after magic and the
+     * frame header descriptor). */
+    CHECK_EQ(b.data[BATCH_HEADER_SIZE + 4] & 0x20, 0); /* not single-segment: the descriptor is there */
+    CHECK_EQ(b.data[BATCH_HEADER_SIZE + 5] >> 3, 27 - 10);
+    b.data[BATCH_HEADER_SIZE + 5] = (28 - 10) << 3;
+    bb_fix_crc(b.data);
+    CHECK_EQ(validate_costed(&b, &why, &cost), KERR_CORRUPT_MESSAGE);
+    CHECK(why && strstr(why, "window"));
+    CHECK_PEAK(cost, 1 << 20);
+    buf_free(&b);
+    free(zeros);
+}
+
+TEST(records_validate_offset_deltas)
+{
+    static const int32_t wrong[][5] = {
+        {0, 1, 1, 3, 4}, {1, 2, 3, 4, 5}, {0, 2, 1, 3, 4}, {0, 1, 2, 3, 5}, {0, 1, 2, 3, -1}, {0, 0, 0, 0, 0},
+    };
+    struct bb_record r[5];
+    five_records(r);
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, true);
+    for (size_t i = 0; i < nv; i++) {
+        for (size_t w = 0; w < sizeof(wrong) / sizeof(wrong[0]); w++) {
+            struct buf plain;
+            buf_init(&plain);
+            bb_encode_records_deltas(&plain, r, 5, 1000, wrong[w]);
+            const char *why;
+            CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, 1000, &why), KERR_INVALID_RECORD,
+                     why);
+            CHECK(why && strstr(why, "offset deltas"));
+            buf_free(&plain);
+        }
+        /* Control: the same records numbered 0..4 are fine. */
+        struct buf plain;
+        buf_init(&plain);
+        bb_encode_records(&plain, r, 5, 1000);
+        const char *why;
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, 1000, &why), 0, why);
+        buf_free(&plain);
+    }
+}
+
+TEST(records_validate_count_mismatch_compressed)
+{
+    struct bb_record r[5];
+    five_records(r);
+    struct buf plain;
+    buf_init(&plain);
+    bb_encode_records(&plain, r, 5, 1000);
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, true);
+    for (size_t i = 0; i < nv; i++) {
+        const char *why;
+        /* Header consistent with itself, not with the records: one more, one fewer, many more. */
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 6, 5, 1000, &why), KERR_INVALID_RECORD, why);
+        CHECK(why && strstr(why, "recordsCount does not match"));
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 4, 3, 1000, &why), KERR_INVALID_RECORD, why);
+        CHECK(why && strstr(why, "recordsCount does not match"));
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 1, 0, 1000, &why), KERR_INVALID_RECORD, why);
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 500, 499, 1000, &why), KERR_INVALID_RECORD,
+                 why);
+        /* Header inconsistent with itself. */
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 5, 1000, &why), KERR_INVALID_RECORD, why);
+        /* No records where some are claimed. */
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, 0, 5, 4, 1000, &why), KERR_INVALID_RECORD, why);
+    }
+    buf_free(&plain);
+}
+
+TEST(records_validate_trailing_bytes)
+{
+    struct bb_record r[6];
+    five_records(r);
+    r[5] = r[4];
+    struct buf five, six;
+    buf_init(&five);
+    buf_init(&six);
+    bb_encode_records(&five, r, 5, 1000);
+    bb_encode_records(&six, r, 6, 1000);
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, true);
+    for (size_t i = 0; i < nv; i++) {
+        const char *why;
+        struct buf plain;
+        buf_init(&plain);
+        /* One zero byte, then a record cut short, after the fifth record. */
+        buf_append(&plain, five.data, five.len);
+        buf_put_i8(&plain, 0);
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, 1000, &why), KERR_CORRUPT_MESSAGE,
+                 why);
+        CHECK(why && strstr(why, "after the last record"));
+        plain.len = five.len;
+        buf_append(&plain, six.data + five.len, (six.len - five.len) / 2);
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, 1000, &why), KERR_CORRUPT_MESSAGE,
+                 why);
+        /* A whole sixth record is a count that lies. */
+        CHECK_RC(&v[i], validate_section(&v[i], six.data, six.len, 5, 4, 1000, &why), KERR_INVALID_RECORD, why);
+        buf_free(&plain);
+
+        /* Bytes after the compressed stream, inside the batch. */
+        if (v[i].codec != CODEC_NONE) {
+            /* zeros, a zstd frame's magic, a gzip member's, other bytes */
+            static const uint8_t tails[][4] = {
+                {0, 0, 0, 0}, {0x28, 0xb5, 0x2f, 0xfd}, {0x1f, 0x8b, 8, 0}, {1, 2, 3, 4}};
+            for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+                for (size_t k = 1; k <= 4; k++) {
+                    struct buf b;
+                    buf_init(&b);
+                    bb_build(&b, &v[i], r, 5);
+                    buf_append(&b, tails[t], k);
+                    be32_put(b.data + 8, (uint32_t)(b.len - BATCH_LOG_OVERHEAD));
+                    bb_fix_crc(b.data);
+                    why = NULL;
+                    CHECK_RC(&v[i], records_validate(b.data, b.len, NULL, &why), KERR_CORRUPT_MESSAGE, why);
+                    struct buf out;
+                    buf_init(&out);
+                    CHECK_EQ(batch_records_decompress(b.data, b.len, &out), -1);
+                    buf_free(&out);
+                    buf_free(&b);
+                }
+            }
+        }
+    }
+    /* A raw snappy block that says it holds nothing, followed by bytes (found by fuzz_records). */
+    static const uint8_t empty_then_junk[] = {0x00, 0x00, 0x02, 0x00, 0x00, 0x05};
+    struct bb_options none = bb_defaults(CODEC_NONE);
+    struct buf b, out;
+    buf_init(&b);
+    buf_init(&out);
+    bb_build_section(&b, &none, empty_then_junk, sizeof(empty_then_junk), 1, 0, 1000, 1000);
+    b.data[22] |= CODEC_SNAPPY; /* the section is the "compressed" data as is */
+    bb_fix_crc(b.data);
+    const char *why = NULL;
+    CHECK_EQ(records_validate(b.data, b.len, NULL, &why), KERR_CORRUPT_MESSAGE);
+    CHECK_EQ(batch_records_decompress(b.data, b.len, &out), -1);
+    buf_free(&b);
+    buf_free(&out);
+    buf_free(&five);
+    buf_free(&six);
+}
+
+/* The malformed records of records_record_next_malformed, and other damage, inside every codec. */
+TEST(records_validate_malformed_records_every_codec)
+{
+    static const uint8_t neg_len[] = {1}, zero_len[] = {0}, key_minus2[] = {12, 0, 0, 0, 3, 1, 0},
+                         key_too_long[] = {12, 0, 0, 0, 8, 1, 0}, neg_headers[] = {12, 0, 0, 0, 1, 1, 1},
+                         null_hdr_key[] = {16, 0, 0, 0, 1, 1, 2, 1, 1},
+                         huge_headers[] = {20, 0, 0, 0, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f},
+                         long_varint[] = {24, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0},
+                         trailing[] = {14, 0, 0, 0, 1, 1, 0, 9},
+                         hdr_value_too_long[] = {18, 0, 0, 0, 1, 1, 2, 2, 'k', 8},
+                         /* a record length of 2^31-1 with 6 bytes behind it */
+                         huge_len[] = {0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 1, 1, 0},
+                         /* offset delta varint of 6 bytes */
+                         long_delta[] = {20, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0, 1, 1, 0};
+    static const struct {
+        const uint8_t *p;
+        size_t n;
+    } bad[] = {{neg_len, sizeof(neg_len)},           {zero_len, sizeof(zero_len)},
+               {key_minus2, sizeof(key_minus2)},     {key_too_long, sizeof(key_too_long)},
+               {neg_headers, sizeof(neg_headers)},   {null_hdr_key, sizeof(null_hdr_key)},
+               {huge_headers, sizeof(huge_headers)}, {long_varint, sizeof(long_varint)},
+               {trailing, sizeof(trailing)},         {hdr_value_too_long, sizeof(hdr_value_too_long)},
+               {huge_len, sizeof(huge_len)},         {long_delta, sizeof(long_delta)}};
+    static const uint8_t good[] = {18, 0, 0, 0, 1, 1, 2, 2, 'k', 1}; /* one header, null value */
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, true);
+    for (size_t i = 0; i < nv; i++) {
+        const char *why;
+        CHECK_RC(&v[i], validate_section(&v[i], good, sizeof(good), 1, 0, 1000, &why), 0, why);
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            CHECK_RC(&v[i], validate_section(&v[i], bad[k].p, bad[k].n, 1, 0, 1000, &why), KERR_CORRUPT_MESSAGE,
+                     why);
+            /* The same after a good record. */
+            struct buf plain;
+            buf_init(&plain);
+            buf_append(&plain, good, sizeof(good));
+            buf_append(&plain, bad[k].p, bad[k].n);
+            CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 2, 1, 1000, &why), KERR_CORRUPT_MESSAGE,
+                     why);
+            buf_free(&plain);
+        }
+        /* baseTimestamp + delta must not overflow. */
+        struct bb_record r[5];
+        five_records(r);
+        struct buf plain;
+        buf_init(&plain);
+        bb_encode_records(&plain, r, 5, 1000 - 100); /* deltas 100..104 */
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, INT64_MAX - 102, &why),
+                 KERR_CORRUPT_MESSAGE, why);
+        CHECK(why && strstr(why, "timestamp"));
+        CHECK_RC(&v[i], validate_section(&v[i], plain.data, plain.len, 5, 4, INT64_MAX - 104, &why), 0, why);
+        buf_free(&plain);
+    }
+}
+
+TEST(records_validate_producer_id_needs_sequence)
+{
+    struct bb_record r[5];
+    five_records(r);
+    struct bb_options o = bb_defaults(CODEC_LZ4);
+    o.producer_id = 42;
+    o.producer_epoch = 0;
+    o.base_sequence = -1;
+    struct buf b;
+    buf_init(&b);
+    bb_build(&b, &o, r, 5);
+    const char *why = NULL;
+    CHECK_EQ(records_validate(b.data, b.len, NULL, &why), KERR_INVALID_RECORD);
+    CHECK(why && strstr(why, "baseSequence"));
+    buf_reset(&b);
+    o.base_sequence = 7;
+    bb_build(&b, &o, r, 5);
+    CHECK_EQ(records_validate(b.data, b.len, NULL, NULL), 0);
+    buf_free(&b);
+}
+
+/* Batches of every codec back to back, with keys, null keys and values, headers. */
+TEST(records_validate_every_codec_back_to_back)
+{
+    struct sample s;
+    sample_init(&s, 1700000000000);
+    size_t nv;
+    const struct bb_options *v = codec_variants(&nv, true);
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < nv; i++)
+        bb_build(&b, &v[i], s.recs + 10 * i, 10 + (int)i);
+    struct records_summary sum;
+    const char *why = NULL;
+    CHECK_EQ(records_validate(b.data, b.len, &sum, &why), 0);
+    CHECK_EQ(sum.batch_count, nv);
+    int64_t want = 0;
+    for (size_t i = 0; i < nv; i++)
+        want += 10 + (int64_t)i;
+    CHECK_EQ(sum.record_count, want);
+    CHECK_EQ(sum.offset_count, want);
+    buf_free(&b);
+    sample_free(&s);
+}
+
+/* Produce requests captured from librdkafka 2.0.2 (kcat 1.7.1, capture_server.py):
+ * printf 'k1:hello world ...\nk2:second value ...\n:\nk4:the fourth ...\n' |
+ *     kcat -P -K: -Z -z CODEC -H h1=v1 -H h2=v2
+ * (-Z: the empty third line is a null key and a null value), and the uncompressed batch of
+ * tests/data/kcat_produce_v7.hex. librdkafka writes raw snappy, not snappy-java's framing. */
+static const char *const librdkafka_batches[] = {
+    /* none: 75 bytes */
+    "00000000000000000000003f00000000025473822e000000000000000001a212f046f7000001a212f046f7ffffffffff"
+    "ffffffffffffffffff000000011a000000046b310a68656c6c6f00",
+    /* gzip: 191 bytes */
+    "0000000000000000000000b300000000023e34a0d0000100000003000001a22131dbe2000001a22131dbe2ffffffffff"
+    "ffffffffffffffffff000000041f8b0800000000000003758d310e02310c041d64f10e1794d724e20d3c820e713e398a"
+    "8951ce97fb080f869248d0cdae46bb1500b0c48bb0aad16e4d67fac38812b14794843d5d010e58525af96e75a67ed38d"
+    "e93b0cf6e97312c250bd02c011cb595d9816db9acb447b76a1d51e4c8d9fecd9b3d5df386cbd019583e8c6c5000000",
+    /* snappy: 197 bytes */
+    "0000000000000000000000b900000000025d893847000200000003000001a22131fbe3000001a22131fbe3ffffffffff"
+    "ffffffffffffffffff00000004c5014c6e000000046b314668656c6c6f20776f726c64205a0c00880404683104763104"
+    "68320476325a000002046b32327365636f6e642076616c756520731d0d322e0014240000040101321300a09401000006"
+    "046b346c74686520666f757274682c207769746820736f6d652072657065746974696f6e560b00300404683104763104"
+    "6832047632",
+    /* lz4: 206 bytes */
+    "0000000000000000000000c200000000028a36276c000300000003000001a221321bf8000001a221321bf8ffffffffff"
+    "ffffffffffffffffff0000000404224d1860408282000000ff056e000000046b314668656c6c6f20776f726c64200c00"
+    "04f813040468310476310468320476325a000002046b32327365636f6e642076616c7565200d00092e00692400000401"
+    "011300ff1a9401000006046b346c74686520666f757274682c207769746820736f6d652072657065746974696f6e0b00"
+    "03044c0050683204763200000000",
+    /* zstd: 180 bytes */
+    "0000000000000000000000a8000000000248302946000400000003000001a221323bbf000001a221323bbfffffffffff"
+    "ffffffffffffffffff0000000428b52ffd00587503005206161b90a76dff97b264450f0abd0e81df17f9f6be6201fb7a"
+    "77fe5e4b528b53a74e4532cc041fa89d12146833841198da3b5007f8cba294fb0398c81a1aa2c5873cce5167fc85d3ee"
+    "e8997646ef102de30479379560d4fd5f0106004f38405c9462f380a88e25981cf1badc01",
+};
+
+static void unhex(struct buf *out, const char *hex)
+{
+    for (size_t i = 0; hex[i] && hex[i + 1]; i += 2) {
+        unsigned v;
+        sscanf(hex + i, "%2x", &v);
+        buf_put_i8(out, (int8_t)v);
+    }
+}
+
+TEST(records_validate_librdkafka_batches)
+{
+    static const char *values[] = {"hello world hello world hello world", "second value second value", NULL,
+                                   "the fourth, with some repetition repetition repetition"};
+    struct buf all;
+    buf_init(&all);
+    for (int c = 0; c < 5; c++) {
+        struct buf b, out;
+        buf_init(&b);
+        buf_init(&out);
+        unhex(&b, librdkafka_batches[c]);
+        buf_append(&all, b.data, b.len);
+        struct records_summary s;
+        const char *why = NULL;
+        CHECK_EQ(records_validate(b.data, b.len, &s, &why), 0);
+        if (why)
+            fprintf(stderr, "  librdkafka batch %d: %s\n", c, why);
+        CHECK_EQ(s.attributes_or & BATCH_ATTR_CODEC_MASK, c);
+        CHECK_EQ(s.record_count, c == 0 ? 1 : 4);
+        CHECK_EQ(batch_records_decompress(b.data, b.len, &out), 0);
+        size_t pos = 0;
+        struct record_view r;
+        int i = 0;
+        while (c > 0 && record_next(out.data, out.len, &pos, &r) == 1) {
+            CHECK_EQ(r.offset_delta, i);
+            CHECK_EQ(r.header_count, 2);
+            if (values[i]) {
+                CHECK_EQ(r.key_len, 2);
+                CHECK_EQ(r.value_len, strlen(values[i]));
+                CHECK(r.value_len > 0 && memcmp(r.value, values[i], (size_t)r.value_len) == 0);
+            } else {
+                CHECK_EQ(r.key_len, -1);
+                CHECK_EQ(r.value_len, -1);
+            }
+            i++;
+        }
+        CHECK(c == 0 || (i == 4 && pos == out.len));
+        buf_free(&b);
+        buf_free(&out);
+    }
+    struct records_summary s;
+    CHECK_EQ(records_validate(all.data, all.len, &s, NULL), 0);
+    CHECK_EQ(s.batch_count, 5);
+    CHECK_EQ(s.record_count, 17);
+    buf_free(&all);
 }

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../util/buf.h"
+#include "util/buf.h"
 
 #define BATCH_HEADER_SIZE 61
 #define BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength: bytes not counted in batchLength */
@@ -53,12 +53,34 @@ struct records_summary {
     int16_t attributes_or;     /* the attributes of all batches OR-ed: control, transactional, codecs */
 };
 
-/* Validates a Produce "records" field: one or more whole v2 batches, nothing trailing.
- * Checks magic (2), lengths, CRC-32C, records_count/last_offset_delta consistency (uncompressed:
- * last_offset_delta == records_count - 1; any: records_count >= 1 unless control batch), and, for
- * uncompressed batches, that the records themselves parse and fill the batch exactly.
- * Returns a Kafka error code (0, CORRUPT_MESSAGE, INVALID_RECORD, UNSUPPORTED_FOR_MESSAGE_FORMAT for
- * magic 0/1) and sets *why to a short static reason on failure. */
+/* The most a batch's records may decompress to; beyond it the batch is CORRUPT_MESSAGE (a bomb). 64
+ * times the default max.message.bytes, and under librdkafka's receive.message.max.bytes (100 MB),
+ * so any batch accepted can be consumed. What checking a batch costs:
+ * - time: records_validate decompresses at most this much per batch, checking records as they
+ *   come; a count or a record length that cannot fit under it is refused without decompressing.
+ * - memory: records_validate streams, it never holds the records. gzip, lz4 and zstd decompress
+ *   through a fixed 64 KiB window, plus each codec's own state: zlib 45 KiB; lz4 at most two
+ *   blocks of at most 4 MiB; zstd the history window its frame declares, up to 2^27 (128 MiB, what
+ *   Kafka's Java consumer accepts: levels 20-22 of streaming compressors need it; 2 MiB at the
+ *   default level) and touched only as far as output goes, so at most this cap. snappy has no
+ *   streaming decoder: one block at a time (snappy-java's framing, 32 KiB by default; librdkafka's
+ *   raw snappy is one block), each at most 22 times its compressed size and at most this cap.
+ * - batch_records_decompress() builds the whole output: up to this cap. */
+#define BATCH_DECOMPRESSED_MAX ((size_t)64 << 20)
+
+/* Validates a Produce "records" field: one or more whole v2 batches, nothing trailing. What
+ * Kafka's LogValidator checks, for every codec: magic (2), lengths, CRC-32C, recordsCount >= 1
+ * (unless control) and lastOffsetDelta == recordsCount - 1, a baseSequence when there is a
+ * producerId; then the records, decompressed as they are read (streamed, see
+ * BATCH_DECOMPRESSED_MAX): exactly recordsCount of them, offset deltas 0..n-1, each one's lengths
+ * (record, key, value, header count, headers) inside the record and the record inside the
+ * (decompressed) records section, well-formed varints, baseTimestamp + delta without overflow,
+ * nothing after the last record, and the compressed stream (checksums included) ending exactly
+ * there. Thread-safe (no shared state).
+ * Returns a Kafka error code: 0; CORRUPT_MESSAGE for damaged bytes (CRC, lengths, varints, records
+ * or compressed data that do not parse, bombs); INVALID_RECORD for well-formed batches whose counts
+ * or offsets disagree; UNSUPPORTED_FOR_MESSAGE_FORMAT for magic 0/1. Sets *why to a short static
+ * reason on failure. */
 int records_validate(const uint8_t *p, size_t len, struct records_summary *s, const char **why);
 
 /* Rewrites baseOffset of the batch at p (outside the CRC, so no CRC update). */
@@ -67,8 +89,9 @@ static inline void batch_set_base_offset(uint8_t *p, int64_t base_offset) { be64
 /* LogAppendTime: set attribute bit 3 and maxTimestamp, then recompute the CRC. */
 void batch_set_log_append_time(uint8_t *p, int64_t ts);
 
-/* Decompresses the records section of a batch (bytes 61..end) into out (uncompressed batches are
- * copied). Returns 0 or -1 (unsupported codec, corrupt data). */
+/* Decompresses the records section of a batch (bytes 61..end), appending it to out (uncompressed
+ * batches are copied). Returns 0 or -1 (unsupported codec, corrupt data, more than
+ * BATCH_DECOMPRESSED_MAX bytes), out unchanged then. */
 int batch_records_decompress(const uint8_t *batch, size_t len, struct buf *out);
 
 /* One record inside a (decompressed) records section. */
@@ -81,11 +104,11 @@ struct record_view {
 };
 
 /* Iterates records of a decompressed records section. Returns 1 with *rec filled, 0 at the end,
- * -1 on malformed data. *pos starts at 0. */
+ * -1 on malformed data (the grammar records_validate applies). *pos starts at 0. */
 int record_next(const uint8_t *p, size_t len, size_t *pos, struct record_view *rec);
 
 /* For ListOffsets by timestamp: the offset delta of the first record in the batch whose timestamp
- * is >= ts, or -1 if none (decompresses when needed). */
+ * is >= ts, or -1 if none (decompresses as it reads, in bounded memory). */
 int64_t batch_find_timestamp(const uint8_t *batch, size_t len, int64_t ts);
 
 #endif

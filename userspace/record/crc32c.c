@@ -2,7 +2,7 @@
  * crc32 instruction busy with three independent streams (latency 3, throughput 1 per cycle)
  * and merges them with precomputed "append N zero bytes" tables, as in Mark Adler's crc32c.c.
  * Without SSE4.2 a slicing-by-8 table does 8 bytes per step. */
-#include "crc32c.h"
+#include "record/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>
