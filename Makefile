@@ -79,8 +79,8 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(SAN_LIB_OBJ)
 # (whole requests through a worker's loop, handlers and store threads).
 FUZZ_LIB := $(filter-out %/main.c,$(LIB_SRC))
 $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers: $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(GEN)/messages.h $(SKELS)
-	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I$(GEN) -Iuserspace -I. \
-		-o $@ $< $(FUZZ_LIB) $(LDLIBS)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-I$(GEN) -Iuserspace -I. -o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
 # libFuzzer target for record batches: validation, decompression and record iteration (clang only).
 # Only record/ and what it needs, with the test batch builder to compress what the fuzzer writes.

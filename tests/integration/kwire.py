@@ -40,17 +40,101 @@ def string(s):
     return struct.pack(">h", len(b)) + b
 
 
-def record_batch(values, base_timestamp=1700000000000):
-    """An uncompressed record batch v2 holding the given values (no keys, no headers)."""
-    records = b""
+def records_body(values, offset_deltas=None):
+    """The records section of a batch: each value a record (no key, no headers)."""
+    out = b""
     for i, v in enumerate(values):
-        body = bytes([0]) + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
-        records += varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, base_timestamp, base_timestamp, -1, -1, -1,
-                            len(values)) + records
+        delta = offset_deltas[i] if offset_deltas else i
+        body = bytes([0]) + varint(0) + varint(delta) + varint(-1) + varint(len(v)) + v + varint(0)
+        out += varint(len(body)) + body
+    return out
+
+
+def record_batch(values, base_timestamp=1700000000000, codec=0, compressed=None, records_count=None,
+                 last_offset_delta=None, offset_deltas=None):
+    """A record batch v2 holding the given values (no keys, no headers). codec sets the attribute
+    bits and compressed (records section -> bytes) the payload; records_count, last_offset_delta and
+    offset_deltas override what the header and the records say (for batches that lie)."""
+    records = records_body(values, offset_deltas)
+    if compressed:
+        records = compressed(records)
+    n = len(values) if records_count is None else records_count
+    last = n - 1 if last_offset_delta is None else last_offset_delta
+    after_crc = struct.pack(">hiqqqhii", codec, last, base_timestamp, base_timestamp, -1, -1, -1, n) + records
     crc = crc32c(after_crc)
     batch_len = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, rest
     return struct.pack(">qiibI", 0, batch_len, -1, 2, crc) + after_crc
+
+
+# Compressed payloads made by hand (no Python codec modules here): every format can carry its
+# data stored, which is all a test of the broker's checks needs.
+
+def gzip_stored(data):
+    import gzip
+    return gzip.compress(data)
+
+
+def zstd_raw(data):
+    """A zstd frame: single segment, one raw block."""
+    assert len(data) < 256
+    block = 1 | (len(data) << 3)  # last block, raw
+    return struct.pack("<I", 0xFD2FB528) + bytes([0x20, len(data)]) + struct.pack("<I", block)[:3] + data
+
+
+def _xxh32(data, seed=0):
+    p1, p2, p3, p4, p5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
+    m = 0xFFFFFFFF
+    rotl = lambda x, r: ((x << r) | (x >> (32 - r))) & m  # noqa: E731
+    i, n = 0, len(data)
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed & m, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                (w,) = struct.unpack_from("<I", data, i + 4 * k)
+                v[k] = (rotl((v[k] + w * p2) & m, 13) * p1) & m
+            i += 16
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        (w,) = struct.unpack_from("<I", data, i)
+        h = (rotl((h + w * p3) & m, 17) * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h ^= h >> 15
+    h = (h * p2) & m
+    h ^= h >> 13
+    h = (h * p3) & m
+    return h ^ (h >> 16)
+
+
+def lz4_stored(data):
+    """An LZ4 frame (what Kafka's lz4 codec is): one uncompressed block."""
+    flg, bd = 0x60, 0x40  # version 1, independent blocks; 64 KiB blocks
+    hc = (_xxh32(bytes([flg, bd])) >> 8) & 0xFF
+    return (struct.pack("<I", 0x184D2204) + bytes([flg, bd, hc]) + struct.pack("<I", 0x80000000 | len(data)) + data
+            + struct.pack("<I", 0))
+
+
+def snappy_literal(data):
+    """Raw snappy (librdkafka's): the length, then one literal."""
+    assert 0 < len(data) <= 256
+    return varint_u(len(data)) + (bytes([60 << 2, len(data) - 1]) if len(data) > 60 else bytes([(len(data) - 1) << 2])) \
+        + data
+
+
+def varint_u(v):
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
 
 
 def request(api_key, version, correlation_id, body, client_id="sluice-test"):
@@ -109,8 +193,9 @@ def closed_by_peer(sock, timeout=5):
         return False
 
 
-def parse_produce_v3_response(frame):
-    """-> (correlation_id, [(topic, partition, error_code, base_offset)])"""
+def parse_produce_v3_response(frame, version=3):
+    """-> (correlation_id, [(topic, partition, error_code, base_offset)]) of a v3..v7 response
+    (v5 adds log_start_offset to each partition)."""
     corr, ntopics = struct.unpack_from(">ii", frame, 0)
     pos = 8
     out = []
@@ -122,7 +207,7 @@ def parse_produce_v3_response(frame):
         pos += 4
         for _ in range(nparts):
             part, err, base, _logtime = struct.unpack_from(">ihqq", frame, pos)
-            pos += 22
+            pos += 22 if version < 5 else 30
             out.append((topic, part, err, base))
     return corr, out
 

@@ -121,3 +121,68 @@ def test_api_versions_downgrade_kip511():
         api_versions_ok(s, 12)
     finally:
         a.cleanup()
+
+
+CODECS = {"gzip": (1, kwire.gzip_stored), "snappy": (2, kwire.snappy_literal), "lz4": (3, kwire.lz4_stored),
+          "zstd": (4, kwire.zstd_raw)}
+
+
+def test_records_are_checked_inside_compressed_batches():
+    """Like Kafka's LogValidator: garbage inside gzip, snappy, lz4 and zstd batches (with a valid
+    CRC), a zstd batch claiming 2^31-1 records, records whose offset deltas are wrong (plain and
+    compressed) and a count the records do not match are all refused with CORRUPT_MESSAGE or
+    INVALID_RECORD, nothing of them is stored, and the next good produce works."""
+    import os
+    a = Agent(env={"SLUICE_WORKERS": "1"}).start()
+    try:
+        s = kwire.connect(a.port)
+        corr = [0]
+
+        def produce(batch, version=7):  # zstd needs Produce v7 (KIP-110)
+            corr[0] += 1
+            s.sendall(kwire.request(0, version, corr[0], kwire.produce_v3_body("checked", 0, batch)))
+            frame = kwire.read_frame(s)
+            expect(frame is not None, "the connection closed")
+            return kwire.parse_produce_v3_response(frame, version)[1][0][2]
+
+        s.sendall(kwire.request(3, 1, 0, kwire.metadata_v1_body(["checked"])))
+        kwire.read_frame(s)
+        good = []
+
+        def produce_good(tag):
+            v = b"good-%d-%s" % (len(good), tag.encode())
+            err = produce(kwire.record_batch([v]))
+            expect(err == 0, "a good produce after %s got error %d" % (tag, err))
+            good.append(v)
+
+        for name, (codec, enc) in CODECS.items():  # the hand-made codecs are sound
+            v = b"good-%d-%s" % (len(good), name.encode())
+            err = produce(kwire.record_batch([v], codec=codec, compressed=enc))
+            expect(err == 0, "a sound %s batch got error %d" % (name, err))
+            good.append(v)
+        err = produce(kwire.record_batch([b"zstd-v3"], codec=4, compressed=kwire.zstd_raw), version=3)
+        expect(err == 76, "a zstd batch in Produce v3 answered %d, not UNSUPPORTED_COMPRESSION_TYPE (76)" % err)
+        bad = {name + " with garbage inside": kwire.record_batch([b"a" * 40, b"b" * 40], codec=codec,
+                                                                 compressed=lambda r: os.urandom(len(r)))
+               for name, (codec, _) in CODECS.items()}
+        bad["zstd claiming 2^31-1 records"] = kwire.record_batch([b"x"], codec=4, compressed=kwire.zstd_raw,
+                                                                 records_count=2**31 - 1,
+                                                                 last_offset_delta=2**31 - 2)
+        bad["offset deltas 0, 5"] = kwire.record_batch([b"a", b"b"], offset_deltas=[0, 5])
+        bad["lz4 with offset deltas 1, 0"] = kwire.record_batch([b"a", b"b"], codec=3, compressed=kwire.lz4_stored,
+                                                                offset_deltas=[1, 0])
+        bad["3 records said, 2 there"] = kwire.record_batch([b"a", b"b"], records_count=3, last_offset_delta=2)
+        bad["gzip, 2 records said, 3 there"] = kwire.record_batch([b"a", b"b", b"c"], codec=1,
+                                                                  compressed=kwire.gzip_stored, records_count=2,
+                                                                  last_offset_delta=1)
+        for what, batch in bad.items():
+            err = produce(batch)
+            expect(err in (2, 87), "%s: answered %d, not CORRUPT_MESSAGE (2) or INVALID_RECORD (87)" % (what, err))
+            produce_good(what)
+        s.close()
+        out = kcat(a, "-C", "-t", "checked", "-p", "0", "-o", "beginning", "-e", "-q")
+        got = out.split(b"\n")[:-1]
+        print("    %d bad batches refused, %d good ones stored and read back" % (len(bad), len(good)))
+        expect(got == good, "read back %r, expected %r" % (got[:12], good[:12]))
+    finally:
+        a.cleanup()

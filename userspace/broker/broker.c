@@ -33,7 +33,7 @@ const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]
 #define PRUNE_EVERY_HEARTBEATS 60
 
 struct heartbeat_job {
-    struct store_job base;
+    struct job base;
     struct member_info self;
     const struct config *cfg;
     bool prune;
@@ -45,7 +45,7 @@ struct heartbeat_job {
     int list_rc;
 };
 
-static void heartbeat_run(struct store_job *job, struct metastore *m)
+static void heartbeat_run(struct job *job, struct metastore *m)
 {
     struct heartbeat_job *j = (struct heartbeat_job *)job;
     if (j->leave) {
@@ -60,7 +60,7 @@ static void heartbeat_run(struct store_job *job, struct metastore *m)
                                         &j->nmembers);
 }
 
-static void heartbeat_done(struct broker *b, struct store_job *job)
+static void heartbeat_done(struct broker *b, struct job *job)
 {
     struct heartbeat_job *j = (struct heartbeat_job *)job;
     if (b) {
@@ -98,7 +98,7 @@ static void heartbeat(struct broker *b, int64_t now_ms, bool leave)
     j->prune = b->worker_id == 0 && ++b->heartbeats % PRUNE_EVERY_HEARTBEATS == 1;
     j->submitted_ms = now_ms;
     b->heartbeat_inflight = true;
-    store_jobs_submit_first(&b->store, &j->base);
+    jobs_submit_first(&b->store, &j->base);
 }
 
 void broker_on_membership(struct broker *b, membership_cb cb, void *arg)
@@ -163,7 +163,7 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
         log_error("metadata store %s: %s", cfg->metadata_url, err);
         goto fail;
     }
-    if (store_jobs_start(&b->store, cfg, srv, err, sizeof(err)) != 0) {
+    if (jobs_start(&b->store, STORE_THREADS, cfg->metadata_url, srv, err, sizeof(err)) != 0) {
         log_error("metadata store %s: %s", cfg->metadata_url, err);
         goto fail;
     }
@@ -172,6 +172,11 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
         log_error("metadata store %s: %s", cfg->metadata_url, err);
         goto fail;
     }
+    if (jobs_start(&b->checker, 1, NULL, srv, err, sizeof(err)) != 0) {
+        log_error("record checker: %s", err);
+        goto fail;
+    }
+    b->checker_started = true;
     if (reader_start(&b->reader, b->objects, srv) != 0)
         goto fail;
     b->reader_started = true;
@@ -197,7 +202,9 @@ void broker_destroy(struct broker *b)
         reader_stop(&b->reader);
     notify_stop(&b->notify);
     if (b->store_started)
-        store_jobs_stop(&b->store);
+        jobs_stop(&b->store);
+    if (b->checker_started)
+        jobs_stop(&b->checker);
     if (b->objects)
         objstore_close(b->objects);
     topics_free(b);
@@ -264,7 +271,8 @@ static void broker_on_wakeup(struct broker *b)
 {
     if (b->reader_started)
         reader_complete(b);
-    store_jobs_complete(&b->store, b);
+    jobs_complete(&b->store, b);
+    jobs_complete(&b->checker, b);
     struct flush_batch *done = flusher_take_done(&b->flusher);
     bool committed = false;
     while (done) {
@@ -295,7 +303,8 @@ static void broker_begin_drain(struct broker *b)
 
 static bool broker_drained(struct broker *b)
 {
-    return !b->current && b->parked.n == 0 && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight && b->store.inflight == 0;
+    return !b->current && b->parked.n == 0 && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight &&
+           b->store.inflight == 0 && b->checker.inflight == 0;
 }
 
 /* ---- the loop's callbacks (server/server.h) ---- */

@@ -11,14 +11,18 @@
 #include "broker/reader.h"
 #include "broker/waiters.h"
 #include "broker/notify.h"
-#include "broker/store_jobs.h"
+#include "broker/jobs.h"
 #include "cluster/membership.h"
 #include "config.h"
 #include "messages.h"
 #include "protocol/errors.h"
+#include "record/batch.h"
 #include "broker/request.h"
 #include "storage/metastore.h"
 #include "storage/objstore.h"
+
+/* Threads of the metadata-store pool (jobs.h): a slow call does not hold up every other. */
+#define STORE_THREADS 2
 
 /* ---- topics (topics.c) ---- */
 
@@ -175,11 +179,34 @@ void produce_cancel_conn(struct broker *b, struct conn *c);
 void produce_expire(struct broker *b, int64_t now_ms);
 int64_t produce_next_deadline(const struct broker *b);
 
-/* Produce requests waiting for room in the buffers, oldest first (their connections are held). */
+/* Connections whose next produce request waits for room in the buffers, in the order they began
+ * to wait (their sockets are not read meanwhile). */
+struct produce_line;
 struct produce_parked {
-    struct request **v;
+    struct produce_line **v;
     int n, cap;
 };
+
+/* The flush batch being filled (flush_batch.c). */
+struct flush_batch *flush_batch_new(void);
+/* The chunk of (topic, partition) in this batch, created on first use. */
+struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition);
+void chunk_add_waiter(struct flush_chunk *ch, struct produce_waiter w);
+
+/* One partition of a produce request, checked before it is buffered (produce_check.c). */
+struct part_check {
+    const uint8_t *records;      /* in the request's frame */
+    size_t len;
+    bool compacted;              /* the topic's: every record needs a key */
+    bool zstd_allowed;           /* Produce v7+ */
+    int64_t max_message_bytes;
+    int err;                     /* set before the check: refused without looking at the records */
+    const char *why;             /* a short reason for the log line */
+    struct records_summary sum;
+};
+/* Checks rq's partitions: true when done now (small uncompressed records), false when they went to
+ * the checker thread (rq waits: set its resume). */
+bool produce_check(struct broker *b, struct request *rq, struct part_check *v, int n);
 
 /* ---- fetch long-poll (fetch.c) ---- */
 
@@ -217,12 +244,14 @@ struct read_failure {
 struct broker {
     const struct config *cfg;
     struct server *srv;
-    struct store_jobs store;     /* every metadata-store call the loop needs, on threads */
+    struct jobs store;           /* every metadata-store call the loop needs, on threads */
     bool store_started;
     struct notify_watch notify;  /* other processes' commits (PostgreSQL) */
     struct objstore *objects;
     struct topic_cache topics;
     struct flusher flusher;
+    struct jobs checker;         /* one thread checking produced records that take time */
+    bool checker_started;
     struct flush_batch *current; /* accumulating produce data */
     int64_t produce_bytes;       /* produce data buffered or being flushed (capped: produce-buffer-bytes) */
     struct produce_parked parked;

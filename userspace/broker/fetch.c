@@ -109,13 +109,13 @@ struct plan_item {
 };
 
 struct plan_job {
-    struct store_job base;
+    struct job base;
     struct request *rq;
     int n;
     struct plan_item items[];
 };
 
-static void plan_run(struct store_job *job, struct metastore *m)
+static void plan_run(struct job *job, struct metastore *m)
 {
     struct plan_job *j = (struct plan_job *)job;
     for (int i = 0; i < j->n; i++) {
@@ -144,7 +144,7 @@ static void plan_run(struct store_job *job, struct metastore *m)
     }
 }
 
-static void plan_done(struct broker *b, struct store_job *job)
+static void plan_done(struct broker *b, struct job *job)
 {
     struct plan_job *j = (struct plan_job *)job;
     for (int i = 0; i < j->n; i++) {
@@ -328,7 +328,7 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
             fp->planning = true;
         }
         rq->reads_pending++;
-        store_jobs_submit(&b->store, &j->base);
+        jobs_submit(&b->store, &j->base);
         goto wait;
     }
 

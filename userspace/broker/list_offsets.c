@@ -34,7 +34,7 @@ struct time_search {
 };
 
 struct search_job {
-    struct store_job base;
+    struct job base;
     struct request *rq;
     struct time_search *out;
     int64_t topic_id;
@@ -43,7 +43,7 @@ struct search_job {
     struct time_search result;
 };
 
-static void search_run(struct store_job *job, struct metastore *m)
+static void search_run(struct job *job, struct metastore *m)
 {
     struct search_job *j = (struct search_job *)job;
     int64_t ts = j->ts;
@@ -64,7 +64,7 @@ static void search_run(struct store_job *job, struct metastore *m)
         j->result.nrefs = n;
 }
 
-static void search_done(struct broker *b, struct store_job *job)
+static void search_done(struct broker *b, struct job *job)
 {
     struct search_job *j = (struct search_job *)job;
     if (b) {
@@ -177,7 +177,7 @@ static void list_partition(struct broker *b, struct request *rq, const req_topic
             j->partition = in->partition_index;
             j->ts = in->timestamp;
             rq->reads_pending++;
-            store_jobs_submit(&b->store, &j->base);
+            jobs_submit(&b->store, &j->base);
             *waits = true;
             return;
         }

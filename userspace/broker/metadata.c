@@ -77,8 +77,9 @@ static void fill_brokers(struct broker *b, struct request *rq, struct metadata_r
     }
 }
 
-/* Topic list answers are at most this much older than the request. */
-#define LISTING_FRESH_MS 200
+/* A topic list answer comes from a listing that began after the request arrived: a topic another
+ * worker or agent created just before is in it (unless the store is slow: see topics.c). */
+#define LISTING_FRESH_MS 0
 
 /* Per requested topic, across rounds: the auto-creation, and when a look-up may start from. */
 struct md_topic {

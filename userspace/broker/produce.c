@@ -1,13 +1,19 @@
-/* Produce: validate each partition's record batches, buffer them with every other partition's in the
+/* Produce: check each partition's record batches, buffer them with every other partition's in the
  * current flush batch, and answer only once the flusher has stored the object and committed the
  * offsets. acks=0 is buffered the same way but answered with nothing at all; if it cannot be
  * buffered, its connection is closed (as Kafka does), the producer's only way to notice.
  *
+ * A request goes through stages: its topics known (look-ups on the store threads), room in the
+ * buffers, its records checked (produce_check.c), buffered. A connection's produce requests go
+ * through them one after the other, in arrival order, so a partition's batches are buffered in the
+ * order the connection sent them whatever each request waits for (Kafka handles a connection's
+ * requests one at a time).
+ *
  * Memory: produce data waiting for the store (buffered or being flushed) is capped per worker
- * (produce-buffer-bytes). A request that does not fit waits, in arrival order, and its connection
- * is not read meanwhile: producers are slowed by TCP flow control, not refused. A request waiting
- * longer than its timeout_ms for the store is answered REQUEST_TIMED_OUT (retriable; its data may
- * still be committed, as with Kafka). */
+ * (produce-buffer-bytes). A request that does not fit waits, connections in arrival order, and its
+ * connection is not read meanwhile: producers are slowed by TCP flow control, not refused. A
+ * request waiting longer than its timeout_ms is answered REQUEST_TIMED_OUT (retriable; its data
+ * may still be committed, as with Kafka). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,94 +42,29 @@ struct produce_ctx {
     struct produce_ctx *prev, *next; /* the broker's requests waiting for commits */
 };
 
-/* ---- the flush batch ---- */
+/* A connection's produce requests not buffered yet, oldest first (the connection's app_data). It
+ * outlives a closing connection until the requests it holds have finished. */
+struct produce_line {
+    struct request *head, *tail;
+    struct conn *conn;
+    bool closed;                 /* the connection closed: what is left finishes unanswered */
+    bool parked;                 /* the head waits for room (in the broker's parked list) */
+    bool advancing;              /* in advance(): a re-entrant call leaves the work to it */
+};
 
-static struct flush_batch *flush_batch_new(void)
-{
-    struct flush_batch *fb = calloc(1, sizeof(*fb));
-    if (!fb)
-        abort();
-    return fb;
-}
+enum produce_stage { STAGE_TOPICS, STAGE_ROOM, STAGE_CHECK, STAGE_BUFFER };
 
-void flush_batch_free(struct flush_batch *fb)
-{
-    for (int i = 0; i < fb->nchunks; i++) {
-        buf_free(&fb->chunks[i].data);
-        free(fb->chunks[i].waiters);
-    }
-    free(fb->chunks);
-    free(fb->index);
-    free(fb);
-}
-
-static uint32_t chunk_hash(int64_t topic_id, int32_t partition)
-{
-    uint64_t h = (uint64_t)topic_id * 0x9E3779B97F4A7C15ULL ^ (uint32_t)partition * 0xC2B2AE3DU;
-    return (uint32_t)(h ^ (h >> 29));
-}
-
-static void index_rebuild(struct flush_batch *fb, int cap)
-{
-    free(fb->index);
-    fb->index = calloc((size_t)cap, sizeof(int32_t));
-    if (!fb->index)
-        abort();
-    fb->index_cap = cap;
-    for (int i = 0; i < fb->nchunks; i++) {
-        uint32_t h = chunk_hash(fb->chunks[i].topic_id, fb->chunks[i].partition) & (uint32_t)(cap - 1);
-        while (fb->index[h])
-            h = (h + 1) & (uint32_t)(cap - 1);
-        fb->index[h] = i + 1;
-    }
-}
-
-/* The chunk of (topic, partition) in this batch, created on first use. */
-static struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition)
-{
-    if (fb->index_cap) {
-        uint32_t mask = (uint32_t)fb->index_cap - 1;
-        for (uint32_t h = chunk_hash(t->id, partition) & mask; fb->index[h]; h = (h + 1) & mask) {
-            struct flush_chunk *ch = &fb->chunks[fb->index[h] - 1];
-            if (ch->topic_id == t->id && ch->partition == partition)
-                return ch;
-        }
-    }
-    if (fb->nchunks == fb->cap_chunks) {
-        fb->cap_chunks = fb->cap_chunks ? fb->cap_chunks * 2 : 16;
-        fb->chunks = realloc(fb->chunks, sizeof(*fb->chunks) * (size_t)fb->cap_chunks);
-        if (!fb->chunks)
-            abort();
-    }
-    struct flush_chunk *ch = &fb->chunks[fb->nchunks++];
-    memset(ch, 0, sizeof(*ch));
-    ch->topic_id = t->id;
-    memcpy(ch->topic_uuid, t->uuid, 16);
-    ch->partition = partition;
-    ch->first_timestamp = INT64_MAX;
-    ch->max_timestamp = -1;
-    if (fb->nchunks * 2 > fb->index_cap)
-        index_rebuild(fb, fb->index_cap ? fb->index_cap * 2 : 64);
-    else {
-        uint32_t mask = (uint32_t)fb->index_cap - 1;
-        uint32_t h = chunk_hash(t->id, partition) & mask;
-        while (fb->index[h])
-            h = (h + 1) & mask;
-        fb->index[h] = fb->nchunks;
-    }
-    return ch;
-}
-
-static void chunk_add_waiter(struct flush_chunk *ch, struct produce_waiter w)
-{
-    if (ch->nwaiters == ch->cap_waiters) {
-        ch->cap_waiters = ch->cap_waiters ? ch->cap_waiters * 2 : 4;
-        ch->waiters = realloc(ch->waiters, sizeof(*ch->waiters) * (size_t)ch->cap_waiters);
-        if (!ch->waiters)
-            abort();
-    }
-    ch->waiters[ch->nwaiters++] = w;
-}
+struct produce_state {
+    enum produce_stage stage;
+    struct produce_line *line;
+    struct request *next;        /* the next request of the line */
+    bool acks_valid;
+    int64_t bytes;               /* its records */
+    bool reserved;               /* bytes counted in b->produce_bytes */
+    int *topic_err;              /* per topic: why it is unknown (0: known) */
+    struct part_check *checks;   /* per partition, in request order */
+    int nchecks;
+};
 
 void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
 {
@@ -139,133 +80,26 @@ void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
     flusher_submit(&b->flusher, fb);
 }
 
-/* ---- the handler ---- */
+/* ---- stages ---- */
 
-/* Validates and buffers one partition's records; returns a Kafka error or 0 (then a waiter was added
- * unless acks=0). */
-/* Compacted topics keep the latest record per key, so a record without a key has no place there. */
-static bool all_records_keyed(const uint8_t *p, size_t len)
-{
-    struct buf records;
-    buf_init(&records);
-    bool ok = true;
-    size_t pos = 0, size;
-    struct batch_header h;
-    const uint8_t *batch;
-    while (ok && batch_next(p, len, &pos, &h, &batch, &size) == 1) {
-        if (h.attributes & BATCH_ATTR_CONTROL)
-            continue;
-        buf_reset(&records);
-        if (batch_records_decompress(batch, size, &records) != 0) {
-            ok = false;
-            break;
-        }
-        size_t rpos = 0;
-        struct record_view rv;
-        int rc;
-        while ((rc = record_next(records.data, records.len, &rpos, &rv)) == 1)
-            if (rv.key_len < 0)
-                ok = false;
-        if (rc < 0)
-            ok = false;
-    }
-    buf_free(&records);
-    return ok;
-}
+static void advance(struct broker *b, struct produce_line *line);
 
-/* LogAppendTime topics: the broker's clock replaces the producer's timestamps. */
-static void stamp_log_append_time(uint8_t *p, size_t len, int64_t now)
+static void produce_resume(void *broker, struct request *rq)
 {
-    size_t pos = 0, size;
-    struct batch_header h;
-    const uint8_t *batch;
-    while (batch_next(p, len, &pos, &h, &batch, &size) == 1)
-        batch_set_log_append_time(p + (batch - p), now);
-}
-
-static int produce_partition(struct broker *b, struct request *rq, const struct topic_entry *t, const req_part_t *in,
-                             resp_part_t *out, struct produce_ctx *ctx, bool acks0)
-{
-    const struct topic_info *topic = &t->info;
-    if (in->index < 0 || in->index >= topic->partitions)
-        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
-    if (in->records.len <= 0) {
-        log_warn("produce to %s/%d without records (%s)", topic->name, in->index, request_who(rq));
-        return KERR_CORRUPT_MESSAGE;
-    }
-    struct records_summary sum;
-    const char *why = NULL;
-    int err = records_validate(in->records.ptr, (size_t)in->records.len, &sum, &why);
-    if (err) {
-        log_warn("produce to %s/%d rejected: %s (%s)", topic->name, in->index, why ? why : "invalid records",
-                 request_who(rq));
-        return err;
-    }
-    if (sum.attributes_or & BATCH_ATTR_CONTROL) { /* only the transaction coordinator writes those */
-        log_warn("produce to %s/%d rejected: control batch from a client (%s)", topic->name, in->index,
-                 request_who(rq));
-        return KERR_INVALID_RECORD;
-    }
-    if (sum.largest_batch > t->max_message_bytes) {
-        log_warn("produce to %s/%d rejected: batch of %d bytes exceeds max.message.bytes %lld (%s)", topic->name,
-                 in->index, sum.largest_batch, (long long)t->max_message_bytes, request_who(rq));
-        return KERR_MESSAGE_TOO_LARGE;
-    }
-    if (t->compacted && !all_records_keyed(in->records.ptr, (size_t)in->records.len)) {
-        log_warn("produce to compacted topic %s/%d rejected: a record has no key (%s)", topic->name, in->index,
-                 request_who(rq));
-        return KERR_INVALID_RECORD;
-    }
-    if (!b->current) {
-        b->current = flush_batch_new();
-        b->current->deadline_ms = mono_ms() + b->cfg->batch_timeout_ms;
-    }
-    struct flush_chunk *ch = batch_chunk(b->current, topic, in->index);
-    if (!acks0)
-        chunk_add_waiter(ch, (struct produce_waiter){
-                                 .ctx = ctx,
-                                 .base_offset = &out->base_offset,
-                                 .error_code = &out->error_code,
-                                 .rel_offset = ch->offset_count,
-                             });
-    size_t at = ch->data.len;
-    buf_append(&ch->data, in->records.ptr, (size_t)in->records.len);
-    if (t->log_append_time) {
-        int64_t now = wall_ms();
-        stamp_log_append_time(ch->data.data + at, (size_t)in->records.len, now);
-        out->log_append_time_ms = now;
-        sum.first_timestamp = sum.max_timestamp = now;
-    }
-    ch->batch_count += sum.batch_count;
-    ch->offset_count += sum.offset_count;
-    if (sum.first_timestamp < ch->first_timestamp)
-        ch->first_timestamp = sum.first_timestamp;
-    if (sum.max_timestamp > ch->max_timestamp)
-        ch->max_timestamp = sum.max_timestamp;
-    b->current->bytes += (size_t)in->records.len;
-    b->produce_bytes += in->records.len;
-    return 0;
-}
-
-static void resume_produce(void *broker, struct request *rq)
-{
-    handle_produce(broker, rq);
+    advance(broker, ((struct produce_state *)rq->state)->line);
 }
 
 /* Every topic of the request, from the cache or the store: false while rq waits for look-ups. The
  * records are buffered only once all are known, so a request is never half buffered. */
-static bool produce_topics_known(struct broker *b, struct request *rq)
+static bool topics_known(struct broker *b, struct request *rq, struct produce_state *st)
 {
     struct produce_request *req = rq->body;
     bool waits = false;
     for (int i = 0; i < req->topic_data_count; i++) {
-        int err;
         struct kstr name = req->topic_data[i].name;
-        if (!topics_need(b, rq, name.ptr, name.len, &err) && err == 0)
+        if (!topics_need(b, rq, name.ptr, name.len, &st->topic_err[i]) && st->topic_err[i] == 0)
             waits = true;
     }
-    if (waits)
-        rq->resume = resume_produce;
     return !waits;
 }
 
@@ -291,8 +125,10 @@ static bool produce_room(const struct broker *b, int64_t bytes)
              b->current->bytes >= (size_t)b->cfg->batch_max_bytes);
 }
 
-static void park(struct broker *b, struct request *rq)
+static void park(struct broker *b, struct produce_line *line)
 {
+    if (line->parked)
+        return;
     struct produce_parked *pk = &b->parked;
     if (pk->n == pk->cap) {
         pk->cap = pk->cap ? 2 * pk->cap : 16;
@@ -300,61 +136,254 @@ static void park(struct broker *b, struct request *rq)
         if (!pk->v)
             abort();
     }
-    pk->v[pk->n++] = rq;
-    conn_hold(rq->conn, true);
+    pk->v[pk->n++] = line;
+    line->parked = true;
+    conn_hold(line->conn, true);
 }
 
-static void unpark_first(struct broker *b, struct request **out)
+static void unpark(struct broker *b, struct produce_line *line)
 {
     struct produce_parked *pk = &b->parked;
-    *out = pk->v[0];
-    memmove(pk->v, pk->v + 1, sizeof(*pk->v) * (size_t)(pk->n - 1));
-    pk->n--;
+    for (int i = 0; i < pk->n; i++)
+        if (pk->v[i] == line) {
+            memmove(pk->v + i, pk->v + i + 1, sizeof(*pk->v) * (size_t)(pk->n - i - 1));
+            pk->n--;
+            break;
+        }
+    line->parked = false;
+}
+
+/* What is known of each partition before its records are looked at. */
+static void prepare_checks(struct broker *b, struct request *rq, struct produce_state *st)
+{
+    struct produce_request *req = rq->body;
+    int n = 0;
+    for (int i = 0; i < req->topic_data_count; i++)
+        n += req->topic_data[i].partition_data_count > 0 ? req->topic_data[i].partition_data_count : 0;
+    st->checks = RQ_ALLOC(rq, struct part_check, n);
+    st->nchecks = n;
+    int k = 0;
+    for (int i = 0; i < req->topic_data_count; i++) {
+        const req_topic_t *tin = &req->topic_data[i];
+        const struct topic_entry *t = topics_find(b, tin->name.ptr, tin->name.len);
+        for (int j = 0; j < tin->partition_data_count; j++) {
+            const req_part_t *in = &tin->partition_data[j];
+            struct part_check *pc = &st->checks[k++];
+            if (!t)
+                pc->err = st->topic_err[i] ? st->topic_err[i] : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            else if (in->index < 0 || in->index >= t->info.partitions)
+                pc->err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            else if (in->records.len <= 0) {
+                pc->err = KERR_CORRUPT_MESSAGE;
+                pc->why = "no records";
+            } else {
+                pc->records = in->records.ptr;
+                pc->len = (size_t)in->records.len;
+                pc->compacted = t->compacted;
+                pc->zstd_allowed = rq->hdr.api_version >= 7;
+                pc->max_message_bytes = t->max_message_bytes;
+            }
+        }
+    }
+}
+
+/* Takes the request through what it still needs before buffering: true once it can be buffered,
+ * false while it waits (look-ups or the checker: its resume runs advance; room: produce_unpark). */
+static bool step(struct broker *b, struct request *rq, struct produce_state *st)
+{
+    switch (st->stage) {
+    case STAGE_TOPICS:
+        if (st->acks_valid && !topics_known(b, rq, st)) {
+            rq->resume = produce_resume;
+            return false;
+        }
+        st->stage = STAGE_ROOM;
+        /* fall through */
+    case STAGE_ROOM:
+        if (st->acks_valid) {
+            /* Connections waiting for room go first, in the order they began to wait. */
+            bool first = b->parked.n == 0 || b->parked.v[0] == st->line;
+            if (!first || !produce_room(b, st->bytes)) {
+                park(b, st->line);
+                return false;
+            }
+            if (st->line->parked)
+                unpark(b, st->line);
+            b->produce_bytes += st->bytes;
+            st->reserved = true;
+        }
+        st->stage = STAGE_CHECK;
+        /* fall through */
+    case STAGE_CHECK:
+        st->stage = STAGE_BUFFER;
+        if (st->acks_valid) {
+            prepare_checks(b, rq, st);
+            if (!produce_check(b, rq, st->checks, st->nchecks)) {
+                rq->resume = produce_resume;
+                return false;
+            }
+        }
+        /* fall through */
+    case STAGE_BUFFER:
+        break;
+    }
+    return true;
 }
 
 static void buffer_request(struct broker *b, struct request *rq);
 
-void produce_unpark(struct broker *b)
+static void release_reservation(struct broker *b, struct produce_state *st)
 {
-    while (b->parked.n > 0) {
-        struct produce_request *req = b->parked.v[0]->body;
-        if (!produce_room(b, records_bytes(req)))
-            return;
-        struct request *rq;
-        unpark_first(b, &rq);
-        struct conn *c = rq->conn;
-        buffer_request(b, rq);
-        conn_hold(c, false); /* may dispatch its next frames (which may park again) */
-    }
+    if (st->reserved)
+        b->produce_bytes -= st->bytes;
+    st->reserved = false;
 }
 
-void produce_cancel_conn(struct broker *b, struct conn *c)
+/* Moves the line's requests through their stages, oldest first, as far as they can go now. */
+static void advance(struct broker *b, struct produce_line *line)
 {
-    struct produce_parked *pk = &b->parked;
-    for (int i = 0; i < pk->n;) {
-        if (pk->v[i]->conn != c) {
-            i++;
-            continue;
+    if (line->advancing)
+        return;
+    line->advancing = true;
+    while (line->head) {
+        struct request *rq = line->head;
+        struct produce_state *st = rq->state;
+        if (rq->reads_pending > 0)
+            break; /* waiting for a look-up or the checker: its resume comes back here */
+        if (!line->closed && !step(b, rq, st))
+            break;
+        line->head = st->next;
+        if (!line->head)
+            line->tail = NULL;
+        if (line->closed) { /* its client is gone: nothing to buffer, nobody to answer */
+            release_reservation(b, st);
+            request_finish_silent(rq);
+        } else {
+            buffer_request(b, rq); /* may close the connection (acks=0 failing) */
         }
-        struct request *rq = pk->v[i];
-        memmove(pk->v + i, pk->v + i + 1, sizeof(*pk->v) * (size_t)(pk->n - i - 1));
-        pk->n--;
-        request_finish_silent(rq);
+    }
+    line->advancing = false;
+    if (!line->head) {
+        if (!line->closed)
+            line->conn->app_data = NULL;
+        if (line->parked)
+            unpark(b, line);
+        free(line);
     }
 }
 
 void handle_produce(struct broker *b, struct request *rq)
 {
     struct produce_request *req = rq->body;
-    bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
-    if (acks_valid && !produce_topics_known(b, rq))
-        return;
-    /* Requests that wait for room keep their order: a newcomer waits behind them. */
-    if (acks_valid && (b->parked.n > 0 || !produce_room(b, records_bytes(req)))) {
-        park(b, rq);
-        return;
+    struct produce_state *st = RQ_ALLOC(rq, struct produce_state, 1);
+    rq->state = st;
+    st->acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
+    st->bytes = records_bytes(req);
+    st->topic_err = RQ_ALLOC(rq, int, req->topic_data_count);
+    struct conn *c = rq->conn;
+    struct produce_line *line = c->app_data;
+    if (!line) {
+        line = calloc(1, sizeof(*line));
+        if (!line)
+            abort();
+        line->conn = c;
+        c->app_data = line;
     }
-    buffer_request(b, rq);
+    st->line = line;
+    if (line->tail)
+        ((struct produce_state *)line->tail->state)->next = rq;
+    else
+        line->head = rq;
+    line->tail = rq;
+    if (line->head == rq)
+        advance(b, line);
+}
+
+void produce_unpark(struct broker *b)
+{
+    while (b->parked.n > 0) {
+        struct produce_line *line = b->parked.v[0];
+        struct produce_state *st = line->head->state;
+        if (!produce_room(b, st->bytes))
+            return;
+        struct conn *c = line->conn;
+        conn_keep(c); /* advance may finish its last reply */
+        advance(b, line); /* buffers the head and what follows, or parks it again */
+        struct produce_line *now = c->app_data;
+        if (!now || !now->parked)
+            conn_hold(c, false); /* may dispatch its next frames */
+        conn_release(c);
+    }
+}
+
+void produce_cancel_conn(struct broker *b, struct conn *c)
+{
+    struct produce_line *line = c->app_data;
+    if (!line)
+        return;
+    c->app_data = NULL;
+    line->closed = true;
+    if (line->parked)
+        unpark(b, line);
+    advance(b, line); /* finishes what waits for nothing; the others when they resume */
+}
+
+/* ---- buffering ---- */
+
+/* LogAppendTime topics: the broker's clock replaces the producer's timestamps. */
+static void stamp_log_append_time(uint8_t *p, size_t len, int64_t now)
+{
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    while (batch_next(p, len, &pos, &h, &batch, &size) == 1)
+        batch_set_log_append_time(p + (batch - p), now);
+}
+
+/* Buffers one checked partition's records; returns a Kafka error or 0 (then a waiter was added
+ * unless acks=0). */
+static int buffer_partition(struct broker *b, struct request *rq, const struct topic_entry *t,
+                            const req_part_t *in, const struct part_check *pc, resp_part_t *out,
+                            struct produce_ctx *ctx, bool acks0)
+{
+    if (pc->err) {
+        if (pc->why)
+            log_warn("produce to %.*s/%d rejected: %s (%s)", t ? (int)strlen(t->info.name) : 1,
+                     t ? t->info.name : "?", in->index, pc->why, request_who(rq));
+        return pc->err;
+    }
+    if (!t || in->index >= t->info.partitions) /* the topic changed while the records were checked */
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    struct records_summary sum = pc->sum;
+    if (!b->current) {
+        b->current = flush_batch_new();
+        b->current->deadline_ms = mono_ms() + b->cfg->batch_timeout_ms;
+    }
+    struct flush_chunk *ch = batch_chunk(b->current, &t->info, in->index);
+    if (!acks0)
+        chunk_add_waiter(ch, (struct produce_waiter){
+                                 .ctx = ctx,
+                                 .base_offset = &out->base_offset,
+                                 .error_code = &out->error_code,
+                                 .rel_offset = ch->offset_count,
+                             });
+    size_t at = ch->data.len;
+    buf_append(&ch->data, in->records.ptr, (size_t)in->records.len);
+    if (t->log_append_time) {
+        int64_t now = wall_ms();
+        stamp_log_append_time(ch->data.data + at, (size_t)in->records.len, now);
+        out->log_append_time_ms = now;
+        sum.first_timestamp = sum.max_timestamp = now;
+    }
+    ch->batch_count += sum.batch_count;
+    ch->offset_count += sum.offset_count;
+    if (sum.first_timestamp < ch->first_timestamp)
+        ch->first_timestamp = sum.first_timestamp;
+    if (sum.max_timestamp > ch->max_timestamp)
+        ch->max_timestamp = sum.max_timestamp;
+    b->current->bytes += (size_t)in->records.len;
+    b->produce_bytes += in->records.len;
+    return 0;
 }
 
 static void produce_waiting_add(struct broker *b, struct produce_ctx *ctx)
@@ -393,8 +422,9 @@ static void keep_names_drop_frame(struct request *rq, struct produce_response *r
 static void buffer_request(struct broker *b, struct request *rq)
 {
     struct produce_request *req = rq->body;
+    struct produce_state *st = rq->state;
+    release_reservation(b, st); /* what is buffered counts from here */
     bool acks0 = req->acks == 0;
-    bool acks_valid = req->acks == 0 || req->acks == 1 || req->acks == -1;
     struct produce_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx)
         abort();
@@ -405,7 +435,7 @@ static void buffer_request(struct broker *b, struct request *rq)
     int ntopics = req->topic_data_count > 0 ? req->topic_data_count : 0;
     resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->responses_count = ntopics;
-    int first_err = 0;
+    int first_err = 0, k = 0;
     for (int i = 0; i < ntopics; i++) {
         const req_topic_t *tin = &req->topic_data[i];
         resp_topic_t *tout = &resp->responses[i];
@@ -413,15 +443,16 @@ static void buffer_request(struct broker *b, struct request *rq)
         int nparts = tin->partition_data_count > 0 ? tin->partition_data_count : 0;
         tout->partition_responses = RQ_ALLOC(rq, resp_part_t, nparts);
         tout->partition_responses_count = nparts;
-        int topic_err = KERR_INVALID_REQUIRED_ACKS;
-        struct topic_entry *t = acks_valid ? topics_need(b, rq, tin->name.ptr, tin->name.len, &topic_err) : NULL;
+        const struct topic_entry *t = st->acks_valid ? topics_find(b, tin->name.ptr, tin->name.len) : NULL;
         for (int j = 0; j < nparts; j++) {
             resp_part_t *pout = &tout->partition_responses[j];
             pout->index = tin->partition_data[j].index;
             pout->base_offset = -1;
             pout->log_append_time_ms = -1;
             pout->log_start_offset = -1;
-            int err = t ? produce_partition(b, rq, t, &tin->partition_data[j], pout, ctx, acks0) : topic_err;
+            int err = st->acks_valid ? buffer_partition(b, rq, t, &tin->partition_data[j], &st->checks[k++], pout,
+                                                        ctx, acks0)
+                                     : KERR_INVALID_REQUIRED_ACKS;
             if (err) {
                 pout->error_code = (int16_t)err;
                 if (!first_err)

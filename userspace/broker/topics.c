@@ -1,5 +1,5 @@
 /* The loop thread's view of topics and partition offsets, kept from the metadata store by jobs on
- * the store threads (store_jobs.c): the loop reads only this cache. What a request needs and the
+ * the store threads (jobs.c): the loop reads only this cache. What a request needs and the
  * cache lacks (a topic it has never seen, offsets that must be fresh) is asked for, the request
  * waits, and it runs again when the answer is in. */
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #define TOPIC_REFRESH_MS 2000
 /* A request that needs a fresh listing waits at most this long for it; then (a slow or unreachable
  * store) it is answered from the cache. */
-#define LISTING_WAIT_MS 20
+#define LISTING_WAIT_MS 500
 /* Look-ups of names that turned out not to exist are forgotten after this. */
 #define LOOKUP_MEMORY_MS 10000
 
@@ -141,7 +141,7 @@ static struct topic_entry *cache_put(struct broker *b, const struct topic_read *
 /* ---- the full listing, every TOPIC_REFRESH_MS ---- */
 
 struct listing_job {
-    struct store_job base;
+    struct job base;
     int64_t started_ms;
     int64_t *known_ids;           /* topics the cache has: their configs are not read again */
     int nknown;
@@ -150,7 +150,7 @@ struct listing_job {
     int rc;
 };
 
-static void listing_run(struct store_job *job, struct metastore *m)
+static void listing_run(struct job *job, struct metastore *m)
 {
     struct listing_job *j = (struct listing_job *)job;
     struct topic_info *infos;
@@ -234,7 +234,7 @@ static void apply_listing(struct broker *b, struct listing_job *j)
     waiters_release(b, &orphans);
 }
 
-static void listing_done(struct broker *b, struct store_job *job)
+static void listing_done(struct broker *b, struct job *job)
 {
     struct listing_job *j = (struct listing_job *)job;
     if (b) {
@@ -267,7 +267,7 @@ static void start_listing(struct broker *b)
         j->known_ids[j->nknown++] = b->topics.topics[i].info.id;
     b->topics.listing = true;
     b->topics.listing_started_ms = j->started_ms;
-    store_jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->store, &j->base);
 }
 
 bool topics_need_listing(struct broker *b, struct request *rq, int64_t max_age_ms, int *err)
@@ -290,13 +290,13 @@ bool topics_need_listing(struct broker *b, struct request *rq, int64_t max_age_m
 /* ---- one topic by name ---- */
 
 struct lookup_job {
-    struct store_job base;
+    struct job base;
     struct topic_lookup *lookup;
     struct topic_read read;
     int rc;
 };
 
-static void lookup_run(struct store_job *job, struct metastore *m)
+static void lookup_run(struct job *job, struct metastore *m)
 {
     struct lookup_job *j = (struct lookup_job *)job;
     j->rc = metastore_get_topic(m, j->lookup->name, &j->read.info);
@@ -304,7 +304,7 @@ static void lookup_run(struct store_job *job, struct metastore *m)
         j->read.configs_read = metastore_topic_configs(m, j->read.info.id, &j->read.configs, &j->read.nconfigs) == 0;
 }
 
-static void lookup_done(struct broker *b, struct store_job *job)
+static void lookup_done(struct broker *b, struct job *job)
 {
     struct lookup_job *j = (struct lookup_job *)job;
     if (b) {
@@ -361,14 +361,14 @@ struct topic_entry *topics_need_since(struct broker *b, struct request *rq, cons
     j->base.run = lookup_run;
     j->base.done = lookup_done;
     j->lookup = l;
-    store_jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->store, &j->base);
     return NULL;
 }
 
 /* ---- partition offsets ---- */
 
 struct offsets_job {
-    struct store_job base;
+    struct job base;
     int64_t started_ms;
     int n;
     struct offsets_item {
@@ -379,7 +379,7 @@ struct offsets_job {
     } items[];
 };
 
-static void offsets_run(struct store_job *job, struct metastore *m)
+static void offsets_run(struct job *job, struct metastore *m)
 {
     struct offsets_job *j = (struct offsets_job *)job;
     for (int i = 0; i < j->n; i++) {
@@ -415,7 +415,7 @@ static void offsets_apply(struct broker *b, const struct offsets_job *j, bool re
     }
 }
 
-static void offsets_done(struct broker *b, struct store_job *job)
+static void offsets_done(struct broker *b, struct job *job)
 {
     if (b)
         offsets_apply(b, (struct offsets_job *)job, true);
@@ -455,7 +455,7 @@ struct partition_state *partition_need(struct broker *b, struct request *rq, str
         j->items[0].topic_id = t->info.id;
         j->items[0].partition = partition;
         ps->loading = true;
-        store_jobs_submit(&b->store, &j->base);
+        jobs_submit(&b->store, &j->base);
     }
     return NULL;
 }
@@ -471,7 +471,7 @@ void topics_advance(struct broker *b, int64_t topic_id, int32_t partition, int64
 
 /* ---- polling offsets for waiting fetches ---- */
 
-static void poll_done(struct broker *b, struct store_job *job)
+static void poll_done(struct broker *b, struct job *job)
 {
     if (b) {
         b->topics.polling = false;
@@ -494,13 +494,13 @@ void topics_poll(struct broker *b, const int64_t *topic_ids, const int32_t *part
         j->items[i].partition = partitions[i];
     }
     b->topics.polling = true;
-    store_jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->store, &j->base);
 }
 
 /* ---- create and delete ---- */
 
 struct admin_job {
-    struct store_job base;
+    struct job base;
     struct request *rq;
     int *result;
     bool create;
@@ -512,7 +512,7 @@ struct admin_job {
     int rc;
 };
 
-static void admin_run(struct store_job *job, struct metastore *m)
+static void admin_run(struct job *job, struct metastore *m)
 {
     struct admin_job *j = (struct admin_job *)job;
     if (j->create) {
@@ -525,7 +525,7 @@ static void admin_run(struct store_job *job, struct metastore *m)
     }
 }
 
-static void admin_done(struct broker *b, struct store_job *job)
+static void admin_done(struct broker *b, struct job *job)
 {
     struct admin_job *j = (struct admin_job *)job;
     if (b) {
@@ -571,12 +571,12 @@ void topics_create(struct broker *b, struct request *rq, const char *name, int32
         memcpy(j->configs, configs, sizeof(*configs) * (size_t)nconfigs);
         j->nconfigs = nconfigs;
     }
-    store_jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->store, &j->base);
 }
 
 void topics_delete(struct broker *b, struct request *rq, const char *name, int *result)
 {
-    store_jobs_submit(&b->store, &admin_job_new(rq, name, result)->base);
+    jobs_submit(&b->store, &admin_job_new(rq, name, result)->base);
 }
 
 /* ---- timers and exit ---- */

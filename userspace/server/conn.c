@@ -293,6 +293,16 @@ bool reply_conn_open(const struct reply *r)
     return !r->conn->closing;
 }
 
+void conn_keep(struct conn *c)
+{
+    c->refs++;
+}
+
+void conn_release(struct conn *c)
+{
+    conn_unref(c);
+}
+
 void conn_hold(struct conn *c, bool hold)
 {
     if (c->held == hold)

@@ -52,6 +52,11 @@ void conn_close(struct conn *c, const char *why);
 /* At exit: frees a connection whatever its state (no more completions will come). */
 void conn_destroy(struct conn *c);
 
+/* The application keeps c (a pointer to it stays valid) across a call that may finish its last
+ * reply, until conn_release. */
+void conn_keep(struct conn *c);
+void conn_release(struct conn *c);
+
 /* The application stops reading this connection's frames (its buffers are full) until released;
  * the client is slowed by TCP's flow control, not refused. */
 void conn_hold(struct conn *c, bool hold);

@@ -1,4 +1,4 @@
-#include "broker/store_jobs.h"
+#include "broker/jobs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,14 +8,14 @@
 #include "util/log.h"
 
 struct thread_arg {
-    struct store_jobs *q;
+    struct jobs *q;
     struct metastore *m;
 };
 
-static void *store_main(void *arg)
+static void *jobs_main(void *arg)
 {
     struct thread_arg *ta = arg;
-    struct store_jobs *q = ta->q;
+    struct jobs *q = ta->q;
     struct metastore *m = ta->m;
     free(ta);
     pthread_mutex_lock(&q->mu);
@@ -24,7 +24,7 @@ static void *store_main(void *arg)
             pthread_cond_wait(&q->cv, &q->mu);
         if (q->stop)
             break;
-        struct store_job *j = q->todo_head;
+        struct job *j = q->todo_head;
         q->todo_head = j->next;
         if (!q->todo_head)
             q->todo_tail = NULL;
@@ -45,29 +45,31 @@ static void *store_main(void *arg)
     return NULL;
 }
 
-int store_jobs_start(struct store_jobs *q, const struct config *cfg, struct server *srv, char *err, size_t errlen)
+int jobs_start(struct jobs *q, int nthreads, const char *metadata_url, struct server *srv, char *err,
+               size_t errlen)
 {
     memset(q, 0, sizeof(*q));
     q->srv = srv;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
-    for (int i = 0; i < STORE_THREADS; i++) {
-        struct metastore *m = metastore_open(cfg->metadata_url, err, errlen);
-        struct thread_arg *ta = m ? calloc(1, sizeof(*ta)) : NULL;
-        if (!ta) {
-            if (m)
-                metastore_close(m);
-            store_jobs_stop(q);
+    for (int i = 0; i < nthreads && i < JOBS_MAX_THREADS; i++) {
+        struct metastore *m = NULL;
+        if (metadata_url && !(m = metastore_open(metadata_url, err, errlen))) {
+            jobs_stop(q);
             return -1;
         }
+        struct thread_arg *ta = calloc(1, sizeof(*ta));
+        if (!ta)
+            abort();
         *ta = (struct thread_arg){q, m};
         q->handles[i] = m;
-        if (pthread_create(&q->threads[i], NULL, store_main, ta) != 0) {
-            snprintf(err, errlen, "cannot start a store thread");
+        if (pthread_create(&q->threads[i], NULL, jobs_main, ta) != 0) {
+            snprintf(err, errlen, "cannot start a thread");
             free(ta);
-            metastore_close(m);
+            if (m)
+                metastore_close(m);
             q->handles[i] = NULL;
-            store_jobs_stop(q);
+            jobs_stop(q);
             return -1;
         }
         q->nthreads++;
@@ -75,16 +77,16 @@ int store_jobs_start(struct store_jobs *q, const struct config *cfg, struct serv
     return 0;
 }
 
-static void cancel_list(struct store_job *j)
+static void cancel_list(struct job *j)
 {
     while (j) {
-        struct store_job *next = j->next;
+        struct job *next = j->next;
         j->done(NULL, j);
         j = next;
     }
 }
 
-void store_jobs_stop(struct store_jobs *q)
+void jobs_stop(struct jobs *q)
 {
     pthread_mutex_lock(&q->mu);
     q->stop = true;
@@ -92,7 +94,7 @@ void store_jobs_stop(struct store_jobs *q)
     pthread_mutex_unlock(&q->mu);
     for (int i = 0; i < q->nthreads; i++)
         pthread_join(q->threads[i], NULL);
-    for (int i = 0; i < STORE_THREADS; i++)
+    for (int i = 0; i < JOBS_MAX_THREADS; i++)
         if (q->handles[i])
             metastore_close(q->handles[i]);
     q->nthreads = 0;
@@ -102,7 +104,7 @@ void store_jobs_stop(struct store_jobs *q)
     q->inflight = 0;
 }
 
-void store_jobs_submit(struct store_jobs *q, struct store_job *job)
+void jobs_submit(struct jobs *q, struct job *job)
 {
     job->next = NULL;
     q->inflight++;
@@ -116,7 +118,7 @@ void store_jobs_submit(struct store_jobs *q, struct store_job *job)
     pthread_mutex_unlock(&q->mu);
 }
 
-void store_jobs_submit_first(struct store_jobs *q, struct store_job *job)
+void jobs_submit_first(struct jobs *q, struct job *job)
 {
     q->inflight++;
     pthread_mutex_lock(&q->mu);
@@ -128,14 +130,14 @@ void store_jobs_submit_first(struct store_jobs *q, struct store_job *job)
     pthread_mutex_unlock(&q->mu);
 }
 
-void store_jobs_complete(struct store_jobs *q, struct broker *b)
+void jobs_complete(struct jobs *q, struct broker *b)
 {
     pthread_mutex_lock(&q->mu);
-    struct store_job *done = q->done_head;
+    struct job *done = q->done_head;
     q->done_head = q->done_tail = NULL;
     pthread_mutex_unlock(&q->mu);
     while (done) {
-        struct store_job *next = done->next;
+        struct job *next = done->next;
         q->inflight--;
         done->done(b, done);
         done = next;
