@@ -177,7 +177,7 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
         goto fail;
     }
     b->checker_started = true;
-    if (reader_start(&b->reader, b->objects, srv) != 0)
+    if (reader_start(&b->reader, b->objects, srv, chunks_read_done) != 0)
         goto fail;
     b->reader_started = true;
     if (flusher_start(&b->flusher, cfg, srv, worker_id, err, sizeof(err)) != 0) {

@@ -229,6 +229,7 @@ const struct buf *chunk_need(struct broker *b, struct request *rq, const struct 
 void chunks_submit(struct broker *b);
 /* Reads finished: cache their chunks, pinned for the requests that waited, and resume those. */
 void reader_complete(struct broker *b);
+void chunks_read_done(struct broker *b, struct job *job);
 
 #define READ_FAILURES 16
 struct read_failure {

@@ -128,23 +128,31 @@ static void cache_read(struct broker *b, struct read_job *done)
         }
 }
 
+/* The reader's on_done: a finished read fills the cache (or records the failure) and resumes the
+ * requests that waited for it. */
+void chunks_read_done(struct broker *b, struct job *job)
+{
+    struct read_job *done = (struct read_job *)job;
+    if (!b) {
+        read_job_free(done);
+        return;
+    }
+    reader_finished(&b->reader, done);
+    if (done->error) {
+        log_error("reading %llu bytes at %llu of object %s failed", (unsigned long long)done->len,
+                  (unsigned long long)done->pos, done->key);
+        for (int i = 0; i < done->npieces; i++)
+            note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
+    } else {
+        cache_read(b, done);
+    }
+    waiters_release(b, &done->waiters);
+    read_job_free(done);
+}
+
 void reader_complete(struct broker *b)
 {
-    struct read_job *done = reader_take_done(&b->reader);
-    while (done) {
-        struct read_job *next = done->next;
-        if (done->error) {
-            log_error("reading %llu bytes at %llu of object %s failed", (unsigned long long)done->len,
-                      (unsigned long long)done->pos, done->key);
-            for (int i = 0; i < done->npieces; i++)
-                note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
-        } else {
-            cache_read(b, done);
-        }
-        waiters_release(b, &done->waiters);
-        read_job_free(done);
-        done = next;
-    }
+    jobs_complete(&b->reader.pool, b);
     if (b->reader.bytes_inflight < READ_BYTES_MAX)
         waiters_release(b, &b->reader.room_waiters);
     chunks_submit(b); /* resumed requests may have asked for more */

@@ -12,8 +12,8 @@
  * A pool opened with a metadata-store URL gives each thread its own store handle (run's m); one
  * without passes NULL. A pool of one thread runs its jobs in order. At exit the jobs still queued or
  * done get done(NULL, job): they free themselves and nothing else. */
-#ifndef SLUICE_STORE_JOBS_H
-#define SLUICE_STORE_JOBS_H
+#ifndef SLUICE_JOBS_H
+#define SLUICE_JOBS_H
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -4,52 +4,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
 #include "util/log.h"
 
-static void *reader_main(void *arg)
+/* A reader thread: the GET (the reader's threads have no metadata-store handle). */
+static void read_job_run(struct job *job, struct metastore *unused)
 {
-    struct reader *r = arg;
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        while (!r->todo_head && !r->stop)
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (r->stop)
-            break;
-        struct read_job *j = r->todo_head;
-        r->todo_head = j->next;
-        if (!r->todo_head)
-            r->todo_tail = NULL;
-        pthread_mutex_unlock(&r->mu);
-
-        j->error = objstore_get_range(r->objects, j->key, j->pos, (uint32_t)j->len, &j->data) != 0 ||
-                           j->data.len != j->len
-                       ? -1
-                       : 0;
-
-        pthread_mutex_lock(&r->mu);
-        j->next = r->done_head;
-        r->done_head = j;
-        server_wakeup(r->srv);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
+    (void)unused;
+    struct read_job *j = (struct read_job *)job;
+    j->error = objstore_get_range(j->reader->objects, j->key, j->pos, (uint32_t)j->len, &j->data) != 0 ||
+                       j->data.len != j->len
+                   ? -1
+                   : 0;
 }
 
-int reader_start(struct reader *r, struct objstore *objects, struct server *srv)
+int reader_start(struct reader *r, struct objstore *objects, struct server *srv, job_done_fn on_done)
 {
     memset(r, 0, sizeof(*r));
     r->objects = objects;
-    r->srv = srv;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    for (int i = 0; i < READER_THREADS; i++) {
-        if (pthread_create(&r->threads[i], NULL, reader_main, r) != 0) {
-            log_error("cannot start reader thread %d", i);
-            reader_stop(r);
-            return -1;
-        }
-        r->nthreads++;
+    r->on_done = on_done;
+    char err[128];
+    if (jobs_start(&r->pool, READER_THREADS, NULL, srv, err, sizeof(err)) != 0) {
+        log_error("reader threads: %s", err);
+        return -1;
     }
     return 0;
 }
@@ -64,24 +40,15 @@ void read_job_free(struct read_job *j)
 
 void reader_stop(struct reader *r)
 {
-    pthread_mutex_lock(&r->mu);
-    r->stop = true;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    for (int i = 0; i < r->nthreads; i++)
-        pthread_join(r->threads[i], NULL);
-    r->nthreads = 0;
-    /* Whatever is left was never handed back: free it (the requests are gone with the loop). */
-    for (struct read_job *j = r->inflight, *next; j; j = next) {
-        next = j->inflight_next;
-        read_job_free(j);
-    }
+    /* Every submitted job is queued, running or done: the pool hands each to on_done(NULL), which
+     * frees it. What was gathered and never submitted is freed here. */
+    jobs_stop(&r->pool);
     for (struct read_job *j = r->gathered, *next; j; j = next) {
         next = j->next;
         read_job_free(j);
     }
     free(r->room_waiters.v);
-    r->inflight = r->todo_head = r->todo_tail = r->done_head = r->gathered = NULL;
+    r->inflight = r->gathered = NULL;
 }
 
 static void add_piece(struct read_job *j, uint64_t pos, uint32_t len)
@@ -132,6 +99,9 @@ void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, 
     j = calloc(1, sizeof(*j));
     if (!j)
         abort();
+    j->base.run = read_job_run;
+    j->base.done = r->on_done;
+    j->reader = r;
     snprintf(j->key, sizeof(j->key), "%s", key);
     j->whole = object_size > 0 && object_size <= WHOLE_OBJECT_MAX && pos + len <= object_size;
     j->pos = j->whole ? 0 : pos;
@@ -167,14 +137,7 @@ static void queue(struct reader *r, struct read_job *j)
     j->inflight_next = r->inflight;
     r->inflight = j;
     r->bytes_inflight += j->len;
-    pthread_mutex_lock(&r->mu);
-    if (r->todo_tail)
-        r->todo_tail->next = j;
-    else
-        r->todo_head = j;
-    r->todo_tail = j;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    jobs_submit(&r->pool, &j->base);
 }
 
 void reader_submit(struct reader *r)
@@ -217,18 +180,11 @@ bool reader_room(struct reader *r, struct request *rq)
     return false;
 }
 
-struct read_job *reader_take_done(struct reader *r)
+void reader_finished(struct reader *r, struct read_job *j)
 {
-    pthread_mutex_lock(&r->mu);
-    struct read_job *done = r->done_head;
-    r->done_head = NULL;
-    pthread_mutex_unlock(&r->mu);
-    for (struct read_job *j = done; j; j = j->next) {
-        struct read_job **pp = &r->inflight;
-        while (*pp != j)
-            pp = &(*pp)->inflight_next;
-        *pp = j->inflight_next;
-        r->bytes_inflight -= j->len;
-    }
-    return done;
+    struct read_job **pp = &r->inflight;
+    while (*pp != j)
+        pp = &(*pp)->inflight_next;
+    *pp = j->inflight_next;
+    r->bytes_inflight -= j->len;
 }

@@ -6,10 +6,10 @@
 #ifndef SLUICE_READER_H
 #define SLUICE_READER_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "broker/jobs.h"
 #include "broker/waiters.h"
 #include "storage/objstore.h"
 #include "util/buf.h"
@@ -31,6 +31,8 @@ struct read_piece {
 };
 
 struct read_job {
+    struct job base;                 /* run by the reader's pool; done = the reader's on_done */
+    struct reader *reader;
     char key[128];
     uint64_t pos;                    /* the range read: pieces[0].pos ... end of the last piece */
     uint64_t len;
@@ -40,20 +42,14 @@ struct read_job {
     struct buf data;                 /* filled by a reader thread */
     int error;                       /* 0 or -1 */
     struct waiters waiters;          /* loop thread only */
-    struct read_job *next;           /* todo / done queue, or the gathered list */
+    struct read_job *next;           /* the gathered list */
     struct read_job *inflight_next;  /* the loop's list of unfinished jobs */
 };
 
 struct reader {
-    pthread_t threads[READER_THREADS];
-    int nthreads;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct read_job *todo_head, *todo_tail;
-    struct read_job *done_head;
-    bool stop;
+    struct jobs pool;                /* READER_THREADS threads doing the GETs */
+    job_done_fn on_done;             /* what the loop does with a finished read */
     struct objstore *objects;        /* thread-safe backend */
-    struct server *srv;              /* woken when jobs complete */
     /* loop thread only: */
     struct read_job *inflight;       /* submitted, not yet taken back */
     uint64_t bytes_inflight;
@@ -61,7 +57,9 @@ struct reader {
     struct waiters room_waiters;     /* requests waiting for bytes in flight to drop */
 };
 
-int reader_start(struct reader *r, struct objstore *objects, struct server *srv);
+/* on_done(b, &job->base) runs on the loop for each finished read (b NULL at exit: free it), after
+ * reader_finished. */
+int reader_start(struct reader *r, struct objstore *objects, struct server *srv, job_done_fn on_done);
 void reader_stop(struct reader *r);
 /* Loop: rq needs the chunk (key, pos, len) of an object of object_size bytes (0: unknown): it
  * waits for the read in flight that has it, or for one gathered now. */
@@ -71,8 +69,9 @@ void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, 
 void reader_submit(struct reader *r);
 /* Loop: is there room for more reads? If not, rq waits for some (reader_take_done releases). */
 bool reader_room(struct reader *r, struct request *rq);
-/* Loop: completed jobs, removed from the in-flight list (room_waiters to release by the caller). */
-struct read_job *reader_take_done(struct reader *r);
+/* Loop, from on_done: takes a finished job off the in-flight list (room_waiters to release by the
+ * caller once all are done). */
+void reader_finished(struct reader *r, struct read_job *j);
 void read_job_free(struct read_job *j);
 
 #endif
