@@ -37,3 +37,12 @@ if [ ! -d "$S3_DIR/node_modules/s3rver" ]; then
     echo "deps: installing s3rver into tests/s3"
     npm install --prefix "$S3_DIR" --no-audit --no-fund
 fi
+
+# The JavaScript Kafka clients the tests drive (kafkajs, @platformatic/kafka), with a Node.js new
+# enough for the latter (the npm package "node"; Debian 12's nodejs is 18), into tests/js.
+JS_DIR="$(dirname "$0")/../tests/js"
+if [ ! -x "$JS_DIR/node_modules/.bin/node" ] || [ ! -d "$JS_DIR/node_modules/kafkajs" ] ||
+        [ ! -d "$JS_DIR/node_modules/@platformatic/kafka" ]; then
+    echo "deps: installing kafkajs, @platformatic/kafka and Node.js 22 into tests/js"
+    npm install --prefix "$JS_DIR" --no-audit --no-fund
+fi
