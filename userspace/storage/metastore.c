@@ -86,6 +86,38 @@ int metastore_prune_members(struct metastore *m, int64_t older_than_ms)
     return m->ops->prune_members(m, older_than_ms);
 }
 
+int metastore_group_load(struct metastore *m, const char *group_id, uint8_t **data, size_t *len,
+                         int64_t *version)
+{
+    return m->ops->group_load(m, group_id, data, len, version);
+}
+
+int metastore_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
+                          const char *protocol_type, const uint8_t *data, size_t len)
+{
+    return m->ops->group_store(m, group_id, version, phase, protocol_type, data, len);
+}
+
+int metastore_groups_list(struct metastore *m, struct group_summary **out, int *n)
+{
+    return m->ops->groups_list(m, out, n);
+}
+
+int metastore_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    return m->ops->offsets_commit(m, group_id, v, n);
+}
+
+int metastore_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n)
+{
+    return m->ops->offsets_fetch(m, group_id, out, n);
+}
+
+int metastore_offsets_expire(struct metastore *m, int64_t older_than_ms)
+{
+    return m->ops->offsets_expire(m, older_than_ms);
+}
+
 int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
 
 int metastore_consume_notifications(struct metastore *m) { return m->ops->consume_notifications(m); }

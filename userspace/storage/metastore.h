@@ -123,6 +123,46 @@ int metastore_remove_member(struct metastore *m, const char *id);
  * that died without leaving, one row per incarnation. Returns 0 or -1. */
 int metastore_prune_members(struct metastore *m, int64_t older_than_ms);
 
+/* ---- consumer groups: state blobs changed by compare-and-set, committed offsets ---- */
+
+#define GROUP_ID_MAX 1024
+#define OFFSET_METADATA_MAX 4096   /* Kafka's offset.metadata.max.bytes default */
+
+/* The group's serialized state (broker/group_state.h) and its version: 0 with *data malloc'd, 1
+ * when there is no such group (*version 0), or -1. */
+int metastore_group_load(struct metastore *m, const char *group_id, uint8_t **data, size_t *len,
+                         int64_t *version);
+/* Writes the group only if its version is still `version` (0: the group must not exist yet), then
+ * version + 1. phase and protocol_type are kept in columns for listings and offset expiry.
+ * Returns 0, 1 when someone changed it first (read it again), or -1. */
+int metastore_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
+                          const char *protocol_type, const uint8_t *data, size_t len);
+
+struct group_summary {
+    char group_id[GROUP_ID_MAX + 1];
+    int phase;
+    char protocol_type[256];
+};
+/* Every group, by id. *out is malloc'd. */
+int metastore_groups_list(struct metastore *m, struct group_summary **out, int *n);
+
+struct group_offset {
+    char topic[TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    bool metadata_null;
+    char metadata[OFFSET_METADATA_MAX + 1];
+    int64_t commit_ms;            /* out (fetch): when it was committed, the store's clock */
+};
+/* Stores these offsets in one transaction (replacing earlier ones). */
+int metastore_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
+/* Every committed offset of the group, by topic and partition. *out is malloc'd. */
+int metastore_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n);
+/* Deletes offsets committed more than older_than_ms ago by groups that are empty or gone
+ * (Kafka's offsets.retention.minutes). */
+int metastore_offsets_expire(struct metastore *m, int64_t older_than_ms);
+
 /* ---- cross-process wake-ups: "someone committed" ---- */
 
 /* A file descriptor to poll for readability, which it becomes when another handle (this or any

@@ -84,6 +84,24 @@ static const char *const migrations[] = {
     "  heartbeat_ms BIGINT NOT NULL);",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
+    /* 4: consumer groups: the state as one blob with a version (compare-and-set), and the
+     * committed offsets. */
+    "CREATE TABLE consumer_groups ("
+    "  group_id TEXT PRIMARY KEY,"
+    "  version BIGINT NOT NULL,"
+    "  phase INTEGER NOT NULL,"
+    "  protocol_type TEXT NOT NULL,"
+    "  state BYTEA NOT NULL,"
+    "  updated_ms BIGINT NOT NULL);"
+    "CREATE TABLE group_offsets ("
+    "  group_id TEXT NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  committed_offset BIGINT NOT NULL,"
+    "  leader_epoch INTEGER NOT NULL,"
+    "  metadata TEXT,"
+    "  commit_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (group_id, topic, partition));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1226,6 +1244,226 @@ static int pg_prune_members(struct metastore *m, int64_t older_than_ms)
     }
 }
 
+/* ---- consumer groups (unprepared statements: a few per group request) ---- */
+
+/* Runs sql with text parameters (v[i] NULL: SQL NULL); bytea parameters are sent binary where
+ * lens[i] >= 0. Its result, or NULL after reporting. */
+static PGresult *exec_sql(struct pg_store *s, const char *sql, int n, const char *const *v, const int *lens,
+                          const char *what)
+{
+    int formats[10] = {0}, lengths[10] = {0};
+    for (int i = 0; lens && i < n; i++)
+        if (lens[i] >= 0) {
+            formats[i] = 1;
+            lengths[i] = lens[i];
+        }
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, v, lengths, formats, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    fail(s, r, what);
+    PQclear(r);
+    return NULL;
+}
+
+static int group_load_once(struct pg_store *s, const char *group_id, uint8_t **data, size_t *len, int64_t *version)
+{
+    const char *v[1] = {group_id};
+    PGresult *r = exec_sql(s, "SELECT version, encode(state, 'hex') FROM consumer_groups WHERE group_id = $1", 1, v,
+                           NULL, "load group");
+    if (!r)
+        return -1;
+    *version = 0;
+    *data = NULL;
+    *len = 0;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return 1;
+    }
+    *version = get_i64(r, 0, 0);
+    const char *hex = PQgetvalue(r, 0, 1);
+    size_t n = strlen(hex) / 2;
+    *data = malloc(n ? n : 1);
+    if (!*data)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        (*data)[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+    *len = n;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_group_load(struct metastore *m, const char *group_id, uint8_t **data, size_t *len, int64_t *version)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = group_load_once(s, group_id, data, len, version);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int group_store_once(struct pg_store *s, const char *group_id, int64_t version, int phase,
+                            const char *protocol_type, const uint8_t *data, size_t len)
+{
+    char ver[24], ph[24];
+    snprintf(ver, sizeof(ver), "%lld", (long long)version);
+    snprintf(ph, sizeof(ph), "%d", phase);
+    const char *v[5] = {group_id, ver, ph, protocol_type ? protocol_type : "", (const char *)data};
+    int lens[5] = {-1, -1, -1, -1, (int)len};
+    PGresult *r = exec_sql(s, version == 0
+        ? "INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
+          " VALUES ($1, $2::bigint + 1, $3, $4, $5, " STORE_NOW_MS ") ON CONFLICT (group_id) DO NOTHING"
+        : "UPDATE consumer_groups SET version = version + 1, phase = $3, protocol_type = $4, state = $5,"
+          " updated_ms = " STORE_NOW_MS " WHERE group_id = $1 AND version = $2",
+        5, v, lens, "store group");
+    if (!r)
+        return -1;
+    int rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
+                          const char *protocol_type, const uint8_t *data, size_t len)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = group_store_once(s, group_id, version, phase, protocol_type, data, len);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int groups_list_once(struct pg_store *s, struct group_summary **out, int *n)
+{
+    PGresult *r = exec_sql(s, "SELECT group_id, phase, protocol_type FROM consumer_groups ORDER BY group_id COLLATE \"C\"",
+                           0, NULL, NULL, "list groups");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct group_summary *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++) {
+        snprintf(v[i].group_id, sizeof(v[i].group_id), "%s", PQgetvalue(r, i, 0));
+        v[i].phase = (int)get_i64(r, i, 1);
+        snprintf(v[i].protocol_type, sizeof(v[i].protocol_type), "%s", PQgetvalue(r, i, 2));
+    }
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_groups_list(struct metastore *m, struct group_summary **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = groups_list_once(s, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int offsets_commit_once(struct pg_store *s, const char *group_id, const struct group_offset *o, int n)
+{
+    PGresult *r = exec_sql(s, "BEGIN", 0, NULL, NULL, "commit offsets");
+    if (!r)
+        return -1;
+    PQclear(r);
+    for (int i = 0; i < n; i++) {
+        char part[24], off[24], epoch[24];
+        snprintf(part, sizeof(part), "%d", o[i].partition);
+        snprintf(off, sizeof(off), "%lld", (long long)o[i].offset);
+        snprintf(epoch, sizeof(epoch), "%d", o[i].leader_epoch);
+        const char *v[6] = {group_id, o[i].topic, part, off, epoch, o[i].metadata_null ? NULL : o[i].metadata};
+        r = exec_sql(s, "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch,"
+                        " metadata, commit_ms) VALUES ($1, $2, $3, $4, $5, $6, " STORE_NOW_MS ")"
+                        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET"
+                        " committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,"
+                        " metadata = excluded.metadata, commit_ms = excluded.commit_ms",
+                     6, v, NULL, "commit offsets");
+        if (!r)
+            return abort_tx(s);
+        PQclear(r);
+    }
+    return commit(s, "commit offsets");
+}
+
+static int pg_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = offsets_commit_once(s, group_id, v, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int offsets_fetch_once(struct pg_store *s, const char *group_id, struct group_offset **out, int *n)
+{
+    const char *v[1] = {group_id};
+    PGresult *r = exec_sql(s, "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_ms"
+                              " FROM group_offsets WHERE group_id = $1 ORDER BY topic COLLATE \"C\", partition",
+                           1, v, NULL, "fetch offsets");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct group_offset *o = alloc_rows(count, sizeof(*o));
+    for (int i = 0; i < count; i++) {
+        snprintf(o[i].topic, sizeof(o[i].topic), "%s", PQgetvalue(r, i, 0));
+        o[i].partition = (int32_t)get_i64(r, i, 1);
+        o[i].offset = get_i64(r, i, 2);
+        o[i].leader_epoch = (int32_t)get_i64(r, i, 3);
+        o[i].metadata_null = PQgetisnull(r, i, 4);
+        if (!o[i].metadata_null)
+            snprintf(o[i].metadata, sizeof(o[i].metadata), "%s", PQgetvalue(r, i, 4));
+        o[i].commit_ms = get_i64(r, i, 5);
+    }
+    PQclear(r);
+    *out = o;
+    *n = count;
+    return 0;
+}
+
+static int pg_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = offsets_fetch_once(s, group_id, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int pg_offsets_expire(struct metastore *m, int64_t older_than_ms)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    char older[24];
+    snprintf(older, sizeof(older), "%lld", (long long)older_than_ms);
+    const char *v[1] = {older};
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        PGresult *r = exec_sql(s, "DELETE FROM group_offsets WHERE commit_ms < " STORE_NOW_MS " - $1::bigint"
+                                  " AND group_id NOT IN (SELECT group_id FROM consumer_groups WHERE phase <> 0)",
+                               1, v, NULL, "expire offsets");
+        int rc = r ? 0 : -1;
+        PQclear(r);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
 /* ---- notifications ---- */
 
 static int pg_notify_fd(struct metastore *m)
@@ -1296,6 +1534,12 @@ static const struct metastore_ops pg_ops = {
     .list_members = pg_list_members,
     .remove_member = pg_remove_member,
     .prune_members = pg_prune_members,
+    .group_load = pg_group_load,
+    .group_store = pg_group_store,
+    .groups_list = pg_groups_list,
+    .offsets_commit = pg_offsets_commit,
+    .offsets_fetch = pg_offsets_fetch,
+    .offsets_expire = pg_offsets_expire,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
 };

@@ -77,6 +77,24 @@ static const char *const migrations[] = {
     "  heartbeat_ms INTEGER NOT NULL) WITHOUT ROWID;",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
+    /* 4: consumer groups: the state as one blob with a version (compare-and-set), and the
+     * committed offsets. */
+    "CREATE TABLE consumer_groups ("
+    "  group_id TEXT PRIMARY KEY,"
+    "  version INTEGER NOT NULL,"
+    "  phase INTEGER NOT NULL,"
+    "  protocol_type TEXT NOT NULL,"
+    "  state BLOB NOT NULL,"
+    "  updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE group_offsets ("
+    "  group_id TEXT NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  committed_offset INTEGER NOT NULL,"
+    "  leader_epoch INTEGER NOT NULL,"
+    "  metadata TEXT,"
+    "  commit_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -662,6 +680,181 @@ static int sq_prune_members(struct metastore *m, int64_t older_than_ms)
     return run(s, q, "prune members");
 }
 
+/* ---- consumer groups (statements prepared per call: a few per request at most) ---- */
+
+static sqlite3_stmt *prepare(struct sqlite_store *s, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        db_error(s, "prepare");
+        sqlite3_finalize(q);
+        return NULL;
+    }
+    return q;
+}
+
+static int sq_group_load(struct metastore *m, const char *group_id, uint8_t **data, size_t *len, int64_t *version)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT version, state FROM consumer_groups WHERE group_id = ?1");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, group_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), result = 1;
+    *version = 0;
+    *data = NULL;
+    *len = 0;
+    if (rc == SQLITE_ROW) {
+        *version = sqlite3_column_int64(q, 0);
+        int n = sqlite3_column_bytes(q, 1);
+        *data = malloc(n > 0 ? (size_t)n : 1);
+        if (!*data)
+            abort();
+        if (n > 0)
+            memcpy(*data, sqlite3_column_blob(q, 1), (size_t)n);
+        *len = (size_t)n;
+        result = 0;
+    } else if (rc != SQLITE_DONE) {
+        result = db_error(s, "load group");
+    }
+    sqlite3_finalize(q);
+    return result;
+}
+
+static int sq_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
+                          const char *protocol_type, const uint8_t *data, size_t len)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, version == 0
+        ? "INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
+          " VALUES (?1, 1, ?3, ?4, ?5, ?6) ON CONFLICT (group_id) DO NOTHING"
+        : "UPDATE consumer_groups SET version = ?2 + 1, phase = ?3, protocol_type = ?4, state = ?5,"
+          " updated_ms = ?6 WHERE group_id = ?1 AND version = ?2");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, group_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, version);
+    sqlite3_bind_int(q, 3, phase);
+    sqlite3_bind_text(q, 4, protocol_type ? protocol_type : "", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 5, data, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 6, wall_ms());
+    int rc = sqlite3_step(q);
+    int result = rc == SQLITE_DONE ? (sqlite3_changes(s->db) == 1 ? 0 : 1) : db_error(s, "store group");
+    sqlite3_finalize(q);
+    return result;
+}
+
+static int sq_groups_list(struct metastore *m, struct group_summary **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT group_id, phase, protocol_type FROM consumer_groups ORDER BY group_id");
+    if (!q)
+        return -1;
+    struct group_summary *v = NULL;
+    int count = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct group_summary *nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        snprintf(v[count].group_id, sizeof(v[count].group_id), "%s", (const char *)sqlite3_column_text(q, 0));
+        v[count].phase = sqlite3_column_int(q, 1);
+        snprintf(v[count].protocol_type, sizeof(v[count].protocol_type), "%s",
+                 (const char *)sqlite3_column_text(q, 2));
+        count++;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list groups");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "INSERT OR REPLACE INTO group_offsets (group_id, topic, partition, committed_offset,"
+                                 " leader_epoch, metadata, commit_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!q)
+        return -1;
+    if (begin(s) != 0) {
+        sqlite3_finalize(q);
+        return -1;
+    }
+    int64_t now = wall_ms();
+    for (int i = 0; i < n; i++) {
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        sqlite3_bind_text(q, 1, group_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, v[i].topic, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 3, v[i].partition);
+        sqlite3_bind_int64(q, 4, v[i].offset);
+        sqlite3_bind_int(q, 5, v[i].leader_epoch);
+        if (!v[i].metadata_null)
+            sqlite3_bind_text(q, 6, v[i].metadata, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 7, now);
+        if (sqlite3_step(q) != SQLITE_DONE) {
+            db_error(s, "commit offsets");
+            sqlite3_finalize(q);
+            return abort_tx(s);
+        }
+    }
+    sqlite3_finalize(q);
+    return commit(s) == 0 ? 0 : abort_tx(s);
+}
+
+static int sq_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_ms"
+                                 " FROM group_offsets WHERE group_id = ?1 ORDER BY topic, partition");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, group_id, -1, SQLITE_STATIC);
+    struct group_offset *v = NULL;
+    int count = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct group_offset *nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        struct group_offset *o = &v[count++];
+        memset(o, 0, sizeof(*o));
+        snprintf(o->topic, sizeof(o->topic), "%s", (const char *)sqlite3_column_text(q, 0));
+        o->partition = sqlite3_column_int(q, 1);
+        o->offset = sqlite3_column_int64(q, 2);
+        o->leader_epoch = sqlite3_column_int(q, 3);
+        o->metadata_null = sqlite3_column_type(q, 4) == SQLITE_NULL;
+        if (!o->metadata_null)
+            snprintf(o->metadata, sizeof(o->metadata), "%s", (const char *)sqlite3_column_text(q, 4));
+        o->commit_ms = sqlite3_column_int64(q, 5);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "fetch offsets");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_offsets_expire(struct metastore *m, int64_t older_than_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "DELETE FROM group_offsets WHERE commit_ms < ?1 AND group_id NOT IN"
+                                 " (SELECT group_id FROM consumer_groups WHERE phase != 0)");
+    if (!q)
+        return -1;
+    sqlite3_bind_int64(q, 1, wall_ms() - older_than_ms);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, "expire offsets");
+}
+
 /* No cross-process wake-ups: SQLite readers poll. */
 static int sq_notify_fd(struct metastore *m)
 {
@@ -702,6 +895,12 @@ static const struct metastore_ops sqlite_ops = {
     .list_members = sq_list_members,
     .remove_member = sq_remove_member,
     .prune_members = sq_prune_members,
+    .group_load = sq_group_load,
+    .group_store = sq_group_store,
+    .groups_list = sq_groups_list,
+    .offsets_commit = sq_offsets_commit,
+    .offsets_fetch = sq_offsets_fetch,
+    .offsets_expire = sq_offsets_expire,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
 };
