@@ -22,6 +22,13 @@ const struct api_handler api_handlers[] = {
     {KAPI_API_VERSIONS, 3, handle_api_versions},
     {KAPI_CREATE_TOPICS, 7, handle_create_topics},
     {KAPI_DELETE_TOPICS, 5, handle_delete_topics},
+    {KAPI_FIND_COORDINATOR, 4, handle_find_coordinator},
+    {KAPI_JOIN_GROUP, 9, handle_join_group},
+    {KAPI_SYNC_GROUP, 5, handle_sync_group},
+    {KAPI_HEARTBEAT, 4, handle_heartbeat},
+    {KAPI_LEAVE_GROUP, 5, handle_leave_group},
+    {KAPI_OFFSET_COMMIT, 8, handle_offset_commit},
+    {KAPI_OFFSET_FETCH, 8, handle_offset_fetch},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
@@ -197,6 +204,7 @@ void broker_destroy(struct broker *b)
     if (!b)
         return;
     fetch_cancel_all(b);
+    groups_free(b);
     flusher_stop(&b->flusher);
     if (b->reader_started)
         reader_stop(&b->reader);
@@ -244,6 +252,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = b->next_heartbeat_ms;
     if (produce_next_deadline(b) < d)
         d = produce_next_deadline(b);
+    if (groups_next_deadline(b) < d)
+        d = groups_next_deadline(b);
     return d;
 }
 
@@ -261,6 +271,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     }
     fetch_wake(b, now_ms, false);
     topics_tick(b, now_ms);
+    groups_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
     /* Last, before the loop sleeps: the object reads this turn's requests asked for, coalesced. */
@@ -299,12 +310,13 @@ static void broker_begin_drain(struct broker *b)
     heartbeat(b, mono_ms(), true);
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
+    groups_drain(b);
 }
 
 static bool broker_drained(struct broker *b)
 {
     return !b->current && b->parked.n == 0 && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight &&
-           b->store.inflight == 0 && b->checker.inflight == 0;
+           b->store.inflight == 0 && b->checker.inflight == 0 && b->group_parked.n == 0;
 }
 
 /* ---- the loop's callbacks (server/server.h) ---- */
@@ -318,6 +330,7 @@ static void app_conn_closed(void *ctx, struct conn *c)
 {
     fetch_cancel_conn(ctx, c);
     produce_cancel_conn(ctx, c);
+    groups_cancel_conn(ctx, c);
 }
 
 static int64_t app_next_deadline(void *ctx)

@@ -220,6 +220,23 @@ void fetch_cancel_conn(struct broker *b, struct conn *c);
 /* Reads again the offsets of the partitions that waiting fetches wait on. */
 void fetch_poll_offsets(struct broker *b);
 
+/* ---- consumer groups (group_coord.c, group_offsets.c) ---- */
+
+/* JoinGroup / SyncGroup requests waiting for their group to change. */
+struct group_parked {
+    struct request **v;
+    int n, cap;
+    int64_t next_poll_ms;
+};
+void groups_tick(struct broker *b, int64_t now_ms);
+int64_t groups_next_deadline(struct broker *b);
+void groups_cancel_conn(struct broker *b, struct conn *c);
+void groups_cancel_all(struct broker *b);
+void groups_drain(struct broker *b);
+void groups_free(struct broker *b);
+/* Where slot s is advertised to this client (metadata.c). */
+void broker_slot_address(struct broker *b, const struct request *rq, int slot, struct kstr *host, int32_t *port);
+
 /* ---- chunk bytes (chunks.c) ---- */
 
 /* A committed chunk's bytes from the read cache, pinned until rq is answered; or NULL: with *err
@@ -274,6 +291,7 @@ struct broker {
     bool heartbeat_inflight;
     uint64_t heartbeats;
     bool draining;
+    struct group_parked group_parked;
 };
 
 /* Handlers, one per API (api_*.c). */
@@ -284,6 +302,13 @@ void handle_fetch(struct broker *b, struct request *rq);
 void handle_list_offsets(struct broker *b, struct request *rq);
 void handle_create_topics(struct broker *b, struct request *rq);
 void handle_delete_topics(struct broker *b, struct request *rq);
+void handle_find_coordinator(struct broker *b, struct request *rq);
+void handle_join_group(struct broker *b, struct request *rq);
+void handle_sync_group(struct broker *b, struct request *rq);
+void handle_heartbeat(struct broker *b, struct request *rq);
+void handle_leave_group(struct broker *b, struct request *rq);
+void handle_offset_commit(struct broker *b, struct request *rq);
+void handle_offset_fetch(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

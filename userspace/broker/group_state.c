@@ -87,7 +87,7 @@ const char *group_phase_name(int phase)
     }
 }
 
-struct gmember *group_member(const struct group *g, const char *id)
+struct gmember *group_find_member(const struct group *g, const char *id)
 {
     for (int i = 0; id && i < g->nmembers; i++)
         if (strcmp(g->members[i].id, id) == 0)
@@ -526,7 +526,7 @@ enum group_outcome group_join(struct group *g, const struct join_args *a, int64_
             is_new = true;
         }
     } else {
-        m = group_member(g, a->member_id);
+        m = group_find_member(g, a->member_id);
         if (!m) {
             out->error = member_by_instance(g, a->instance_id) ? KERR_FENCED_INSTANCE_ID : KERR_UNKNOWN_MEMBER_ID;
             return GROUP_ANSWER;
@@ -578,7 +578,7 @@ enum group_outcome group_join(struct group *g, const struct join_args *a, int64_
 enum group_outcome group_join_check(const struct group *g, const char *member_id, int32_t park_generation,
                                     int *error)
 {
-    const struct gmember *m = group_member(g, member_id);
+    const struct gmember *m = group_find_member(g, member_id);
     *error = 0;
     if (!m) {
         *error = KERR_UNKNOWN_MEMBER_ID;
@@ -600,7 +600,7 @@ enum group_outcome group_sync(struct group *g, const char *member_id, const char
                               const struct sync_assignment *assignments, int n, int64_t now, int *error,
                               bool *changed)
 {
-    struct gmember *m = group_member(g, member_id);
+    struct gmember *m = group_find_member(g, member_id);
     *error = 0;
     if (!m || m->pending) {
         *error = KERR_UNKNOWN_MEMBER_ID;
@@ -631,7 +631,7 @@ enum group_outcome group_sync(struct group *g, const char *member_id, const char
         for (int i = 0; i < g->nmembers; i++)
             clear_assignment(&g->members[i]);
         for (int i = 0; i < n; i++) {
-            struct gmember *t = group_member(g, assignments[i].member_id);
+            struct gmember *t = group_find_member(g, assignments[i].member_id);
             if (t && !t->pending) {
                 clear_assignment(t);
                 t->assignment_len = assignments[i].len > 0 ? assignments[i].len : 0;
@@ -645,7 +645,7 @@ enum group_outcome group_sync(struct group *g, const char *member_id, const char
 
 enum group_outcome group_sync_check(const struct group *g, const char *member_id, int32_t generation, int *error)
 {
-    const struct gmember *m = group_member(g, member_id);
+    const struct gmember *m = group_find_member(g, member_id);
     *error = 0;
     if (!m) {
         *error = KERR_UNKNOWN_MEMBER_ID;
@@ -661,7 +661,7 @@ enum group_outcome group_sync_check(const struct group *g, const char *member_id
 int group_heartbeat(struct group *g, const char *member_id, const char *instance_id, int32_t generation,
                     int64_t now, bool *changed)
 {
-    struct gmember *m = group_member(g, member_id);
+    struct gmember *m = group_find_member(g, member_id);
     if (!m || m->pending)
         return KERR_UNKNOWN_MEMBER_ID;
     if (instance_id && !str_eq(m->instance_id, instance_id))
@@ -683,7 +683,7 @@ int group_leave(struct group *g, const char *member_id, const char *instance_id,
         if (member_id[0] && strcmp(m->id, member_id) != 0)
             return KERR_FENCED_INSTANCE_ID;
     } else {
-        m = group_member(g, member_id);
+        m = group_find_member(g, member_id);
         if (!m)
             return KERR_UNKNOWN_MEMBER_ID;
     }
@@ -700,7 +700,7 @@ int group_commit_allowed(const struct group *g, const char *member_id, const cha
 {
     if (generation < 0 && !member_id[0] && !instance_id)
         return 0;
-    const struct gmember *m = group_member(g, member_id);
+    const struct gmember *m = group_find_member(g, member_id);
     if (!m || m->pending)
         return KERR_UNKNOWN_MEMBER_ID;
     if (instance_id && !str_eq(m->instance_id, instance_id))

@@ -59,7 +59,7 @@ void group_free(struct group *g);
 uint8_t *group_encode(const struct group *g, size_t *len);
 /* 0, or -1 for bytes that are not a group (g is then empty). */
 int group_decode(struct group *g, const uint8_t *p, size_t len);
-struct gmember *group_member(const struct group *g, const char *id);
+struct gmember *group_find_member(const struct group *g, const char *id);
 const char *group_phase_name(int phase);
 /* Members that count (not pending). */
 int group_live_members(const struct group *g);

@@ -58,21 +58,27 @@ static struct kstr client_host_override(const struct request *rq)
 
 /* Slot s is advertised at its owner's host and port base + s, unless overridden: the client id's
  * ws_host_override, then the discovery overrides (load-balancer mode). */
-static void fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
+void broker_slot_address(struct broker *b, const struct request *rq, int slot, struct kstr *host, int32_t *port)
 {
     const struct config *cfg = b->cfg;
     struct kstr host_override = client_host_override(rq);
     if (host_override.len < 0 && cfg->hostname_override[0])
         host_override = kstr_c(cfg->hostname_override);
+    const struct member_info *m = membership_slot_owner(&b->members, (uint32_t)slot);
+    /* The membership view only changes in the broker's tick, never while a handler runs. */
+    *host = host_override.len >= 0 ? host_override : kstr_c(m ? m->host : cfg->advertised_host);
+    *port = (cfg->port_override_base ? cfg->port_override_base : m ? m->port_base : cfg->slot_port_base) + slot;
+}
+
+static void fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
+{
+    const struct config *cfg = b->cfg;
     resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, cfg->slots);
     resp->brokers_count = cfg->slots;
     for (int s = 0; s < cfg->slots; s++) {
-        const struct member_info *m = membership_slot_owner(&b->members, (uint32_t)s);
         struct metadata_response_broker *out = &resp->brokers[s];
         out->node_id = s;
-        /* The membership view only changes in the broker's tick, never while this handler runs. */
-        out->host = host_override.len >= 0 ? host_override : kstr_c(m ? m->host : cfg->advertised_host);
-        out->port = (cfg->port_override_base ? cfg->port_override_base : m ? m->port_base : cfg->slot_port_base) + s;
+        broker_slot_address(b, rq, s, &out->host, &out->port);
         out->rack = (struct kstr){NULL, -1};
     }
 }

