@@ -123,3 +123,70 @@ def test_kafkajs_group_rebalances_and_resumes():
         for c in consumers:
             c.kill()
         a.cleanup()
+
+
+def confluent_produce(bootstrap, topic, first, count):
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    errors = []
+    for i in range(first, first + count):
+        p.produce(topic, key=str(i).encode(), value=str(i).encode(),
+                  on_delivery=lambda err, m: err and errors.append(err))
+        p.poll(0)
+    expect(p.flush(30) == 0, "messages left unflushed")
+    expect(not errors, "delivery errors: %r" % errors[:3])
+
+
+def group_consumer(bootstrap, group, **extra):
+    from confluent_kafka import Consumer
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100, "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 500}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def poll_ids(c, want, timeout=60):
+    """Polls until want messages arrived; returns their ids in arrival order."""
+    ids = []
+    deadline = time.time() + timeout
+    while len(ids) < want and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        expect(m.error() is None, "consume error %r" % m.error())
+        ids.append(int(m.value()))
+    return ids
+
+
+def test_confluent_group_manual_commits_across_agent_restart():
+    a = Agent().start()
+    try:
+        create_topic(a.bootstrap, "ck", 4)
+        confluent_produce(a.bootstrap, "ck", 0, 2000)
+        c = group_consumer(a.bootstrap, "ck-group")
+        c.subscribe(["ck"])
+        ids = poll_ids(c, 1000)
+        expect(len(ids) == 1000, "first consumer got %d of 1000" % len(ids))
+        c.commit(asynchronous=False)
+        committed = set(ids)
+        committed_offsets = {(tp.partition, tp.offset) for tp in c.committed(c.assignment(), timeout=10)}
+        expect(sum(off for _, off in committed_offsets if off >= 0) == 1000,
+               "committed offsets %r do not add up to 1000" % sorted(committed_offsets))
+        after = poll_ids(c, 50)  # read but never committed
+        c.close()
+
+        a.stop()
+        a.start()
+        c = group_consumer(a.bootstrap, "ck-group")
+        c.subscribe(["ck"])
+        ids2 = poll_ids(c, 1000)
+        time.sleep(1)
+        ids2 += poll_ids(c, 1, timeout=1)
+        c.close()
+        expect(len(ids2) == len(set(ids2)), "%d repeated within the resumed consumer" % (len(ids2) - len(set(ids2))))
+        expect(not committed & set(ids2), "%d committed messages read again" % len(committed & set(ids2)))
+        expect(committed | set(ids2) == set(range(2000)), "lost: %r" % sorted(set(range(2000)) - committed - set(ids2))[:10])
+        expect(set(after) <= set(ids2), "uncommitted messages were not read again")
+    finally:
+        a.cleanup()
