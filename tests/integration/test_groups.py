@@ -190,3 +190,60 @@ def test_confluent_group_manual_commits_across_agent_restart():
         expect(set(after) <= set(ids2), "uncommitted messages were not read again")
     finally:
         a.cleanup()
+
+
+def cluster_group(steering):
+    """One group whose three members reach three agents (PostgreSQL + s3rver), one of them in
+    another agent group: every partition assigned exactly once, every message read once."""
+    import harness
+    from test_cluster import Cluster
+    try:
+        cl = Cluster()
+    except harness.Skip as e:  # a multi-agent group needs the real stores: no stand-ins
+        raise AssertionError("PostgreSQL and s3rver are needed: %s" % e)
+    consumers = []
+    try:
+        agents = [cl.agent(SLUICE_AGENT_GROUP="east", SLUICE_STEERING=steering),
+                  cl.agent(SLUICE_AGENT_GROUP="east", SLUICE_STEERING=steering),
+                  cl.agent(SLUICE_AGENT_GROUP="west", SLUICE_STEERING=steering)]
+        create_topic(agents[0].bootstrap, "spread", 6)
+        confluent_produce(agents[1].bootstrap, "spread", 0, 600)
+        assigned = [None, None, None]
+        got = [[], [], []]
+
+        def on_assign(i):
+            def cb(consumer, partitions):
+                assigned[i] = sorted(p.partition for p in partitions)
+            return cb
+
+        for i, a in enumerate(agents):
+            c = group_consumer(a.bootstrap, "spread-group", **{"partition.assignment.strategy": "range"})
+            c.subscribe(["spread"], on_assign=on_assign(i))
+            consumers.append(c)
+        deadline = time.time() + 90
+        while sum(len(g) for g in got) < 600 and time.time() < deadline:
+            for i, c in enumerate(consumers):
+                m = c.poll(0.05)
+                if m is not None and m.error() is None:
+                    got[i].append(int(m.value()))
+        final = list(assigned)
+        for _ in range(40):  # the group stays settled: no member loses its partitions
+            for c in consumers:
+                c.poll(0.05)
+        expect(assigned == final, "assignments changed after the group settled: %r -> %r" % (final, assigned))
+        expect(all(final), "a member without partitions: %r" % final)
+        expect(sorted(p for a in final for p in a) == list(range(6)), "partitions not assigned once: %r" % final)
+        ids = [x for g in got for x in g]
+        expect(sorted(ids) == list(range(600)), "%d messages read, %d distinct" % (len(ids), len(set(ids))))
+    finally:
+        for c in consumers:
+            c.close()
+        cl.cleanup()
+
+
+def test_group_across_three_agents_and_two_agent_groups():
+    cluster_group("auto")
+
+
+def test_group_across_agents_with_steering_off():
+    cluster_group("off")

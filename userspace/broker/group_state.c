@@ -183,6 +183,7 @@ uint8_t *group_encode(const struct group *g, size_t *len)
     w_str(&w, g->protocol_name);
     w_str(&w, g->leader);
     w_i64(&w, g->rebalance_deadline_ms);
+    w_i64(&w, g->initial_until_ms);
     w_i64(&w, g->nmembers);
     for (int i = 0; i < g->nmembers; i++) {
         const struct gmember *m = &g->members[i];
@@ -258,6 +259,7 @@ int group_decode(struct group *g, const uint8_t *p, size_t len)
     g->protocol_name = r_str(&r);
     g->leader = r_str(&r);
     g->rebalance_deadline_ms = r_i64(&r);
+    g->initial_until_ms = r_i64(&r);
     int64_t n = r_i64(&r);
     if (n < 0 || n > 100000)
         r.bad = true;
@@ -305,6 +307,8 @@ static void start_rebalance(struct group *g, int64_t now)
         if (g->members[i].rebalance_timeout_ms > timeout)
             timeout = g->members[i].rebalance_timeout_ms;
     }
+    if (g->phase == GROUP_EMPTY)
+        g->initial_until_ms = now + (timeout < GROUP_INITIAL_DELAY_MS ? timeout : GROUP_INITIAL_DELAY_MS);
     g->phase = GROUP_PREPARING;
     g->rebalance_deadline_ms = now + timeout;
 }
@@ -438,7 +442,8 @@ bool group_tick(struct group *g, int64_t now)
         }
         i++;
     }
-    if (g->phase == GROUP_PREPARING && (all_joined(g) || now >= g->rebalance_deadline_ms)) {
+    bool delayed = now < g->initial_until_ms && now < g->rebalance_deadline_ms;
+    if (g->phase == GROUP_PREPARING && !delayed && (all_joined(g) || now >= g->rebalance_deadline_ms)) {
         complete_rebalance(g, now);
         changed = true;
     }
@@ -570,6 +575,9 @@ enum group_outcome group_join(struct group *g, const struct join_args *a, int64_
     int32_t gen = g->generation;
     if (g->phase != GROUP_PREPARING)
         start_rebalance(g, now);
+    else if (is_new && now < g->initial_until_ms)
+        g->initial_until_ms = now + GROUP_INITIAL_DELAY_MS < g->rebalance_deadline_ms ? now + GROUP_INITIAL_DELAY_MS
+                                                                                     : g->rebalance_deadline_ms;
     m->joined = true;
     out->park_generation = gen;
     return GROUP_WAIT;

@@ -19,6 +19,10 @@ enum group_phase { GROUP_EMPTY = 0, GROUP_PREPARING = 1, GROUP_COMPLETING = 2, G
 /* Kafka's group.min/max.session.timeout.ms defaults. */
 #define GROUP_MIN_SESSION_MS 6000
 #define GROUP_MAX_SESSION_MS 1800000
+/* Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group waits this long
+ * (again after every new member, up to the rebalance timeout), so that members starting together
+ * form one generation instead of one rebalance each. */
+#define GROUP_INITIAL_DELAY_MS 3000
 
 struct gproto {
     char *name;
@@ -49,6 +53,7 @@ struct group {
     char *protocol_name;         /* chosen at each new generation */
     char *leader;                /* member id, NULL when none */
     int64_t rebalance_deadline_ms;
+    int64_t initial_until_ms;    /* the first rebalance of an empty group completes no earlier */
     struct gmember *members;
     int nmembers;
 };
