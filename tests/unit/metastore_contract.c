@@ -233,3 +233,69 @@ void metastore_contract_commits(const char *url, int *failed_)
         metastore_close(m);
     }
 }
+
+void metastore_contract_groups(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    uint8_t *data;
+    size_t len;
+    int64_t version;
+    CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 1);
+    CHECK_EQ(version, 0);
+    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"\0abc", 4), 0);
+    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"lost", 4), 1); /* exists */
+    CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 0);
+    CHECK(version == 1 && len == 4 && memcmp(data, "\0abc", 4) == 0);
+    free(data);
+    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"v2", 2), 0);
+    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"stale", 5), 1); /* lost the race */
+    CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 0);
+    CHECK(version == 2 && len == 2 && memcmp(data, "v2", 2) == 0);
+    free(data);
+    CHECK_EQ(metastore_group_store(m, "g0", 0, 0, "", (const uint8_t *)"e", 1), 0);
+    struct group_summary *gs;
+    int n;
+    CHECK_EQ(metastore_groups_list(m, &gs, &n), 0);
+    CHECK(n == 2 && strcmp(gs[0].group_id, "g0") == 0 && strcmp(gs[1].group_id, "g1") == 0 && gs[1].phase == 3 &&
+          strcmp(gs[1].protocol_type, "consumer") == 0);
+    free(gs);
+
+    struct group_offset o[2];
+    memset(o, 0, sizeof(o));
+    snprintf(o[0].topic, sizeof(o[0].topic), "t");
+    o[0].partition = 1;
+    o[0].offset = 42;
+    o[0].leader_epoch = 3;
+    snprintf(o[0].metadata, sizeof(o[0].metadata), "meta");
+    snprintf(o[1].topic, sizeof(o[1].topic), "t");
+    o[1].partition = 0;
+    o[1].offset = 7;
+    o[1].leader_epoch = -1;
+    o[1].metadata_null = true;
+    CHECK_EQ(metastore_offsets_commit(m, "g1", o, 2), 0);
+    o[0].offset = 43;
+    CHECK_EQ(metastore_offsets_commit(m, "g1", o, 1), 0);
+    CHECK_EQ(metastore_offsets_commit(m, "g0", o, 1), 0);
+    struct group_offset *got;
+    CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK(got[0].partition == 0 && got[0].offset == 7 && got[0].metadata_null);
+        CHECK(got[1].partition == 1 && got[1].offset == 43 && got[1].leader_epoch == 3 &&
+              strcmp(got[1].metadata, "meta") == 0 && !got[1].metadata_null);
+    }
+    free(got);
+    /* Expiry: g0 is empty (phase 0), g1 is not: only g0's offsets go. */
+    CHECK_EQ(metastore_offsets_expire(m, -60000), 0);
+    CHECK_EQ(metastore_offsets_fetch(m, "g0", &got, &n), 0);
+    CHECK_EQ(n, 0);
+    free(got);
+    CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
+    CHECK_EQ(n, 2);
+    free(got);
+    metastore_close(m);
+}

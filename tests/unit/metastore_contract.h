@@ -14,6 +14,11 @@ void metastore_contract_topics(const char *url, int *failed_);
  * find_chunks / by time / max timestamp, deletion, persistence across close and reopen. */
 void metastore_contract_commits(const char *url, int *failed_);
 
+/* Consumer groups: state written only at the version it was read (compare-and-set), listed;
+ * offsets committed, replaced, fetched with their metadata (NULL kept), expired only when the
+ * group is empty. */
+void metastore_contract_groups(const char *url, int *failed_);
+
 /* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);
 
