@@ -257,7 +257,7 @@ void metastore_contract_groups(const char *url, int *failed_)
     CHECK(version == 2 && len == 2 && memcmp(data, "v2", 2) == 0);
     free(data);
     CHECK_EQ(metastore_group_store(m, "g0", 0, 0, "", (const uint8_t *)"e", 1), 0);
-    struct group_summary *gs;
+    struct group_summary *gs = NULL;
     int n;
     CHECK_EQ(metastore_groups_list(m, &gs, &n), 0);
     CHECK(n == 2 && strcmp(gs[0].group_id, "g0") == 0 && strcmp(gs[1].group_id, "g1") == 0 && gs[1].phase == 3 &&
@@ -280,7 +280,7 @@ void metastore_contract_groups(const char *url, int *failed_)
     o[0].offset = 43;
     CHECK_EQ(metastore_offsets_commit(m, "g1", o, 1), 0);
     CHECK_EQ(metastore_offsets_commit(m, "g0", o, 1), 0);
-    struct group_offset *got;
+    struct group_offset *got = NULL;
     CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
     CHECK_EQ(n, 2);
     if (n == 2) {
@@ -297,5 +297,28 @@ void metastore_contract_groups(const char *url, int *failed_)
     CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
     CHECK_EQ(n, 2);
     free(got);
+
+    /* A group that only committed offsets is listed, Empty. */
+    CHECK_EQ(metastore_offsets_commit(m, "g2", o, 2), 0);
+    gs = NULL;
+    CHECK_EQ(metastore_groups_list(m, &gs, &n), 0);
+    CHECK(n == 3 && strcmp(gs[2].group_id, "g2") == 0 && gs[2].phase == 0);
+    free(gs);
+    /* OffsetDelete and DeleteGroups */
+    CHECK_EQ(metastore_offsets_delete(m, "g2", o, 1), 0);
+    got = NULL;
+    CHECK_EQ(metastore_offsets_fetch(m, "g2", &got, &n), 0);
+    CHECK(n == 1 && got[0].partition == 0);
+    free(got);
+    CHECK_EQ(metastore_group_delete(m, "g1", 1), 1); /* it is at version 2 now */
+    CHECK_EQ(metastore_group_delete(m, "g1", 2), 0);
+    CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 1);
+    got = NULL;
+    CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
+    CHECK_EQ(n, 0);
+    free(got);
+    CHECK_EQ(metastore_group_delete(m, "g2", 0), 0); /* offsets only */
+    CHECK_EQ(metastore_group_delete(m, "g2", 0), KERR_GROUP_ID_NOT_FOUND);
+    CHECK_EQ(metastore_group_delete(m, "g0", 0), 1); /* has state: must name its version */
     metastore_close(m);
 }

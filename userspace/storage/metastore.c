@@ -118,6 +118,16 @@ int metastore_offsets_expire(struct metastore *m, int64_t older_than_ms)
     return m->ops->offsets_expire(m, older_than_ms);
 }
 
+int metastore_group_delete(struct metastore *m, const char *group_id, int64_t version)
+{
+    return m->ops->group_delete(m, group_id, version);
+}
+
+int metastore_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    return m->ops->offsets_delete(m, group_id, v, n);
+}
+
 int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
 
 int metastore_consume_notifications(struct metastore *m) { return m->ops->consume_notifications(m); }

@@ -159,6 +159,12 @@ struct group_offset {
 int metastore_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
 /* Every committed offset of the group, by topic and partition. *out is malloc'd. */
 int metastore_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n);
+/* DeleteGroups: in one transaction, the group's state if it is still at `version` (0: there must
+ * be none) and all its offsets. Returns 0, 1 when the group changed meanwhile, GROUP_ID_NOT_FOUND
+ * when there was neither state nor offsets, or -1. */
+int metastore_group_delete(struct metastore *m, const char *group_id, int64_t version);
+/* OffsetDelete: these (topic, partition) offsets of the group, in one transaction. */
+int metastore_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
 /* Deletes offsets committed more than older_than_ms ago by groups that are empty or gone
  * (Kafka's offsets.retention.minutes). */
 int metastore_offsets_expire(struct metastore *m, int64_t older_than_ms);

@@ -36,6 +36,8 @@ struct metastore_ops {
     int (*offsets_commit)(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
     int (*offsets_fetch)(struct metastore *m, const char *group_id, struct group_offset **out, int *n);
     int (*offsets_expire)(struct metastore *m, int64_t older_than_ms);
+    int (*group_delete)(struct metastore *m, const char *group_id, int64_t version);
+    int (*offsets_delete)(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
     int (*notify_fd)(struct metastore *m);
     int (*consume_notifications)(struct metastore *m);
 };

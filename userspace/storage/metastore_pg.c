@@ -1341,7 +1341,11 @@ static int pg_group_store(struct metastore *m, const char *group_id, int64_t ver
 
 static int groups_list_once(struct pg_store *s, struct group_summary **out, int *n)
 {
-    PGresult *r = exec_sql(s, "SELECT group_id, phase, protocol_type FROM consumer_groups ORDER BY group_id COLLATE \"C\"",
+    /* Groups with state, and those that only committed offsets (simple consumers: Empty). */
+    PGresult *r = exec_sql(s, "SELECT * FROM (SELECT group_id, phase, protocol_type FROM consumer_groups UNION"
+                              " SELECT DISTINCT group_id, 0, '' FROM group_offsets"
+                              " WHERE group_id NOT IN (SELECT group_id FROM consumer_groups)) g"
+                              " ORDER BY group_id COLLATE \"C\"",
                            0, NULL, NULL, "list groups");
     if (!r)
         return -1;
@@ -1464,6 +1468,79 @@ static int pg_offsets_expire(struct metastore *m, int64_t older_than_ms)
     }
 }
 
+static int group_delete_once(struct pg_store *s, const char *group_id, int64_t version)
+{
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%lld", (long long)version);
+    const char *v[2] = {group_id, ver};
+    PGresult *r = exec_sql(s, "BEGIN", 0, NULL, NULL, "delete group");
+    if (!r)
+        return -1;
+    PQclear(r);
+    r = exec_sql(s, version > 0 ? "DELETE FROM consumer_groups WHERE group_id = $1 AND version = $2"
+                                : "SELECT 1 FROM consumer_groups WHERE group_id = $1 FOR UPDATE",
+                 version > 0 ? 2 : 1, v, NULL, "delete group");
+    if (!r)
+        return abort_tx(s);
+    int n = version > 0 ? atoi(PQcmdTuples(r)) : PQntuples(r);
+    PQclear(r);
+    if ((version > 0) != (n == 1)) { /* changed (or created) meanwhile */
+        rollback(s);
+        return 1;
+    }
+    r = exec_sql(s, "DELETE FROM group_offsets WHERE group_id = $1", 1, v, NULL, "delete group");
+    if (!r)
+        return abort_tx(s);
+    int offsets = atoi(PQcmdTuples(r));
+    PQclear(r);
+    if (commit(s, "delete group") != 0)
+        return -1;
+    return version == 0 && offsets == 0 ? KERR_GROUP_ID_NOT_FOUND : 0;
+}
+
+static int pg_group_delete(struct metastore *m, const char *group_id, int64_t version)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = group_delete_once(s, group_id, version);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int offsets_delete_once(struct pg_store *s, const char *group_id, const struct group_offset *o, int n)
+{
+    PGresult *r = exec_sql(s, "BEGIN", 0, NULL, NULL, "delete offsets");
+    if (!r)
+        return -1;
+    PQclear(r);
+    for (int i = 0; i < n; i++) {
+        char part[24];
+        snprintf(part, sizeof(part), "%d", o[i].partition);
+        const char *v[3] = {group_id, o[i].topic, part};
+        r = exec_sql(s, "DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3", 3, v, NULL,
+                     "delete offsets");
+        if (!r)
+            return abort_tx(s);
+        PQclear(r);
+    }
+    return commit(s, "delete offsets");
+}
+
+static int pg_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = offsets_delete_once(s, group_id, v, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
 /* ---- notifications ---- */
 
 static int pg_notify_fd(struct metastore *m)
@@ -1540,6 +1617,8 @@ static const struct metastore_ops pg_ops = {
     .offsets_commit = pg_offsets_commit,
     .offsets_fetch = pg_offsets_fetch,
     .offsets_expire = pg_offsets_expire,
+    .group_delete = pg_group_delete,
+    .offsets_delete = pg_offsets_delete,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
 };

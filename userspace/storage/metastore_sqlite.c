@@ -747,7 +747,10 @@ static int sq_group_store(struct metastore *m, const char *group_id, int64_t ver
 static int sq_groups_list(struct metastore *m, struct group_summary **out, int *n)
 {
     struct sqlite_store *s = (struct sqlite_store *)m;
-    sqlite3_stmt *q = prepare(s, "SELECT group_id, phase, protocol_type FROM consumer_groups ORDER BY group_id");
+    /* Groups with state, and those that only committed offsets (simple consumers: Empty). */
+    sqlite3_stmt *q = prepare(s, "SELECT group_id, phase, protocol_type FROM consumer_groups UNION"
+                                 " SELECT DISTINCT group_id, 0, '' FROM group_offsets"
+                                 " WHERE group_id NOT IN (SELECT group_id FROM consumer_groups) ORDER BY 1");
     if (!q)
         return -1;
     struct group_summary *v = NULL;
@@ -855,6 +858,63 @@ static int sq_offsets_expire(struct metastore *m, int64_t older_than_ms)
     return rc == SQLITE_DONE ? 0 : db_error(s, "expire offsets");
 }
 
+/* Runs one prepared-per-call statement with a group id and up to two more bindings; the number of
+ * rows it changed, or -1. */
+static int group_exec(struct sqlite_store *s, const char *sql, const char *group_id, const char *topic,
+                      int64_t num, const char *what)
+{
+    sqlite3_stmt *q = prepare(s, sql);
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, group_id, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(q) >= 2)
+        topic ? sqlite3_bind_text(q, 2, topic, -1, SQLITE_STATIC) : sqlite3_bind_int64(q, 2, num);
+    if (sqlite3_bind_parameter_count(q) >= 3)
+        sqlite3_bind_int64(q, 3, num);
+    int rc = sqlite3_step(q);
+    bool readonly = sqlite3_stmt_readonly(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return db_error(s, what);
+    /* a SELECT: whether it found a row (sqlite3_changes would be the previous write's count) */
+    return readonly ? rc == SQLITE_ROW : sqlite3_changes(s->db);
+}
+
+static int sq_group_delete(struct metastore *m, const char *group_id, int64_t version)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) != 0)
+        return -1;
+    int n = version > 0 ? group_exec(s, "DELETE FROM consumer_groups WHERE group_id = ?1 AND version = ?2", group_id,
+                                     NULL, version, "delete group")
+                        : group_exec(s, "SELECT 1 FROM consumer_groups WHERE group_id = ?1", group_id, NULL, 0,
+                                     "delete group");
+    if (n < 0)
+        return abort_tx(s);
+    if ((version > 0) != (n == 1)) { /* changed (or created) meanwhile */
+        rollback(s);
+        return 1;
+    }
+    int offsets = group_exec(s, "DELETE FROM group_offsets WHERE group_id = ?1", group_id, NULL, 0, "delete group");
+    if (offsets < 0)
+        return abort_tx(s);
+    if (commit(s) != 0)
+        return abort_tx(s);
+    return version == 0 && offsets == 0 ? KERR_GROUP_ID_NOT_FOUND : 0;
+}
+
+static int sq_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (group_exec(s, "DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3", group_id,
+                       v[i].topic, v[i].partition, "delete offsets") < 0)
+            return abort_tx(s);
+    return commit(s) == 0 ? 0 : abort_tx(s);
+}
+
 /* No cross-process wake-ups: SQLite readers poll. */
 static int sq_notify_fd(struct metastore *m)
 {
@@ -901,6 +961,8 @@ static const struct metastore_ops sqlite_ops = {
     .offsets_commit = sq_offsets_commit,
     .offsets_fetch = sq_offsets_fetch,
     .offsets_expire = sq_offsets_expire,
+    .group_delete = sq_group_delete,
+    .offsets_delete = sq_offsets_delete,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
 };
