@@ -268,3 +268,114 @@ def test_platformatic_group_consumes_and_resumes():
         expect(sorted(ids) == list(range(300, 390)), "second run: %d messages, first %r" % (len(ids), sorted(ids)[:5]))
     finally:
         a.cleanup()
+
+
+def _read_str(frame, pos):
+    import struct
+    (n,) = struct.unpack_from(">h", frame, pos)
+    return frame[pos + 2:pos + 2 + max(n, 0)].decode(), pos + 2 + max(n, 0)
+
+
+def delete_groups_v0(port, groups):
+    """DeleteGroups v0 by hand: {group: error_code}."""
+    import struct
+    import kwire
+    body = struct.pack(">i", len(groups)) + b"".join(kwire.string(g) for g in groups)
+    s = kwire.connect(port)
+    try:
+        s.sendall(kwire.request(42, 0, 7, body))
+        frame = kwire.read_frame(s)
+    finally:
+        s.close()
+    _corr, _throttle, n = struct.unpack_from(">iii", frame, 0)
+    pos, out = 12, {}
+    for _ in range(n):
+        g, pos = _read_str(frame, pos)
+        (out[g],) = struct.unpack_from(">h", frame, pos)
+        pos += 2
+    return out
+
+
+def offset_delete_v0(port, group, topic, partitions):
+    """OffsetDelete v0 by hand: (top-level error, {partition: error_code})."""
+    import struct
+    import kwire
+    body = (kwire.string(group) + struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", len(partitions))
+            + b"".join(struct.pack(">i", p) for p in partitions))
+    s = kwire.connect(port)
+    try:
+        s.sendall(kwire.request(47, 0, 9, body))
+        frame = kwire.read_frame(s)
+    finally:
+        s.close()
+    _corr, err, _throttle, ntopics = struct.unpack_from(">ihii", frame, 0)
+    pos, out = 14, {}
+    for _ in range(ntopics):
+        _name, pos = _read_str(frame, pos)
+        (nparts,) = struct.unpack_from(">i", frame, pos)
+        pos += 4
+        for _ in range(nparts):
+            p, e = struct.unpack_from(">ih", frame, pos)
+            out[p] = e
+            pos += 6
+    return err, out
+
+
+def test_group_admin_list_describe_delete():
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+    a = Agent().start()
+    live = None
+    try:
+        create_topic(a.bootstrap, "adm", 2)
+        confluent_produce(a.bootstrap, "adm", 0, 20)
+        live = group_consumer(a.bootstrap, "adm-live")
+        live.subscribe(["adm"])
+        expect(len(poll_ids(live, 20)) == 20, "live member did not read its 20 messages")
+        live.commit(asynchronous=False)
+        # Simple consumers: commits with no generation and no member, nothing else.
+        for group in ("adm-simple", "adm-od"):
+            c = group_consumer(a.bootstrap, group)
+            c.commit(offsets=[TopicPartition("adm", 0, 5), TopicPartition("adm", 1, 3)], asynchronous=False)
+            c.close()
+
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        groups = {g.id: g for g in admin.list_groups(timeout=10)}
+        expect({"adm-live", "adm-simple", "adm-od"} <= set(groups), "listed: %r" % sorted(groups))
+        g = groups["adm-live"]
+        expect(g.state == "Stable" and g.protocol_type == "consumer" and g.protocol == "range",
+               "adm-live: %s %s %s" % (g.state, g.protocol_type, g.protocol))
+        expect(len(g.members) == 1 and len(g.members[0].assignment) > 0 and len(g.members[0].metadata) > 0,
+               "adm-live members: %r" % [(m.id, m.assignment) for m in g.members])
+        expect(groups["adm-simple"].state == "Empty", "adm-simple: %s" % groups["adm-simple"].state)
+
+        # OffsetDelete: refused for a topic a live member subscribes to; fine for a simple group.
+        err, parts = offset_delete_v0(a.port, "adm-live", "adm", [0])
+        expect(err == 0 and parts == {0: 86}, "OffsetDelete on a subscribed topic: %r %r" % (err, parts))
+        err, parts = offset_delete_v0(a.port, "adm-od", "adm", [0])
+        expect(err == 0 and parts == {0: 0}, "OffsetDelete: %r %r" % (err, parts))
+        c = group_consumer(a.bootstrap, "adm-od")
+        left = {tp.partition: tp.offset for tp in c.committed([TopicPartition("adm", 0), TopicPartition("adm", 1)],
+                                                               timeout=10)}
+        c.close()
+        expect(left == {0: -1001, 1: 3}, "offsets after OffsetDelete: %r" % left)
+        err, _ = offset_delete_v0(a.port, "never-was", "adm", [0])
+        expect(err == 69, "OffsetDelete on an unknown group: %r" % err)
+
+        # DeleteGroups: not while a member is in it; unknown groups are GROUP_ID_NOT_FOUND.
+        res = delete_groups_v0(a.port, ["adm-live", "adm-simple", "never-was"])
+        expect(res == {"adm-live": 68, "adm-simple": 0, "never-was": 69}, "DeleteGroups: %r" % res)
+        live.close()  # leaves: the group is empty now
+        live = None
+        res = delete_groups_v0(a.port, ["adm-live"])
+        expect(res == {"adm-live": 0}, "DeleteGroups after the leave: %r" % res)
+        groups = {g.id for g in admin.list_groups(timeout=10)}
+        expect("adm-live" not in groups and "adm-simple" not in groups, "still listed: %r" % sorted(groups))
+        c = group_consumer(a.bootstrap, "adm-live")
+        gone = c.committed([TopicPartition("adm", 0)], timeout=10)[0].offset
+        c.close()
+        expect(gone == -1001, "a deleted group's offset is %r" % gone)
+    finally:
+        if live:
+            live.close()
+        a.cleanup()

@@ -29,6 +29,10 @@ const struct api_handler api_handlers[] = {
     {KAPI_LEAVE_GROUP, 5, handle_leave_group},
     {KAPI_OFFSET_COMMIT, 8, handle_offset_commit},
     {KAPI_OFFSET_FETCH, 8, handle_offset_fetch},
+    {KAPI_LIST_GROUPS, 4, handle_list_groups},
+    {KAPI_DESCRIBE_GROUPS, 5, handle_describe_groups},
+    {KAPI_DELETE_GROUPS, 2, handle_delete_groups},
+    {KAPI_OFFSET_DELETE, 0, handle_offset_delete},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

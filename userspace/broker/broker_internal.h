@@ -309,6 +309,10 @@ void handle_heartbeat(struct broker *b, struct request *rq);
 void handle_leave_group(struct broker *b, struct request *rq);
 void handle_offset_commit(struct broker *b, struct request *rq);
 void handle_offset_fetch(struct broker *b, struct request *rq);
+void handle_list_groups(struct broker *b, struct request *rq);
+void handle_describe_groups(struct broker *b, struct request *rq);
+void handle_delete_groups(struct broker *b, struct request *rq);
+void handle_offset_delete(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

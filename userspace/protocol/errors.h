@@ -46,6 +46,7 @@ enum kafka_error {
     KERR_GROUP_ID_NOT_FOUND = 69,
     KERR_MEMBER_ID_REQUIRED = 79,
     KERR_FENCED_INSTANCE_ID = 82,
+    KERR_GROUP_SUBSCRIBED_TO_TOPIC = 86,
 };
 
 #endif
