@@ -308,8 +308,11 @@ static void broker_on_wakeup(struct broker *b)
     if (committed)
         fetch_wake(b, mono_ms(), true);
     /* Another process committed: the offsets waiting fetches need, now. */
-    if (notify_take(&b->notify) && b->waiters)
-        fetch_poll_offsets(b);
+    if (notify_take(&b->notify)) {
+        if (b->waiters)
+            fetch_poll_offsets(b);
+        groups_notified(b); /* a group may have changed too */
+    }
 }
 
 static void broker_begin_drain(struct broker *b)

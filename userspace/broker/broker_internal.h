@@ -229,6 +229,8 @@ struct group_parked {
     int64_t next_poll_ms;
 };
 void groups_tick(struct broker *b, int64_t now_ms);
+/* Another process changed the store (PostgreSQL NOTIFY): parked group requests look again soon. */
+void groups_notified(struct broker *b);
 int64_t groups_next_deadline(struct broker *b);
 void groups_cancel_conn(struct broker *b, struct conn *c);
 void groups_cancel_all(struct broker *b);

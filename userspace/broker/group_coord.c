@@ -17,7 +17,8 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Parked requests look at their group again this often (changes by other workers and agents). */
+/* Parked requests look at their group again this often (changes by other workers and agents;
+ * on PostgreSQL a notification brings that forward). */
 #define GROUP_POLL_MS 100
 /* Compare-and-set rounds before a request gives up (COORDINATOR_NOT_AVAILABLE: clients retry). */
 #define CAS_TRIES 64
@@ -192,6 +193,17 @@ void groups_tick(struct broker *b, int64_t now_ms)
         p->next_poll_ms = now_ms + GROUP_POLL_MS;
         recheck(b, NULL);
     }
+}
+
+/* At most this often on notifications: produce commits announce themselves on the same channel. */
+#define GROUP_NOTIFY_MIN_MS 10
+
+void groups_notified(struct broker *b)
+{
+    struct group_parked *p = &b->group_parked;
+    int64_t soon = mono_ms() + GROUP_NOTIFY_MIN_MS;
+    if (p->n > 0 && p->next_poll_ms > soon)
+        p->next_poll_ms = soon;
 }
 
 int64_t groups_next_deadline(struct broker *b)

@@ -1313,15 +1313,19 @@ static int group_store_once(struct pg_store *s, const char *group_id, int64_t ve
     snprintf(ph, sizeof(ph), "%d", phase);
     const char *v[5] = {group_id, ver, ph, protocol_type ? protocol_type : "", (const char *)data};
     int lens[5] = {-1, -1, -1, -1, (int)len};
+    /* One statement that also announces the change (NOTIFY is sent when it commits): other
+     * agents' parked JoinGroup and SyncGroup requests look again at once. */
     PGresult *r = exec_sql(s, version == 0
-        ? "INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
-          " VALUES ($1, $2::bigint + 1, $3, $4, $5, " STORE_NOW_MS ") ON CONFLICT (group_id) DO NOTHING"
-        : "UPDATE consumer_groups SET version = version + 1, phase = $3, protocol_type = $4, state = $5,"
-          " updated_ms = " STORE_NOW_MS " WHERE group_id = $1 AND version = $2",
+        ? "WITH w AS (INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
+          " VALUES ($1, $2::bigint + 1, $3, $4, $5, " STORE_NOW_MS ") ON CONFLICT (group_id) DO NOTHING RETURNING 1)"
+          " SELECT (SELECT count(*) FROM w), pg_notify('" CHANNEL "', '')"
+        : "WITH w AS (UPDATE consumer_groups SET version = version + 1, phase = $3, protocol_type = $4, state = $5,"
+          " updated_ms = " STORE_NOW_MS " WHERE group_id = $1 AND version = $2::bigint RETURNING 1)"
+          " SELECT (SELECT count(*) FROM w), pg_notify('" CHANNEL "', '')",
         5, v, lens, "store group");
     if (!r)
         return -1;
-    int rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : 1;
+    int rc = PQntuples(r) == 1 && get_i64(r, 0, 0) == 1 ? 0 : 1;
     PQclear(r);
     return rc;
 }
