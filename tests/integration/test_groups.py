@@ -266,6 +266,16 @@ def test_platformatic_group_consumes_and_resumes():
         ids = platformatic_run(a.bootstrap, "plt", "plt-group", 300, 90)
         time.sleep(0.1)
         expect(sorted(ids) == list(range(300, 390)), "second run: %d messages, first %r" % (len(ids), sorted(ids)[:5]))
+        # Its admin client (flexible ListGroups, DescribeGroups, DeleteGroups): the group is empty now.
+        import json
+        p = subprocess.run([NODE, os.path.join(JS, "platformatic_group.mjs"), a.bootstrap, "admin", "plt-group"],
+                           cwd=JS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        expect(p.returncode == 0, "@platformatic/kafka admin: %s" % p.stderr.decode()[-2000:])
+        out = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        expect(["plt-group", "EMPTY", "consumer"] in [[i, s.upper(), t] for i, s, t in out["listed"]],
+               "listed: %r" % out["listed"])
+        expect(out["described"][0].upper() == "EMPTY" and out["described"][2] == 0, "described: %r" % out["described"])
+        expect("plt-group" not in out["after"], "still listed after DeleteGroups: %r" % out["after"])
     finally:
         a.cleanup()
 

@@ -4,9 +4,23 @@
 // produces ids FIRST..FIRST+COUNT-1, then consumes in GROUP (committed offsets, else earliest),
 // committing each message, until it has COUNT messages or 30 s passed; prints one line
 // "got <id>" per message and exits.
-import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
+//   node platformatic_group.mjs BOOTSTRAP admin GROUP
+// lists and describes the groups, deletes GROUP, lists again; prints one JSON line.
+import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 
 const [bootstrap, topic, group, firstArg, countArg] = process.argv.slice(2);
+if (topic === 'admin') {
+  const admin = new Admin({ clientId: 'plt-admin', bootstrapBrokers: [bootstrap] });
+  const listed = await admin.listGroups();
+  const described = await admin.describeGroups({ groups: [group] });
+  await admin.deleteGroups({ groups: [group] });
+  const after = await admin.listGroups();
+  await admin.close();
+  const g = described.get(group);
+  console.log(JSON.stringify({ listed: [...listed.values()].map(x => [x.id, x.state, x.protocolType]),
+                               described: [g.state, g.protocolType, g.members.size], after: [...after.keys()] }));
+  process.exit(0);
+}
 const first = Number(firstArg), count = Number(countArg);
 
 const producer = new Producer({ clientId: 'plt-producer', bootstrapBrokers: [bootstrap], serializers: stringSerializers,

@@ -122,6 +122,7 @@ TEST(group_heartbeat_errors_and_leave_rebalances)
     CHECK(strcmp(g.leader, "m2") == 0);
     CHECK_EQ(group_leave(&g, "m2", NULL, 6000, &changed), 0);
     CHECK_EQ(g.phase, GROUP_EMPTY);
+    CHECK(g.protocol_type && strcmp(g.protocol_type, "consumer") == 0); /* listed as a consumer group still */
     group_free(&g);
 }
 

@@ -385,7 +385,6 @@ static void complete_rebalance(struct group *g, int64_t now)
     if (group_live_members(g) == 0) {
         g->phase = GROUP_EMPTY;
         set_str(&g->protocol_name, NULL);
-        set_str(&g->protocol_type, NULL);
         set_str(&g->leader, NULL);
         return;
     }
@@ -418,7 +417,6 @@ static void member_gone(struct group *g, struct gmember *m, int64_t now)
             g->phase = GROUP_EMPTY;
         }
         set_str(&g->protocol_name, NULL);
-        set_str(&g->protocol_type, NULL);
         set_str(&g->leader, NULL);
     } else if (g->phase != GROUP_PREPARING) {
         start_rebalance(g, now);
@@ -562,7 +560,7 @@ enum group_outcome group_join(struct group *g, const struct join_args *a, int64_
     m->last_seen_ms = now;
     if (meta_changed)
         set_protos(m, a->protos, a->nprotos);
-    if (!g->protocol_type)
+    if (group_live_members(g) == 1) /* the only member sets it (an empty group keeps the last one's) */
         set_str(&g->protocol_type, a->protocol_type);
     *changed = true;
     out->member_id = m->id;

@@ -49,7 +49,7 @@ struct gmember {
 struct group {
     int phase;                   /* enum group_phase */
     int32_t generation;
-    char *protocol_type;         /* NULL while empty */
+    char *protocol_type;         /* NULL until a member joined; kept once the group is empty */
     char *protocol_name;         /* chosen at each new generation */
     char *leader;                /* member id, NULL when none */
     int64_t rebalance_deadline_ms;
