@@ -185,3 +185,29 @@ TEST(group_decode_refuses_garbage)
     CHECK_EQ(group_decode(&g, junk, 3), -1);
     CHECK_EQ(g.nmembers, 0);
 }
+
+TEST(group_many_protocols_round_trip)
+{
+    /* A member may name any number of protocols: what one request makes, the store must read back. */
+    enum { N = 3000 };
+    struct gproto *v = calloc(N, sizeof(*v));
+    char (*names)[16] = calloc(N, 16);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], 16, "p%d", i);
+        v[i].name = names[i];
+    }
+    struct group g;
+    group_init(&g);
+    struct join_result r;
+    bool changed;
+    struct join_args a = args("", "m1", NULL);
+    a.require_known_id = false;
+    a.protos = v;
+    a.nprotos = N;
+    CHECK_EQ(group_join(&g, &a, 0, &r, &changed), GROUP_WAIT);
+    roundtrip(&g, failed_);
+    CHECK(g.nmembers == 1 && g.members[0].nprotos == N);
+    group_free(&g);
+    free(v);
+    free(names);
+}

@@ -260,8 +260,10 @@ int group_decode(struct group *g, const uint8_t *p, size_t len)
     g->leader = r_str(&r);
     g->rebalance_deadline_ms = r_i64(&r);
     g->initial_until_ms = r_i64(&r);
+    /* Counts are bounded by the bytes left (a member takes more than 8), never by a fixed cap:
+     * whatever a request could make encode must decode. */
     int64_t n = r_i64(&r);
-    if (n < 0 || n > 100000)
+    if (n < 0 || n > (r.end - r.p) / 8)
         r.bad = true;
     for (int64_t i = 0; !r.bad && i < n; i++) {
         struct gmember *m = add_member(g);
@@ -276,7 +278,7 @@ int group_decode(struct group *g, const uint8_t *p, size_t len)
         m->joined = flags & 1;
         m->pending = flags & 2;
         int64_t np = r_i64(&r);
-        if (np < 0 || np > 1000 || !m->id) {
+        if (np < 0 || np > (r.end - r.p) / 8 || !m->id) {
             r.bad = true;
             break;
         }
