@@ -266,16 +266,16 @@ void metastore_contract_groups(const char *url, int *failed_)
 
     struct group_offset o[2];
     memset(o, 0, sizeof(o));
-    snprintf(o[0].topic, sizeof(o[0].topic), "t");
+    o[0].topic = "t";
     o[0].partition = 1;
     o[0].offset = 42;
     o[0].leader_epoch = 3;
-    snprintf(o[0].metadata, sizeof(o[0].metadata), "meta");
-    snprintf(o[1].topic, sizeof(o[1].topic), "t");
+    o[0].metadata = "meta";
+    o[1].topic = "t";
     o[1].partition = 0;
     o[1].offset = 7;
     o[1].leader_epoch = -1;
-    o[1].metadata_null = true;
+    o[1].metadata = NULL;
     CHECK_EQ(metastore_offsets_commit(m, "g1", o, 2), 0);
     o[0].offset = 43;
     CHECK_EQ(metastore_offsets_commit(m, "g1", o, 1), 0);
@@ -284,9 +284,10 @@ void metastore_contract_groups(const char *url, int *failed_)
     CHECK_EQ(metastore_offsets_fetch(m, "g1", &got, &n), 0);
     CHECK_EQ(n, 2);
     if (n == 2) {
-        CHECK(got[0].partition == 0 && got[0].offset == 7 && got[0].metadata_null);
-        CHECK(got[1].partition == 1 && got[1].offset == 43 && got[1].leader_epoch == 3 &&
-              strcmp(got[1].metadata, "meta") == 0 && !got[1].metadata_null);
+        CHECK(got[0].partition == 0 && got[0].offset == 7 && got[0].metadata == NULL &&
+              strcmp(got[0].topic, "t") == 0);
+        CHECK(got[1].partition == 1 && got[1].offset == 43 && got[1].leader_epoch == 3 && got[1].metadata &&
+              strcmp(got[1].metadata, "meta") == 0);
     }
     free(got);
     /* Expiry: g0 is empty (phase 0), g1 is not: only g0's offsets go. */

@@ -211,3 +211,32 @@ TEST(group_many_protocols_round_trip)
     free(v);
     free(names);
 }
+
+TEST(group_size_is_capped)
+{
+    struct group g;
+    group_init(&g);
+    struct join_result r;
+    bool changed;
+    char id[32];
+    for (int i = 0; i < GROUP_MAX_MEMBERS; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        struct join_args a = args("", id, NULL);
+        group_join(&g, &a, 0, &r, &changed);
+        CHECK_EQ(r.error, KERR_MEMBER_ID_REQUIRED);
+    }
+    struct join_args a = args("", "one-too-many", NULL);
+    CHECK_EQ(group_join(&g, &a, 0, &r, &changed), GROUP_ANSWER);
+    CHECK_EQ(r.error, KERR_GROUP_MAX_SIZE_REACHED);
+    /* the ids handed out still join; the group forms with all of them at once */
+    for (int i = 0; i < GROUP_MAX_MEMBERS; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        a = args(id, "unused", NULL);
+        CHECK_EQ(group_join(&g, &a, 1, &r, &changed), GROUP_WAIT);
+    }
+    group_tick(&g, 1 + GROUP_INITIAL_DELAY_MS);
+    CHECK_EQ(g.phase, GROUP_COMPLETING);
+    CHECK_EQ(group_live_members(&g), GROUP_MAX_MEMBERS);
+    CHECK(strcmp(g.protocol_name, "range") == 0);
+    group_free(&g);
+}

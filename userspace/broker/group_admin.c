@@ -389,7 +389,7 @@ void handle_offset_delete(struct broker *b, struct request *rq)
                 j->offset_errors[k] = KERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            memcpy(j->offsets[k].topic, name.ptr, (size_t)name.len);
+            j->offsets[k].topic = rq_cstr(rq, name);
             j->offsets[k].partition = req->topics[t].partitions[p].partition_index;
         }
     }

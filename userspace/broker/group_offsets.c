@@ -107,6 +107,7 @@ void handle_offset_commit(struct broker *b, struct request *rq)
     for (int t = 0; t < req->topics_count; t++) {
         const struct offset_commit_request_topic *tin = &req->topics[t];
         bool bad_topic = !topic_name_valid(tin->name.ptr, tin->name.len);
+        const char *topic = rq_cstr(rq, tin->name);
         for (int p = 0; p < tin->partitions_count; p++, k++) {
             const struct offset_commit_request_topic_partition *pin = &tin->partitions[p];
             struct group_offset *o = &j->offsets[k];
@@ -118,13 +119,11 @@ void handle_offset_commit(struct broker *b, struct request *rq)
                 errors[k] = KERR_OFFSET_METADATA_TOO_LARGE;
             if (errors[k])
                 continue;
-            memcpy(o->topic, tin->name.ptr, (size_t)tin->name.len);
+            o->topic = topic;
             o->partition = pin->partition_index;
             o->offset = pin->committed_offset;
             o->leader_epoch = pin->committed_leader_epoch;
-            o->metadata_null = pin->committed_metadata.len < 0;
-            if (pin->committed_metadata.len > 0)
-                memcpy(o->metadata, pin->committed_metadata.ptr, (size_t)pin->committed_metadata.len);
+            o->metadata = pin->committed_metadata.len < 0 ? NULL : rq_cstr(rq, pin->committed_metadata);
         }
     }
     if (bad_group || n == 0) {
@@ -202,7 +201,7 @@ static void fill_partition(struct request *rq, const struct fetch_group *fg, str
     *index = partition;
     *offset = o ? o->offset : -1;
     *epoch = o ? o->leader_epoch : -1;
-    *metadata = !o ? kstr_c("") : o->metadata_null ? (struct kstr){NULL, -1} : kstr_c(rq_cstr(rq, kstr_c(o->metadata)));
+    *metadata = !o ? kstr_c("") : !o->metadata ? (struct kstr){NULL, -1} : kstr_c(rq_cstr(rq, kstr_c(o->metadata)));
     *error = (int16_t)fg->error;
 }
 

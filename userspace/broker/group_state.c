@@ -332,33 +332,41 @@ static bool all_support(const struct group *g, const char *name)
 }
 
 /* Kafka's vote: each member names its most preferred protocol that every member supports; the
- * protocol with most votes wins (ties: the first member's order). */
+ * protocol with most votes wins (ties: the first member's order). Every candidate is one of the
+ * first member's protocols, so the count runs over those: O(members x protocols^2). */
 static const char *choose_protocol(const struct group *g)
 {
-    const char *best = NULL;
-    int best_votes = 0;
-    for (int c = 0; c < g->nmembers; c++) {
-        const struct gmember *cm = &g->members[c];
-        for (int k = 0; !cm->pending && k < cm->nprotos; k++) {
-            const char *cand = cm->protos[k].name;
-            if (!all_support(g, cand))
-                continue;
-            int votes = 0;
-            for (int i = 0; i < g->nmembers; i++) {
-                const struct gmember *m = &g->members[i];
-                for (int j = 0; !m->pending && j < m->nprotos; j++)
-                    if (all_support(g, m->protos[j].name)) {
-                        votes += strcmp(m->protos[j].name, cand) == 0;
-                        break;
-                    }
-            }
-            if (votes > best_votes) {
-                best = cand;
-                best_votes = votes;
-            }
-        }
+    const struct gmember *first = NULL;
+    for (int i = 0; i < g->nmembers && !first; i++)
+        if (!g->members[i].pending)
+            first = &g->members[i];
+    if (!first || first->nprotos == 0)
+        return NULL;
+    int n = first->nprotos;
+    bool *ok = calloc((size_t)n, sizeof(*ok));
+    int *votes = calloc((size_t)n, sizeof(*votes));
+    if (!ok || !votes)
+        abort();
+    for (int k = 0; k < n; k++)
+        ok[k] = all_support(g, first->protos[k].name);
+    for (int i = 0; i < g->nmembers; i++) {
+        const struct gmember *m = &g->members[i];
+        bool voted = false;
+        for (int j = 0; !m->pending && !voted && j < m->nprotos; j++)
+            for (int k = 0; k < n; k++)
+                if (ok[k] && strcmp(first->protos[k].name, m->protos[j].name) == 0) {
+                    votes[k]++;
+                    voted = true;
+                    break;
+                }
     }
-    return best;
+    int best = -1;
+    for (int k = 0; k < n; k++)
+        if (ok[k] && (best < 0 || votes[k] > votes[best]))
+            best = k;
+    free(ok);
+    free(votes);
+    return best < 0 ? NULL : first->protos[best].name;
 }
 
 static void clear_assignment(struct gmember *m)
@@ -507,6 +515,10 @@ enum group_outcome group_join(struct group *g, const struct join_args *a, int64_
     }
     struct gmember *m = NULL;
     bool is_new = false;
+    if (!a->member_id[0] && !member_by_instance(g, a->instance_id) && g->nmembers >= GROUP_MAX_MEMBERS) {
+        out->error = KERR_GROUP_MAX_SIZE_REACHED;
+        return GROUP_ANSWER;
+    }
     if (!a->member_id[0]) {
         m = member_by_instance(g, a->instance_id);
         if (m) {

@@ -23,6 +23,10 @@ enum group_phase { GROUP_EMPTY = 0, GROUP_PREPARING = 1, GROUP_COMPLETING = 2, G
  * (again after every new member, up to the rebalance timeout), so that members starting together
  * form one generation instead of one rebalance each. */
 #define GROUP_INITIAL_DELAY_MS 3000
+/* Members (and ids handed out, not yet joined) one group may have: new ones then get
+ * GROUP_MAX_SIZE_REACHED (Kafka's group.max.size). Every group request reads and writes the whole
+ * group, so this bounds what one request costs. */
+#define GROUP_MAX_MEMBERS 1000
 
 struct gproto {
     char *name;

@@ -1,5 +1,6 @@
 /* metastore_open picks the backend from the URL scheme; the other calls forward to it. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "storage/metastore_backend.h"
@@ -126,6 +127,34 @@ int metastore_group_delete(struct metastore *m, const char *group_id, int64_t ve
 int metastore_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
 {
     return m->ops->offsets_delete(m, group_id, v, n);
+}
+
+struct group_offset *group_offsets_pack(struct group_offset *v, int n)
+{
+    size_t strings = 0;
+    for (int i = 0; i < n; i++)
+        strings += strlen(v[i].topic) + 1 + (v[i].metadata ? strlen(v[i].metadata) + 1 : 0);
+    struct group_offset *out = malloc(sizeof(*out) * (size_t)n + strings + 1);
+    if (!out)
+        abort();
+    char *p = (char *)(out + n);
+    for (int i = 0; i < n; i++) {
+        out[i] = v[i];
+        size_t len = strlen(v[i].topic) + 1;
+        memcpy(p, v[i].topic, len);
+        out[i].topic = p;
+        p += len;
+        if (v[i].metadata) {
+            len = strlen(v[i].metadata) + 1;
+            memcpy(p, v[i].metadata, len);
+            out[i].metadata = p;
+            p += len;
+        }
+        free((char *)v[i].topic);
+        free((char *)v[i].metadata);
+    }
+    free(v);
+    return out;
 }
 
 int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }

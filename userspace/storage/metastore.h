@@ -147,17 +147,17 @@ struct group_summary {
 int metastore_groups_list(struct metastore *m, struct group_summary **out, int *n);
 
 struct group_offset {
-    char topic[TOPIC_NAME_MAX + 1];
+    const char *topic;
     int32_t partition;
     int64_t offset;
     int32_t leader_epoch;
-    bool metadata_null;
-    char metadata[OFFSET_METADATA_MAX + 1];
+    const char *metadata;         /* NULL: null */
     int64_t commit_ms;            /* out (fetch): when it was committed, the store's clock */
 };
 /* Stores these offsets in one transaction (replacing earlier ones). */
 int metastore_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
-/* Every committed offset of the group, by topic and partition. *out is malloc'd. */
+/* Every committed offset of the group, by topic and partition. *out is one malloc'd block that
+ * holds the strings too (free it). */
 int metastore_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n);
 /* DeleteGroups: in one transaction, the group's state if it is still at `version` (0: there must
  * be none) and all its offsets. Returns 0, 1 when the group changed meanwhile, GROUP_ID_NOT_FOUND

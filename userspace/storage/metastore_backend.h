@@ -47,6 +47,10 @@ struct metastore {
     const struct metastore_ops *ops;
 };
 
+/* For the backends' offsets_fetch: n offsets whose topic and metadata are malloc'd strings, packed
+ * into one malloc'd block (the strings freed, and v with them). */
+struct group_offset *group_offsets_pack(struct group_offset *v, int n);
+
 /* path: the part of a sqlite:// URL after the scheme. */
 struct metastore *metastore_sqlite_open(const char *path, char *err, size_t errlen);
 /* url: the whole postgres:// or postgresql:// URL, handed to libpq. */

@@ -1389,7 +1389,7 @@ static int offsets_commit_once(struct pg_store *s, const char *group_id, const s
         snprintf(part, sizeof(part), "%d", o[i].partition);
         snprintf(off, sizeof(off), "%lld", (long long)o[i].offset);
         snprintf(epoch, sizeof(epoch), "%d", o[i].leader_epoch);
-        const char *v[6] = {group_id, o[i].topic, part, off, epoch, o[i].metadata_null ? NULL : o[i].metadata};
+        const char *v[6] = {group_id, o[i].topic, part, off, epoch, o[i].metadata};
         r = exec_sql(s, "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch,"
                         " metadata, commit_ms) VALUES ($1, $2, $3, $4, $5, $6, " STORE_NOW_MS ")"
                         " ON CONFLICT (group_id, topic, partition) DO UPDATE SET"
@@ -1426,17 +1426,18 @@ static int offsets_fetch_once(struct pg_store *s, const char *group_id, struct g
     int count = PQntuples(r);
     struct group_offset *o = alloc_rows(count, sizeof(*o));
     for (int i = 0; i < count; i++) {
-        snprintf(o[i].topic, sizeof(o[i].topic), "%s", PQgetvalue(r, i, 0));
+        o[i].topic = strdup(PQgetvalue(r, i, 0));
         o[i].partition = (int32_t)get_i64(r, i, 1);
         o[i].offset = get_i64(r, i, 2);
         o[i].leader_epoch = (int32_t)get_i64(r, i, 3);
-        o[i].metadata_null = PQgetisnull(r, i, 4);
-        if (!o[i].metadata_null)
-            snprintf(o[i].metadata, sizeof(o[i].metadata), "%s", PQgetvalue(r, i, 4));
+        if (!PQgetisnull(r, i, 4))
+            o[i].metadata = strdup(PQgetvalue(r, i, 4));
         o[i].commit_ms = get_i64(r, i, 5);
+        if (!o[i].topic || (!PQgetisnull(r, i, 4) && !o[i].metadata))
+            abort();
     }
     PQclear(r);
-    *out = o;
+    *out = group_offsets_pack(o, count);
     *n = count;
     return 0;
 }

@@ -796,7 +796,7 @@ static int sq_offsets_commit(struct metastore *m, const char *group_id, const st
         sqlite3_bind_int(q, 3, v[i].partition);
         sqlite3_bind_int64(q, 4, v[i].offset);
         sqlite3_bind_int(q, 5, v[i].leader_epoch);
-        if (!v[i].metadata_null)
+        if (v[i].metadata)
             sqlite3_bind_text(q, 6, v[i].metadata, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 7, now);
         if (sqlite3_step(q) != SQLITE_DONE) {
@@ -826,16 +826,18 @@ static int sq_offsets_fetch(struct metastore *m, const char *group_id, struct gr
         v = nv;
         struct group_offset *o = &v[count++];
         memset(o, 0, sizeof(*o));
-        snprintf(o->topic, sizeof(o->topic), "%s", (const char *)sqlite3_column_text(q, 0));
+        o->topic = strdup((const char *)sqlite3_column_text(q, 0));
         o->partition = sqlite3_column_int(q, 1);
         o->offset = sqlite3_column_int64(q, 2);
         o->leader_epoch = sqlite3_column_int(q, 3);
-        o->metadata_null = sqlite3_column_type(q, 4) == SQLITE_NULL;
-        if (!o->metadata_null)
-            snprintf(o->metadata, sizeof(o->metadata), "%s", (const char *)sqlite3_column_text(q, 4));
+        if (sqlite3_column_type(q, 4) != SQLITE_NULL)
+            o->metadata = strdup((const char *)sqlite3_column_text(q, 4));
         o->commit_ms = sqlite3_column_int64(q, 5);
+        if (!o->topic || (sqlite3_column_type(q, 4) != SQLITE_NULL && !o->metadata))
+            abort();
     }
     sqlite3_finalize(q);
+    v = group_offsets_pack(v, count);
     if (rc != SQLITE_DONE) {
         free(v);
         return db_error(s, "fetch offsets");
