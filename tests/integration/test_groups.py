@@ -389,3 +389,28 @@ def test_group_admin_list_describe_delete():
         if live:
             live.close()
         a.cleanup()
+
+
+def test_kafkajs_member_killed_session_expires():
+    """A member killed without leaving stops heartbeating: after its session timeout (10 s) the
+    group rebalances and the survivor reads its partitions too."""
+    a = Agent().start()
+    consumers = []
+    try:
+        create_topic(a.bootstrap, "kjs-kill", 6)
+        consumers = [NodeConsumer(a.bootstrap, "kjs-kill", "kjs-kill-group") for _ in range(2)]
+        wait_for(lambda: all(c.assigned and c.assigned[-1] == 3 for c in consumers), "2 members with 3 partitions each")
+        node_produce(a.bootstrap, "kjs-kill", 0, 600)
+        wait_for(lambda: len(ids_of(consumers)) >= 600, "the first 600 messages")
+        consumers[0].kill()  # SIGKILL: no commit of what is in flight, no LeaveGroup
+        killed_at = time.time()
+        node_produce(a.bootstrap, "kjs-kill", 600, 600)
+        wait_for(lambda: consumers[1].assigned[-1] == 6, "the survivor taking all 6 partitions", timeout=40)
+        expect(time.time() - killed_at > 5, "rebalanced %.1fs after the kill, before the session timeout" %
+               (time.time() - killed_at))
+        wait_for(lambda: set(ids_of(consumers)) >= set(range(1200)), "all 1200 messages", timeout=40)
+        consumers[1].stop()
+    finally:
+        for c in consumers:
+            c.kill()
+        a.cleanup()
