@@ -331,6 +331,25 @@ def offset_delete_v0(port, group, topic, partitions):
     return err, out
 
 
+def offset_commit_v2(port, group, topic, partition, offset):
+    """OffsetCommit v2 by hand, as a simple consumer (generation -1, no member): the partition's error."""
+    import struct
+    import kwire
+    body = (kwire.string(group) + struct.pack(">i", -1) + kwire.string("") + struct.pack(">q", -1)
+            + struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", 1) + struct.pack(">iq", partition, offset)
+            + kwire.string("m"))
+    s = kwire.connect(port)
+    try:
+        s.sendall(kwire.request(8, 2, 5, body))
+        frame = kwire.read_frame(s)
+    finally:
+        s.close()
+    _corr, ntopics = struct.unpack_from(">ii", frame, 0)
+    _name, pos = _read_str(frame, 8)
+    _nparts, _p, err = struct.unpack_from(">iih", frame, pos)
+    return err
+
+
 def test_group_admin_list_describe_delete():
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient
@@ -348,6 +367,11 @@ def test_group_admin_list_describe_delete():
             c = group_consumer(a.bootstrap, group)
             c.commit(offsets=[TopicPartition("adm", 0, 5), TopicPartition("adm", 1, 3)], asynchronous=False)
             c.close()
+
+        # Offsets of topics and partitions that do not exist are refused, as Kafka does.
+        expect(offset_commit_v2(a.port, "adm-bad", "no-such-topic", 0, 1) == 3, "commit to an unknown topic")
+        expect(offset_commit_v2(a.port, "adm-bad", "adm", 2, 1) == 3, "commit to an unknown partition")
+        expect(offset_commit_v2(a.port, "adm-bad", "adm", 1, 1) == 0, "commit to adm/1")
 
         admin = AdminClient({"bootstrap.servers": a.bootstrap})
         groups = {g.id: g for g in admin.list_groups(timeout=10)}

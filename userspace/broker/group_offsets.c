@@ -88,9 +88,33 @@ static void commit_answer(void *broker, struct request *rq)
     request_respond(rq, r);
 }
 
+static void resume_offset_commit(void *broker, struct request *rq)
+{
+    handle_offset_commit(broker, rq);
+}
+
 void handle_offset_commit(struct broker *b, struct request *rq)
 {
     struct offset_commit_request *req = rq->body;
+    /* First, as Kafka: the topics must exist. Every unknown one is looked up at once; the round in
+     * which nothing waits any more decides. */
+    int nt = req->topics_count > 0 ? req->topics_count : 0;
+    const struct topic_entry **topics = RQ_ALLOC(rq, const struct topic_entry *, nt);
+    int *topic_errs = RQ_ALLOC(rq, int, nt);
+    bool waits = false;
+    for (int t = 0; t < nt; t++) {
+        struct kstr name = req->topics[t].name;
+        int err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        if (topic_name_valid(name.ptr, name.len)) {
+            topics[t] = topics_need(b, rq, name.ptr, name.len, &err);
+            waits |= !topics[t] && err == 0;
+        }
+        topic_errs[t] = err == KERR_KAFKA_STORAGE_ERROR ? KERR_COORDINATOR_NOT_AVAILABLE : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    if (waits) {
+        rq->resume = resume_offset_commit;
+        return;
+    }
     int n = 0;
     for (int t = 0; t < req->topics_count; t++)
         n += req->topics[t].partitions_count > 0 ? req->topics[t].partitions_count : 0;
@@ -106,14 +130,16 @@ void handle_offset_commit(struct broker *b, struct request *rq)
     int k = 0;
     for (int t = 0; t < req->topics_count; t++) {
         const struct offset_commit_request_topic *tin = &req->topics[t];
-        bool bad_topic = !topic_name_valid(tin->name.ptr, tin->name.len);
+        const struct topic_entry *te = topics[t];
         const char *topic = rq_cstr(rq, tin->name);
         for (int p = 0; p < tin->partitions_count; p++, k++) {
             const struct offset_commit_request_topic_partition *pin = &tin->partitions[p];
             struct group_offset *o = &j->offsets[k];
             if (bad_group)
                 errors[k] = KERR_INVALID_GROUP_ID;
-            else if (bad_topic || pin->partition_index < 0)
+            else if (!te)
+                errors[k] = (int16_t)topic_errs[t];
+            else if (pin->partition_index < 0 || pin->partition_index >= te->info.partitions)
                 errors[k] = KERR_UNKNOWN_TOPIC_OR_PARTITION;
             else if (pin->committed_metadata.len > OFFSET_METADATA_MAX)
                 errors[k] = KERR_OFFSET_METADATA_TOO_LARGE;
