@@ -2,9 +2,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/broker_internal.h"
 #include "broker/group_state.h"
 #include "check.h"
 #include "protocol/errors.h"
+#include "storage/metastore.h"
+#include "test_util.h"
 
 static const struct gproto RANGE[] = {{"range", (uint8_t *)"meta-a", 6}};
 static const struct gproto OTHER[] = {{"sticky", (uint8_t *)"x", 1}};
@@ -239,4 +242,41 @@ TEST(group_size_is_capped)
     CHECK_EQ(group_live_members(&g), GROUP_MAX_MEMBERS);
     CHECK(strcmp(g.protocol_name, "range") == 0);
     group_free(&g);
+}
+
+TEST(group_sweep_empties_groups_whose_members_died)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    char err[256];
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    struct group g;
+    two_member_group(&g, failed_);
+    size_t len;
+    uint8_t *blob = group_encode(&g, &len);
+    CHECK_EQ(metastore_group_store(m, "dead", 0, g.phase, g.protocol_type, blob, len), 0);
+    free(blob);
+    group_free(&g);
+    CHECK_EQ(groups_sweep(m, 5000), 0);           /* sessions still running: nothing to do */
+    CHECK_EQ(groups_sweep(m, 4000 + 10001), 1);   /* both sessions over: both members dropped */
+    CHECK_EQ(groups_sweep(m, 4000 + 10002), 0);   /* Empty groups are left alone */
+    uint8_t *data;
+    int64_t version;
+    CHECK_EQ(metastore_group_load(m, "dead", &data, &len, &version), 0);
+    CHECK_EQ(group_decode(&g, data, len), 0);
+    CHECK_EQ(g.phase, GROUP_EMPTY);
+    free(data);
+    group_free(&g);
+    struct group_summary *v = NULL;
+    int n;
+    CHECK_EQ(metastore_groups_list(m, &v, &n), 0);
+    CHECK(n == 1 && v[0].phase == GROUP_EMPTY);
+    free(v);
+    metastore_close(m);
+    test_rm_rf(tmp);
+    free(tmp);
 }

@@ -70,6 +70,7 @@ static void heartbeat_run(struct job *job, struct metastore *m)
     j->rc = metastore_heartbeat(m, &j->self);
     if (j->prune) {
         metastore_prune_members(m, MEMBER_PRUNE_AFTER_MS);
+        groups_sweep(m, wall_ms());
         metastore_offsets_expire(m, OFFSETS_RETENTION_MS);
     }
     j->list_rc = metastore_list_members(m, j->cfg->agent_group, j->cfg->heartbeat_timeout_ms, &j->members,

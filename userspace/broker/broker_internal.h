@@ -236,6 +236,10 @@ void groups_cancel_conn(struct broker *b, struct conn *c);
 void groups_cancel_all(struct broker *b);
 void groups_drain(struct broker *b);
 void groups_free(struct broker *b);
+/* Store thread: applies the timers of groups nobody talks to any more (members that died without
+ * leaving), so that they become Empty and their offsets can expire. The number of groups changed,
+ * or -1. */
+int groups_sweep(struct metastore *m, int64_t now);
 /* Where slot s is advertised to this client (metadata.c). */
 void broker_slot_address(struct broker *b, const struct request *rq, int slot, struct kstr *host, int32_t *port);
 

@@ -533,6 +533,39 @@ void handle_leave_group(struct broker *b, struct request *rq)
     submit(b, rq);
 }
 
+/* ---- timers nobody else runs ---- */
+
+int groups_sweep(struct metastore *m, int64_t now)
+{
+    struct group_summary *v = NULL;
+    int n = 0, swept = 0;
+    if (metastore_groups_list(m, &v, &n) != 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (v[i].phase == GROUP_EMPTY)
+            continue;
+        uint8_t *data;
+        size_t len;
+        int64_t version;
+        struct group g;
+        if (metastore_group_load(m, v[i].group_id, &data, &len, &version) != 0)
+            continue;
+        if (group_decode(&g, data, len) == 0) {
+            if (group_tick(&g, now)) {
+                size_t blen;
+                uint8_t *blob = group_encode(&g, &blen);
+                /* a conflict means someone is serving the group: their request ticked it */
+                swept += metastore_group_store(m, v[i].group_id, version, g.phase, g.protocol_type, blob, blen) == 0;
+                free(blob);
+            }
+            group_free(&g);
+        }
+        free(data);
+    }
+    free(v);
+    return swept;
+}
+
 /* ---- FindCoordinator: the slot hash(group) mod S, as Metadata advertises it ---- */
 
 static void coordinator_for(struct broker *b, struct request *rq, struct kstr key, int8_t key_type, int32_t *node,
