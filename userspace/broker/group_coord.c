@@ -44,16 +44,23 @@ struct gcall {
     bool in_job;
 };
 
-struct group_job {
-    struct job base;
+/* One request a job serves. */
+struct gitem {
     struct request *rq;
     struct gcall *call;
-    int store_rc;                /* -1: the store failed */
-    bool changed;                /* the group was written */
     enum group_outcome outcome;
     int error;
     char *member_id;             /* JoinGroup: the member's id (malloc'd) */
-    struct group g;              /* the state after the call */
+};
+
+/* One request of a group, or every parked request of one group (their checks read the group once). */
+struct group_job {
+    struct job base;
+    struct gitem *items;
+    int n;
+    int store_rc;                /* -1: the store failed */
+    bool changed;                /* the group was written */
+    struct group g;              /* the state after the calls */
 };
 
 static const char *arena_cstr(struct request *rq, struct kstr s)
@@ -61,10 +68,9 @@ static const char *arena_cstr(struct request *rq, struct kstr s)
     return s.len < 0 ? NULL : rq_cstr(rq, s);
 }
 
-static void apply(struct group_job *j, int64_t now, bool *changed)
+static void apply(struct group *g, struct gitem *j, int64_t now, bool *changed)
 {
     struct gcall *c = j->call;
-    struct group *g = &j->g;
     switch (c->op) {
     case GOP_JOIN: {
         struct join_result jr;
@@ -105,7 +111,7 @@ static void apply(struct group_job *j, int64_t now, bool *changed)
 static void group_job_run(struct job *job, struct metastore *m)
 {
     struct group_job *j = (struct group_job *)job;
-    const char *id = j->call->group_id;
+    const char *id = j->items[0].call->group_id;
     for (int attempt = 0; attempt < CAS_TRIES; attempt++) {
         uint8_t *data;
         size_t len;
@@ -119,7 +125,8 @@ static void group_job_run(struct job *job, struct metastore *m)
         free(data);
         int64_t now = wall_ms();
         bool changed = group_tick(&j->g, now);
-        apply(j, now, &changed);
+        for (int i = 0; i < j->n; i++)
+            apply(&j->g, &j->items[i], now, &changed);
         if (!changed)
             return;
         size_t blen;
@@ -139,19 +146,31 @@ static void group_job_run(struct job *job, struct metastore *m)
 
 static void group_job_done(struct broker *b, struct job *job);
 
-static void submit(struct broker *b, struct request *rq)
+/* One job for these requests, all of the same group. */
+static void submit_all(struct broker *b, struct request **rqs, int n)
 {
-    struct gcall *c = rq->state;
     struct group_job *j = calloc(1, sizeof(*j));
     if (!j)
         abort();
+    j->items = calloc((size_t)n, sizeof(*j->items));
+    if (!j->items)
+        abort();
     j->base.run = group_job_run;
     j->base.done = group_job_done;
-    j->rq = rq;
-    j->call = c;
-    c->in_job = true;
-    rq->reads_pending++;
+    for (int i = 0; i < n; i++) {
+        struct gcall *c = rqs[i]->state;
+        j->items[i].rq = rqs[i];
+        j->items[i].call = c;
+        c->in_job = true;
+        rqs[i]->reads_pending++;
+    }
+    j->n = n;
     jobs_submit(&b->store, &j->base);
+}
+
+static void submit(struct broker *b, struct request *rq)
+{
+    submit_all(b, &rq, 1);
 }
 
 /* ---- parked requests ---- */
@@ -170,20 +189,35 @@ static void park(struct broker *b, struct request *rq)
     p->v[p->n++] = rq;
 }
 
-/* Checks the parked requests of one group (NULL: all) now. */
+/* Checks the parked requests of one group (NULL: all) now: one job per group. */
 static void recheck(struct broker *b, const char *group_id)
 {
     struct group_parked *p = &b->group_parked;
-    for (int i = 0; i < p->n;) {
-        struct request *rq = p->v[i];
-        struct gcall *c = rq->state;
-        if (group_id && strcmp(c->group_id, group_id) != 0) {
-            i++;
-            continue;
+    if (p->n == 0)
+        return;
+    struct request **batch = malloc(sizeof(*batch) * (size_t)p->n);
+    if (!batch)
+        abort();
+    while (p->n > 0) {
+        const char *id = group_id;
+        if (!id) /* the group of the last parked request, then the next one's */
+            id = ((struct gcall *)p->v[p->n - 1]->state)->group_id;
+        int n = 0;
+        for (int i = 0; i < p->n;) {
+            struct gcall *c = p->v[i]->state;
+            if (strcmp(c->group_id, id) != 0) {
+                i++;
+                continue;
+            }
+            batch[n++] = p->v[i];
+            p->v[i] = p->v[--p->n];
         }
-        p->v[i] = p->v[--p->n];
-        submit(b, rq);
+        if (n > 0)
+            submit_all(b, batch, n);
+        if (group_id)
+            break;
     }
+    free(batch);
 }
 
 void groups_tick(struct broker *b, int64_t now_ms)
@@ -367,45 +401,51 @@ static void respond_error(struct request *rq, int err)
     }
 }
 
-static void group_job_done(struct broker *b, struct job *job)
+/* What one request of a finished job comes to: its answer, or parked again. */
+static void finish_item(struct broker *b, struct group_job *j, struct gitem *it)
 {
-    struct group_job *j = (struct group_job *)job;
-    if (!b)
-        goto out;
-    struct request *rq = j->rq;
-    struct gcall *c = j->call;
+    struct request *rq = it->rq;
+    struct gcall *c = it->call;
     c->in_job = false;
     rq->reads_pending--;
-    char group_id[GROUP_ID_MAX + 1];
-    snprintf(group_id, sizeof(group_id), "%s", c->group_id);
     if (!request_conn_alive(rq)) {
         request_finish_silent(rq);
     } else if (j->store_rc < 0) {
         respond_error(rq, KERR_COORDINATOR_NOT_AVAILABLE);
-    } else if (j->outcome == GROUP_WAIT && b->draining) {
+    } else if (it->outcome == GROUP_WAIT && b->draining) {
         respond_error(rq, KERR_NOT_COORDINATOR);
-    } else if (j->outcome == GROUP_WAIT) {
+    } else if (it->outcome == GROUP_WAIT) {
         if (c->op == GOP_JOIN) {
-            c->member_id = arena_strndup(&rq->arena, j->member_id, strlen(j->member_id));
+            c->member_id = arena_strndup(&rq->arena, it->member_id, strlen(it->member_id));
             c->op = GOP_JOIN_CHECK;
         } else if (c->op == GOP_SYNC) {
             c->op = GOP_SYNC_CHECK;
         }
         park(b, rq);
     } else if (c->op == GOP_JOIN || c->op == GOP_JOIN_CHECK) {
-        respond_join(rq, j->error, c->op == GOP_JOIN ? j->member_id : c->member_id, &j->g);
+        respond_join(rq, it->error, c->op == GOP_JOIN ? it->member_id : c->member_id, &j->g);
     } else if (c->op == GOP_SYNC || c->op == GOP_SYNC_CHECK) {
-        respond_sync(rq, j->error, c->member_id, &j->g);
+        respond_sync(rq, it->error, c->member_id, &j->g);
     } else if (c->op == GOP_LEAVE) {
         respond_leave(rq, 0);
     } else {
-        respond_error(rq, j->error);
+        respond_error(rq, it->error);
     }
+}
+
+static void group_job_done(struct broker *b, struct job *job)
+{
+    struct group_job *j = (struct group_job *)job;
+    char group_id[GROUP_ID_MAX + 1];
+    snprintf(group_id, sizeof(group_id), "%s", j->items[0].call->group_id);
+    for (int i = 0; b && i < j->n; i++)
+        finish_item(b, j, &j->items[i]);
     /* This worker changed the group: its parked members look at once. */
-    if (j->changed)
+    if (b && j->changed)
         recheck(b, group_id);
-out:
-    free(j->member_id);
+    for (int i = 0; i < j->n; i++)
+        free(j->items[i].member_id);
+    free(j->items);
     group_free(&j->g);
     free(j);
 }
