@@ -43,6 +43,17 @@ int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
     return m->ops->topic_configs(m, topic_id, out, n);
 }
 
+int metastore_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    return m->ops->create_partitions(m, name, partitions, out);
+}
+
+int metastore_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    return m->ops->update_topic_configs(m, name, edit, arg, out);
+}
+
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks)
 {

@@ -27,6 +27,7 @@ struct topic_info {
     uint8_t uuid[16];             /* Kafka topic id */
     int32_t partitions;
     int64_t created_ms;
+    int64_t config_epoch;         /* bumped by every change of the topic's configs */
 };
 
 struct commit_chunk {
@@ -71,6 +72,19 @@ int metastore_get_topic(struct metastore *m, const char *name, struct topic_info
 int metastore_list_topics(struct metastore *m, struct topic_info **out, int *n);
 /* *out is malloc'd. */
 int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
+
+/* Grows a live topic to `partitions` (the new ones start empty), in one transaction. Returns 0,
+ * KERR_UNKNOWN_TOPIC_OR_PARTITION, KERR_INVALID_PARTITIONS (not more than it has), or -1. *out
+ * (may be NULL) gets the topic as it is afterwards. */
+int metastore_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out);
+
+/* Changes a live topic's configs in one transaction (a read-modify-write no other change can
+ * interleave with): edit gets the stored configs (*configs malloc'd, possibly NULL; it may realloc
+ * it and change *n) and answers 0 to store what it left, or a Kafka error to change nothing.
+ * Bumps config_epoch. Returns 0, KERR_UNKNOWN_TOPIC_OR_PARTITION, edit's error, or -1. */
+typedef int (*topic_configs_edit)(void *arg, struct topic_config **configs, int *n);
+int metastore_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out);
 
 /* One transaction: records the object and assigns each chunk its base offset, in array order
  * (several chunks of the same partition get consecutive ranges). A chunk whose topic is gone or

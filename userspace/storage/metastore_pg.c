@@ -84,6 +84,8 @@ static const char *const migrations[] = {
     "  heartbeat_ms BIGINT NOT NULL);",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
+    /* 4: config changes (AlterConfigs) are noticed by every agent's topic listing. */
+    "ALTER TABLE topics ADD COLUMN config_epoch BIGINT NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -112,10 +114,14 @@ enum stmt_id {
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
     S_MEMBERS_PRUNE,
+    S_TOPIC_LOCK,
+    S_PARTITIONS_ADD,
+    S_TOPIC_SET_PARTITIONS,
+    S_TOPIC_BUMP_CONFIG_EPOCH,
     S_COUNT
 };
 
-#define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms"
+#define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms, config_epoch"
 #define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 #define MEMBER_COLS "id, agent_group, host, port_base, worker, fwd_addr, heartbeat_ms"
 #define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -195,6 +201,13 @@ static const struct {
                                         " ORDER BY id COLLATE \"C\""},
     [S_MEMBER_DELETE] = {"member_delete", "DELETE FROM members WHERE id = $1"},
     [S_MEMBERS_PRUNE] = {"members_prune", "DELETE FROM members WHERE heartbeat_ms < " STORE_NOW_MS " - $1::bigint"},
+    /* CreatePartitions and AlterConfigs hold the topic row: changes of one topic take turns. */
+    [S_TOPIC_LOCK] = {"topic_lock", "SELECT " TOPIC_COLS " FROM topics WHERE name = $1 AND deleted = 0 FOR UPDATE"},
+    [S_PARTITIONS_ADD] = {"partitions_add", "INSERT INTO partitions (topic_id, partition)"
+                                            " SELECT $1::bigint, g FROM generate_series($2::int, $3::int - 1) g"},
+    [S_TOPIC_SET_PARTITIONS] = {"topic_set_partitions", "UPDATE topics SET partitions = $2::int WHERE id = $1"},
+    [S_TOPIC_BUMP_CONFIG_EPOCH] = {"topic_bump_config_epoch",
+                                   "UPDATE topics SET config_epoch = config_epoch + 1 WHERE id = $1"},
 };
 
 struct pg_store {
@@ -580,6 +593,7 @@ static void read_topic(const PGresult *r, int row, struct topic_info *t)
             t->uuid[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
     t->partitions = (int32_t)get_i64(r, row, 3);
     t->created_ms = get_i64(r, row, 4);
+    t->config_epoch = get_i64(r, row, 5);
 }
 
 static int create_topic_once(struct pg_store *s, const char *name, int32_t partitions,
@@ -781,6 +795,127 @@ static int pg_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
         if (call_begin(s) < 0)
             return -1;
         int rc = topic_configs_once(s, topic_id, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+/* ---- CreatePartitions and AlterConfigs ---- */
+
+/* BEGIN and the live topic's row, locked: 1 found, 0 not (rolled back), -1 error (rolled back). */
+static int begin_topic_change(struct pg_store *s, const char *name, struct topic_info *t, const char *what)
+{
+    if (exec_cmd(s, S_BEGIN, NULL, what) < 0)
+        return -1;
+    struct params p = {0};
+    par_str(&p, name);
+    PGresult *r = exec(s, S_TOPIC_LOCK, &p, what);
+    if (!r)
+        return abort_tx(s);
+    int found = PQntuples(r) == 1;
+    if (found)
+        read_topic(r, 0, t);
+    PQclear(r);
+    if (!found)
+        rollback(s);
+    return found;
+}
+
+static int create_partitions_once(struct pg_store *s, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct topic_info t;
+    int found = begin_topic_change(s, name, &t, "create partitions");
+    if (found != 1)
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (partitions <= t.partitions) {
+        rollback(s);
+        if (out)
+            *out = t;
+        return KERR_INVALID_PARTITIONS;
+    }
+    struct params p = {0};
+    par_i64(&p, t.id);
+    par_i64(&p, t.partitions);
+    par_i64(&p, partitions);
+    if (exec_cmd(s, S_PARTITIONS_ADD, &p, "create partitions") < 0)
+        return abort_tx(s);
+    p = (struct params){0};
+    par_i64(&p, t.id);
+    par_i64(&p, partitions);
+    if (exec_cmd(s, S_TOPIC_SET_PARTITIONS, &p, "create partitions") < 0)
+        return abort_tx(s);
+    if (commit(s, "create partitions") < 0)
+        return abort_tx(s);
+    t.partitions = partitions;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int pg_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = create_partitions_once(s, name, partitions, out);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int update_topic_configs_once(struct pg_store *s, const char *name, topic_configs_edit edit, void *arg,
+                                     struct topic_info *out)
+{
+    struct topic_info t;
+    int found = begin_topic_change(s, name, &t, "alter topic configs");
+    if (found != 1)
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    struct topic_config *cfgs = NULL;
+    int n = 0;
+    if (topic_configs_once(s, t.id, &cfgs, &n) < 0)
+        return abort_tx(s);
+    int rc = edit(arg, &cfgs, &n);
+    if (rc != 0) {
+        free(cfgs);
+        rollback(s);
+        return rc;
+    }
+    struct params p = {0};
+    par_i64(&p, t.id);
+    if (exec_cmd(s, S_TOPIC_DELETE_CONFIGS, &p, "alter topic configs") < 0)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        p = (struct params){0};
+        par_i64(&p, t.id);
+        par_str(&p, cfgs[i].key);
+        par_str(&p, cfgs[i].value);
+        if (exec_cmd(s, S_CONFIG_INSERT, &p, "alter topic configs") < 0)
+            goto fail;
+    }
+    p = (struct params){0};
+    par_i64(&p, t.id);
+    if (exec_cmd(s, S_TOPIC_BUMP_CONFIG_EPOCH, &p, "alter topic configs") < 0 ||
+        commit(s, "alter topic configs") < 0)
+        goto fail;
+    free(cfgs);
+    t.config_epoch++;
+    if (out)
+        *out = t;
+    return 0;
+fail:
+    free(cfgs);
+    return abort_tx(s);
+}
+
+static int pg_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = update_topic_configs_once(s, name, edit, arg, out);
         if (!retry(s, rc, attempt))
             return rc;
     }
@@ -1287,6 +1422,8 @@ static const struct metastore_ops pg_ops = {
     .get_topic = pg_get_topic,
     .list_topics = pg_list_topics,
     .topic_configs = pg_topic_configs,
+    .create_partitions = pg_create_partitions,
+    .update_topic_configs = pg_update_topic_configs,
     .commit_object = pg_commit_object,
     .partition_offsets = pg_partition_offsets,
     .find_chunks = pg_find_chunks,

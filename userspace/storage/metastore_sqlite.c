@@ -77,6 +77,8 @@ static const char *const migrations[] = {
     "  heartbeat_ms INTEGER NOT NULL) WITHOUT ROWID;",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
+    /* 4: config changes (AlterConfigs) are noticed by every agent's topic listing. */
+    "ALTER TABLE topics ADD COLUMN config_epoch INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -105,10 +107,12 @@ enum stmt_id {
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
     S_MEMBERS_PRUNE,
+    S_TOPIC_SET_PARTITIONS,
+    S_TOPIC_BUMP_CONFIG_EPOCH,
     S_COUNT
 };
 
-#define TOPIC_COLS "id, name, uuid, partitions, created_ms"
+#define TOPIC_COLS "id, name, uuid, partitions, created_ms, config_epoch"
 #define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -159,6 +163,8 @@ static const char *const stmt_sql[S_COUNT] = {
                        " WHERE (?1 IS NULL OR agent_group = ?1) AND heartbeat_ms >= ?2 ORDER BY id",
     [S_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?1",
     [S_MEMBERS_PRUNE] = "DELETE FROM members WHERE heartbeat_ms < ?1",
+    [S_TOPIC_SET_PARTITIONS] = "UPDATE topics SET partitions = ?2 WHERE id = ?1",
+    [S_TOPIC_BUMP_CONFIG_EPOCH] = "UPDATE topics SET config_epoch = config_epoch + 1 WHERE id = ?1",
 };
 
 struct sqlite_store {
@@ -253,6 +259,7 @@ static void read_topic(sqlite3_stmt *q, struct topic_info *t)
         memcpy(t->uuid, sqlite3_column_blob(q, 2), 16);
     t->partitions = sqlite3_column_int(q, 3);
     t->created_ms = sqlite3_column_int64(q, 4);
+    t->config_epoch = sqlite3_column_int64(q, 5);
 }
 
 /* Looks up a live topic: 1 found, 0 not, -1 error. */
@@ -411,6 +418,93 @@ static int sq_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
     *out = v;
     *n = count;
     return 0;
+}
+
+/* ---- CreatePartitions and AlterConfigs ---- */
+
+static int sq_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 1) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    if (partitions <= t.partitions) {
+        rollback(s);
+        if (out)
+            *out = t;
+        return KERR_INVALID_PARTITIONS;
+    }
+    sqlite3_stmt *q = stmt(s, S_PARTITION_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int32_t p = t.partitions; p < partitions; p++) {
+        sqlite3_bind_int(q, 2, p);
+        if (run(s, q, "insert partition") < 0)
+            return abort_tx(s);
+    }
+    q = stmt(s, S_TOPIC_SET_PARTITIONS);
+    sqlite3_bind_int64(q, 1, t.id);
+    sqlite3_bind_int(q, 2, partitions);
+    if (run(s, q, "grow topic") < 0)
+        return abort_tx(s);
+    if (commit(s) < 0)
+        return abort_tx(s);
+    t.partitions = partitions;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int sq_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 1) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    struct topic_config *cfgs = NULL;
+    int n = 0;
+    if (sq_topic_configs(m, t.id, &cfgs, &n) < 0)
+        return abort_tx(s);
+    int rc = edit(arg, &cfgs, &n);
+    if (rc != 0) {
+        free(cfgs);
+        rollback(s);
+        return rc;
+    }
+    sqlite3_stmt *q = stmt(s, S_TOPIC_DELETE_CONFIGS);
+    sqlite3_bind_int64(q, 1, t.id);
+    if (run(s, q, "replace topic configs") < 0)
+        goto fail;
+    q = stmt(s, S_CONFIG_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_text(q, 2, cfgs[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, cfgs[i].value, -1, SQLITE_STATIC);
+        if (run(s, q, "insert topic config") < 0)
+            goto fail;
+    }
+    q = stmt(s, S_TOPIC_BUMP_CONFIG_EPOCH);
+    sqlite3_bind_int64(q, 1, t.id);
+    if (run(s, q, "bump config epoch") < 0 || commit(s) < 0)
+        goto fail;
+    free(cfgs);
+    t.config_epoch++;
+    if (out)
+        *out = t;
+    return 0;
+fail:
+    free(cfgs);
+    return abort_tx(s);
 }
 
 /* ---- produce: one transaction per object ---- */
@@ -693,6 +787,8 @@ static const struct metastore_ops sqlite_ops = {
     .get_topic = sq_get_topic,
     .list_topics = sq_list_topics,
     .topic_configs = sq_topic_configs,
+    .create_partitions = sq_create_partitions,
+    .update_topic_configs = sq_update_topic_configs,
     .commit_object = sq_commit_object,
     .partition_offsets = sq_partition_offsets,
     .find_chunks = sq_find_chunks,
