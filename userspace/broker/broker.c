@@ -22,6 +22,11 @@ const struct api_handler api_handlers[] = {
     {KAPI_API_VERSIONS, 3, handle_api_versions},
     {KAPI_CREATE_TOPICS, 7, handle_create_topics},
     {KAPI_DELETE_TOPICS, 5, handle_delete_topics},
+    {KAPI_DESCRIBE_CONFIGS, 4, handle_describe_configs},
+    {KAPI_ALTER_CONFIGS, 2, handle_alter_configs},
+    {KAPI_CREATE_PARTITIONS, 3, handle_create_partitions},
+    {KAPI_INCREMENTAL_ALTER_CONFIGS, 1, handle_incremental_alter_configs},
+    {KAPI_DESCRIBE_CLUSTER, 1, handle_describe_cluster},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

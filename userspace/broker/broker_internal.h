@@ -96,6 +96,9 @@ bool topic_name_valid(const char *name, int32_t len);
 void topics_create(struct broker *b, struct request *rq, const char *name, int32_t partitions,
                    const struct topic_config *configs, int nconfigs, int *result);
 void topics_delete(struct broker *b, struct request *rq, const char *name, int *result);
+/* A change this worker made (more partitions; new configs when configs is not NULL) goes into the
+ * cache at once. */
+void topics_update(struct broker *b, const struct topic_info *info, const struct topic_config *configs, int n);
 int64_t topics_next_deadline(struct broker *b);
 void topics_tick(struct broker *b, int64_t now_ms);
 /* Start-up: the first listing, read synchronously before the loop runs. */
@@ -284,6 +287,13 @@ void handle_fetch(struct broker *b, struct request *rq);
 void handle_list_offsets(struct broker *b, struct request *rq);
 void handle_create_topics(struct broker *b, struct request *rq);
 void handle_delete_topics(struct broker *b, struct request *rq);
+void handle_describe_configs(struct broker *b, struct request *rq);
+void handle_alter_configs(struct broker *b, struct request *rq);
+void handle_incremental_alter_configs(struct broker *b, struct request *rq);
+void handle_create_partitions(struct broker *b, struct request *rq);
+void handle_describe_cluster(struct broker *b, struct request *rq);
+/* The brokers Metadata advertises to this client (metadata.c). */
+void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

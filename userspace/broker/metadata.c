@@ -58,7 +58,7 @@ static struct kstr client_host_override(const struct request *rq)
 
 /* Slot s is advertised at its owner's host and port base + s, unless overridden: the client id's
  * ws_host_override, then the discovery overrides (load-balancer mode). */
-static void fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
+void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
 {
     const struct config *cfg = b->cfg;
     struct kstr host_override = client_host_override(rq);
@@ -99,7 +99,7 @@ void handle_metadata(struct broker *b, struct request *rq)
     int16_t ver = rq->hdr.api_version;
     struct metadata_response *resp = RQ_ALLOC(rq, struct metadata_response, 1);
 
-    fill_brokers(b, rq, resp);
+    metadata_fill_brokers(b, rq, resp);
     resp->cluster_id = kstr_c(b->cfg->cluster_id);
     resp->controller_id = 0;
     resp->cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
