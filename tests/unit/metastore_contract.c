@@ -28,6 +28,95 @@ struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t 
 
 #define chunk contract_chunk
 
+/* An edit for update_topic_configs: sets retention.ms to arg's value, or fails with arg's error. */
+struct edit_arg {
+    const char *retention;
+    int fail;
+    int calls;
+    int seen;                    /* configs the edit was given */
+};
+
+static int edit_retention(void *arg, struct topic_config **cfgs, int *n)
+{
+    struct edit_arg *e = arg;
+    e->calls++;
+    e->seen = *n;
+    if (e->fail)
+        return e->fail;
+    struct topic_config *v = realloc(*cfgs, sizeof(**cfgs) * (size_t)(*n + 1));
+    if (!v)
+        abort();
+    *cfgs = v;
+    snprintf(v[*n].key, sizeof(v[*n].key), "retention.ms");
+    snprintf(v[*n].value, sizeof(v[*n].value), "%s", e->retention);
+    (*n)++;
+    return 0;
+}
+
+void metastore_contract_topic_changes(const char *url, int *failed_)
+{
+    struct metastore *m = open_url(url);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct topic_info t, got;
+    struct topic_config cfg = {"cleanup.policy", "compact"};
+    CHECK_EQ(metastore_create_topic(m, "grow", 3, &cfg, 1, &t), 0);
+    CHECK_EQ(t.config_epoch, 0);
+
+    /* more partitions: the new ones exist, empty, and take commits */
+    CHECK_EQ(metastore_create_partitions(m, "grow", 6, &got), 0);
+    CHECK_EQ(got.partitions, 6);
+    CHECK_EQ(got.id, t.id);
+    CHECK_EQ(metastore_get_topic(m, "grow", &got), 0);
+    CHECK_EQ(got.partitions, 6);
+    int64_t ls, hw;
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 5, &ls, &hw), 0);
+    CHECK_EQ(hw, 0);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 6, &ls, &hw), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    struct commit_chunk c = chunk(t.id, 5, 4, 0, 1000);
+    CHECK_EQ(metastore_commit_object(m, "grown-object", 100, &c, 1), 0);
+    CHECK_EQ(c.error, 0);
+    CHECK_EQ(c.base_offset, 0);
+    /* not growing */
+    CHECK_EQ(metastore_create_partitions(m, "grow", 6, &got), KERR_INVALID_PARTITIONS);
+    CHECK_EQ(got.partitions, 6);
+    CHECK_EQ(metastore_create_partitions(m, "grow", 2, NULL), KERR_INVALID_PARTITIONS);
+    CHECK_EQ(metastore_create_partitions(m, "nope", 9, NULL), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    /* configs: the edit sees what is stored, its result replaces it, the epoch moves */
+    struct edit_arg e = {.retention = "1000"};
+    CHECK_EQ(metastore_update_topic_configs(m, "grow", edit_retention, &e, &got), 0);
+    CHECK(e.calls >= 1);
+    CHECK_EQ(e.seen, 1);
+    CHECK_EQ(got.config_epoch, 1);
+    struct topic_config *cs = NULL;
+    int n = 0;
+    CHECK_EQ(metastore_topic_configs(m, t.id, &cs, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK(strcmp(cs[0].key, "cleanup.policy") == 0 && strcmp(cs[0].value, "compact") == 0);
+        CHECK(strcmp(cs[1].key, "retention.ms") == 0 && strcmp(cs[1].value, "1000") == 0);
+    }
+    free(cs);
+    struct topic_info *list;
+    CHECK_EQ(metastore_list_topics(m, &list, &n), 0);
+    CHECK(n == 1 && list[0].config_epoch == 1 && list[0].partitions == 6);
+    free(list);
+    /* an edit's error: nothing changes */
+    e = (struct edit_arg){.retention = "5", .fail = KERR_INVALID_CONFIG};
+    CHECK_EQ(metastore_update_topic_configs(m, "grow", edit_retention, &e, &got), KERR_INVALID_CONFIG);
+    CHECK_EQ(metastore_get_topic(m, "grow", &got), 0);
+    CHECK_EQ(got.config_epoch, 1);
+    CHECK_EQ(metastore_topic_configs(m, t.id, &cs, &n), 0);
+    CHECK_EQ(n, 2);
+    free(cs);
+    e = (struct edit_arg){.retention = "5"};
+    CHECK_EQ(metastore_update_topic_configs(m, "nope", edit_retention, &e, NULL), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(e.calls, 0);
+    metastore_close(m);
+}
+
 void metastore_contract_topics(const char *url, int *failed_)
 {
     struct metastore *m = open_url(url);

@@ -10,6 +10,10 @@
 
 /* Topics: create (with configs), get, list in byte order, duplicates, delete, re-create. */
 void metastore_contract_topics(const char *url, int *failed_);
+/* CreatePartitions and config changes: growth in one transaction (the new partitions take
+ * commits, fewer is refused), read-modify-write of configs with config_epoch bumped, an edit's
+ * error changing nothing, unknown topics. */
+void metastore_contract_topic_changes(const char *url, int *failed_);
 /* Commits: offsets assigned in array order, per-chunk errors, a failed commit assigns nothing,
  * find_chunks / by time / max timestamp, deletion, persistence across close and reopen. */
 void metastore_contract_commits(const char *url, int *failed_);

@@ -304,6 +304,18 @@ TEST(storage_metastore_topics)
     free(tmp);
 }
 
+TEST(storage_metastore_topic_changes)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_topic_changes(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}
+
 #define chunk contract_chunk
 
 TEST(storage_metastore_commit_assigns_offsets)
