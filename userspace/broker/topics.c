@@ -208,9 +208,12 @@ static void apply_listing(struct broker *b, struct listing_job *j)
                 free(entries[i].parts);
                 entries[i].parts = parts;
             }
+            int64_t applied_epoch = old->info.config_epoch;
             entries[i].info = r->info;
             if (r->configs_read) /* changed since the cache read them */
                 apply_configs(b->cfg, &entries[i], r->configs, r->nconfigs);
+            else /* not read (or the read failed): the next listing tries again */
+                entries[i].info.config_epoch = applied_epoch;
         } else {
             entries[i].info = r->info;
             entries[i].parts = calloc((size_t)(r->info.partitions > 0 ? r->info.partitions : 1),
