@@ -196,23 +196,24 @@ static void apply_listing(struct broker *b, struct listing_job *j)
         if (old && old->info.id == r->info.id) {
             entries[i] = *old;
             old->parts = NULL; /* moved, with the requests that wait on them */
-            if (r->info.partitions != old->info.partitions) {
+            /* Partitions only grow, and configs only move to a newer epoch: a listing read before
+             * a change this worker made (topics_update) must not undo it. */
+            if (r->info.partitions > old->info.partitions) {
                 /* more partitions (CreatePartitions): the known ones keep their state */
                 struct partition_state *parts = calloc((size_t)r->info.partitions, sizeof(*parts));
                 if (!parts)
                     abort();
-                int keep = old->info.partitions < r->info.partitions ? old->info.partitions : r->info.partitions;
-                memcpy(parts, entries[i].parts, sizeof(*parts) * (size_t)keep);
-                for (int p = keep; p < old->info.partitions; p++)
-                    free(entries[i].parts[p].waiters.v);
+                memcpy(parts, entries[i].parts, sizeof(*parts) * (size_t)old->info.partitions);
                 free(entries[i].parts);
                 entries[i].parts = parts;
             }
+            int32_t partitions = r->info.partitions > old->info.partitions ? r->info.partitions : old->info.partitions;
             int64_t applied_epoch = old->info.config_epoch;
             entries[i].info = r->info;
-            if (r->configs_read) /* changed since the cache read them */
+            entries[i].info.partitions = partitions;
+            if (r->configs_read && r->info.config_epoch > applied_epoch)
                 apply_configs(b->cfg, &entries[i], r->configs, r->nconfigs);
-            else /* not read (or the read failed): the next listing tries again */
+            else /* not read, the read failed, or older than what is applied: the next listing sees */
                 entries[i].info.config_epoch = applied_epoch;
         } else {
             entries[i].info = r->info;
