@@ -151,7 +151,7 @@ def test_confluent_describe_alter_configs():
         admin = AdminClient({"bootstrap.servers": a.bootstrap})
         expect(results(admin.create_topics([NewTopic("cfg", 1, 1)]))["cfg"] is None, "create cfg")
         before = describe_topic(admin, "cfg")
-        expect(len(before) >= 23, "DescribeConfigs lists %d configs: %r" % (len(before), sorted(before)))
+        expect(len(before) >= 30, "DescribeConfigs lists %d configs: %r" % (len(before), sorted(before)))
         mmb = before["max.message.bytes"]
         expect(mmb.value == "1048588" and source(mmb) == DEFAULT_CONFIG and mmb.is_default and not mmb.is_read_only,
                "max.message.bytes before: %r source %r" % (mmb.value, mmb.source))
@@ -252,7 +252,7 @@ def test_kafkajs_admin():
         expect(b == {"value": "1048588", "source": DEFAULT_CONFIG, "isDefault": True}, "before: %r" % b)
         expect(after == {"value": "2000", "source": DYNAMIC_TOPIC_CONFIG, "isDefault": False}, "after: %r" % after)
         expect(cfg["after"]["retention.ms"]["value"] == "3600000", "retention.ms: %r" % cfg["after"]["retention.ms"])
-        expect(len(cfg["before"]) >= 23, "kafkajs sees %d configs" % len(cfg["before"]))
+        expect(len(cfg["before"]) >= 30, "kafkajs sees %d configs" % len(cfg["before"]))
         expect(cfg["unknownKey"] == "INVALID_CONFIG", "unknown key: %r" % cfg["unknownKey"])
         wait_enforced(a.bootstrap, "jsgrow", 5000, 500)
     finally:

@@ -47,6 +47,13 @@ TEST(topic_configs_incremental_ops)
     sub = op("cleanup.policy", CONFIG_SUBTRACT, "compact");
     CHECK_EQ(topic_configs_apply(&c, &n, &sub, 1, false, why, sizeof(why)), KERR_INVALID_CONFIG);
     CHECK(strstr(why, "cleanup.policy") != NULL);
+    /* the throttled-replica lists start empty and may be emptied */
+    struct config_op add = op("leader.replication.throttled.replicas", CONFIG_APPEND, "0:1,1:1");
+    CHECK_EQ(topic_configs_apply(&c, &n, &add, 1, false, why, sizeof(why)), 0);
+    CHECK(!strcmp(value_of(c, n, "leader.replication.throttled.replicas"), "0:1,1:1"));
+    sub = op("leader.replication.throttled.replicas", CONFIG_SUBTRACT, "0:1,1:1");
+    CHECK_EQ(topic_configs_apply(&c, &n, &sub, 1, false, why, sizeof(why)), 0);
+    CHECK(!strcmp(value_of(c, n, "leader.replication.throttled.replicas"), ""));
     free(c);
 }
 

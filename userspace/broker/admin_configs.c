@@ -24,6 +24,8 @@ static struct kstr rq_str(struct request *rq, const char *s)
 
 static int8_t config_type(const struct topic_config_def *d)
 {
+    if (topic_config_is_list(d))
+        return TYPE_LIST;
     switch (d->kind) {
     case CV_LONG:
         return TYPE_LONG;
@@ -34,7 +36,6 @@ static int8_t config_type(const struct topic_config_def *d)
     case CV_DOUBLE:
         return TYPE_DOUBLE;
     case CV_ENUM:
-        return topic_config_is_list(d) ? TYPE_LIST : TYPE_STRING;
     case CV_STRING:
         return TYPE_STRING;
     }

@@ -32,6 +32,15 @@ const struct topic_config_def topic_config_defs[] = {
     {"segment.ms", "604800000", CV_LONG, NULL},
     {"unclean.leader.election.enable", "false", CV_BOOL, NULL},
     {"message.downconversion.enable", "true", CV_BOOL, NULL},
+    /* Kafka 3.6's too: tiered storage, timestamp bounds, replication throttles (accepted and
+     * shown; sluice has no local log tier and no replicas, so they change nothing here) */
+    {"local.retention.bytes", "-2", CV_LONG, NULL},
+    {"local.retention.ms", "-2", CV_LONG, NULL},
+    {"remote.storage.enable", "false", CV_BOOL, NULL},
+    {"message.timestamp.before.max.ms", "9223372036854775807", CV_LONG, NULL},
+    {"message.timestamp.after.max.ms", "9223372036854775807", CV_LONG, NULL},
+    {"leader.replication.throttled.replicas", "", CV_STRING, NULL},
+    {"follower.replication.throttled.replicas", "", CV_STRING, NULL},
 };
 const int topic_config_defs_len = (int)(sizeof(topic_config_defs) / sizeof(topic_config_defs[0]));
 
@@ -96,7 +105,7 @@ const char *topic_config_check(const struct topic_config_def *d, const char *val
 
 bool topic_config_is_list(const struct topic_config_def *d)
 {
-    return !strcmp(d->name, "cleanup.policy");
+    return !strcmp(d->name, "cleanup.policy") || strstr(d->name, ".throttled.replicas") != NULL;
 }
 
 static int find_cfg(const struct topic_config *cfgs, int n, const char *key)

@@ -23,7 +23,7 @@ extern const int topic_config_defs_len;
 const struct topic_config_def *topic_config_find(const char *name);
 /* NULL if valid, else a short reason. */
 const char *topic_config_check(const struct topic_config_def *d, const char *value);
-/* List configs (APPEND and SUBTRACT apply to them): cleanup.policy. */
+/* List configs (APPEND and SUBTRACT apply to them): cleanup.policy, the throttled replicas. */
 bool topic_config_is_list(const struct topic_config_def *d);
 
 /* One change of AlterConfigs / IncrementalAlterConfigs, checked on the loop (known key, valid
