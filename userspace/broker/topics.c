@@ -523,7 +523,7 @@ void topics_update(struct broker *b, const struct topic_info *info, const struct
         t->parts = parts;
         t->info.partitions = info->partitions;
     }
-    if (configs && info->config_epoch != t->info.config_epoch) {
+    if (configs && info->config_epoch > t->info.config_epoch) {
         apply_configs(b->cfg, t, configs, n);
         t->info.config_epoch = info->config_epoch;
     }
