@@ -61,9 +61,14 @@ def js(step, bootstrap, topic):
 
 def metadata_partitions(port, topic):
     """Partitions of topic in a Metadata v1 answer from the worker behind port (-1 if not listed)."""
+    return metadata(port, topic)[1]
+
+
+def metadata(port, topic):
+    """(the broker table, partitions of topic or -1) in a Metadata v1 answer from the worker behind port."""
     s = kwire.connect(port)
     try:
-        s.sendall(kwire.request(3, 1, 7, kwire.metadata_v1_body([topic])))
+        s.sendall(kwire.request(3, 1, 7, kwire.metadata_v1_body([topic] if topic else [])))
         frame = kwire.read_frame(s)
     finally:
         s.close()
@@ -85,8 +90,10 @@ def metadata_partitions(port, topic):
         pos += max(n, 0)
         return frame[pos - max(n, 0):pos].decode() if n >= 0 else None
 
+    brokers = []
     for _ in range(i32()):  # brokers: node id, host, port, rack
-        i32(), string(), i32(), string()
+        brokers.append((i32(), string(), i32()))
+        string()
     i32()  # controller
     for _ in range(i32()):
         err, name = i16(), string()
@@ -99,8 +106,21 @@ def metadata_partitions(port, topic):
             for _ in range(i32()):
                 i32()
         if name == topic:
-            return nparts if err == 0 else -1
-    return -1
+            return brokers, nparts if err == 0 else -1
+    return brokers, -1
+
+
+def wait_converged(agents, timeout=20):
+    """Every worker of every agent advertises the same broker table (right after an agent joins,
+    workers' membership views differ for a heartbeat or two, and clients that see a broker move
+    drop its connection)."""
+    deadline = time.time() + timeout
+    while True:
+        tables = {tuple(metadata(a.port + s, None)[0]) for a in agents for s in range(SLOTS + 1)}
+        if len(tables) == 1:
+            return
+        expect(time.time() < deadline, "agents' broker tables never converged: %d views" % len(tables))
+        time.sleep(0.2)
 
 
 def wait_everywhere(agents, topic, partitions):
@@ -309,7 +329,8 @@ def test_postgres_two_agents_see_changes():
     except harness.Skip as e:
         raise AssertionError("this test needs PostgreSQL: %s" % e)
     folder = tempfile.mkdtemp(prefix="sluice-admin-")
-    env = {"SLUICE_WORKERS": "2", "SLUICE_SLOTS": str(SLOTS), "SLUICE_METADATA_URL": pg.url,
+    env = {"SLUICE_WORKERS": "2", "SLUICE_SLOTS": str(SLOTS), "SLUICE_HEARTBEAT_TIMEOUT": "2s",
+           "SLUICE_METADATA_URL": pg.url,
            "SLUICE_BUCKET_URL": "file://" + os.path.join(folder, "objects")}
     agents = []
     try:
@@ -317,6 +338,7 @@ def test_postgres_two_agents_see_changes():
         a, b = agents
         for x in agents:
             x.wait_log("all 2 workers serving")
+        wait_converged(agents)
         admin_a = AdminClient({"bootstrap.servers": a.bootstrap})
         admin_b = AdminClient({"bootstrap.servers": b.bootstrap})
         expect(results(admin_a.create_topics([NewTopic("pg", 3, 1)]))["pg"] is None, "create pg")
@@ -340,6 +362,10 @@ def test_postgres_two_agents_see_changes():
         last0 = max(o for (part, o) in seen if part == 0)
         expect(seen[(0, last0)] == b"pg0" and all(seen.get((part, 0)) == b"pg%d" % part for part in range(1, 6)),
                "read back: %r" % {k: v[:8] for k, v in seen.items()})
+    except BaseException:
+        for x in agents:
+            print("    agent %d log tail:\n%s" % (x.port, x.log_text()[-3000:]))
+        raise
     finally:
         for x in agents:
             x.cleanup()
