@@ -17,6 +17,8 @@ struct metastore_ops {
     int (*topic_configs)(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
     int (*commit_object)(struct metastore *m, const char *object_key, uint64_t object_size,
                          struct commit_chunk *chunks, int nchunks);
+    int (*init_producer)(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                         int16_t *out_epoch);
     int (*partition_offsets)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
                              int64_t *high_watermark);
     int (*find_chunks)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
