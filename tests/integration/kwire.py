@@ -51,16 +51,18 @@ def records_body(values, offset_deltas=None):
 
 
 def record_batch(values, base_timestamp=1700000000000, codec=0, compressed=None, records_count=None,
-                 last_offset_delta=None, offset_deltas=None):
+                 last_offset_delta=None, offset_deltas=None, producer=(-1, -1, -1)):
     """A record batch v2 holding the given values (no keys, no headers). codec sets the attribute
     bits and compressed (records section -> bytes) the payload; records_count, last_offset_delta and
-    offset_deltas override what the header and the records say (for batches that lie)."""
+    offset_deltas override what the header and the records say (for batches that lie); producer is
+    (producer id, epoch, base sequence) for an idempotent producer's batch."""
     records = records_body(values, offset_deltas)
     if compressed:
         records = compressed(records)
     n = len(values) if records_count is None else records_count
     last = n - 1 if last_offset_delta is None else last_offset_delta
-    after_crc = struct.pack(">hiqqqhii", codec, last, base_timestamp, base_timestamp, -1, -1, -1, n) + records
+    pid, epoch, seq = producer
+    after_crc = struct.pack(">hiqqqhii", codec, last, base_timestamp, base_timestamp, pid, epoch, seq, n) + records
     crc = crc32c(after_crc)
     batch_len = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, rest
     return struct.pack(">qiibI", 0, batch_len, -1, 2, crc) + after_crc
@@ -255,3 +257,24 @@ def parse_list_offsets_v1_response(frame):
     pos += 2 + tl + 4
     _part, err, _ts, offset = struct.unpack_from(">ihqq", frame, pos)
     return err, offset
+
+
+def init_producer_id_body(version, transactional_id=None, producer_id=-1, epoch=-1, timeout_ms=60000):
+    """InitProducerId v0..v1, or v3+ (flexible: send with request_flex)."""
+    if version < 2:
+        return string(transactional_id) + struct.pack(">i", timeout_ms)
+    tid = b"\x00" if transactional_id is None else varint_u(len(transactional_id) + 1) + transactional_id.encode()
+    return tid + struct.pack(">iqh", timeout_ms, producer_id, epoch) + b"\x00"
+
+
+def request_flex(api_key, version, correlation_id, body, client_id="sluice-test"):
+    """A request with header v2 (flexible versions): the client id stays a plain string."""
+    header = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + b"\x00"
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def parse_init_producer_id_response(frame, version):
+    """-> (error_code, producer_id, epoch)."""
+    pos = 4 + (1 if version >= 2 else 0) + 4  # correlation id, tagged fields, throttle time
+    err, pid, epoch = struct.unpack_from(">hqh", frame, pos)
+    return err, pid, epoch

@@ -1,0 +1,143 @@
+"""Idempotent producers: InitProducerId and the sequence checks inside the commit. A producer with
+enable.idempotence whose workers are killed mid-stream ends with every message stored exactly once;
+by hand, a repeated batch gets its first offset and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER."""
+import collections
+import os
+import re
+import signal
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import kwire
+from harness import Agent, consume_all, expect
+
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+INVALID_RECORD = 87
+PRODUCER_FENCED = 90
+
+
+def init_producer(s, corr, version=0, **kw):
+    body = kwire.init_producer_id_body(version, **kw)
+    send = kwire.request if version < 2 else kwire.request_flex
+    s.sendall(send(22, version, corr, body))
+    return kwire.parse_init_producer_id_response(kwire.read_frame(s), version)
+
+
+def produce(s, corr, topic, records):
+    s.sendall(kwire.request(0, 3, corr, kwire.produce_v3_body(topic, 0, records)))
+    _, parts = kwire.parse_produce_v3_response(kwire.read_frame(s))
+    return parts[0][2], parts[0][3]  # error, base offset
+
+
+def test_repeated_batch_same_offset_and_gap_refused():
+    a = Agent().start()
+    try:
+        s = kwire.connect(a.port)
+        s.sendall(kwire.request(3, 1, 1, kwire.metadata_v1_body(["idem-raw"])))  # auto-creates
+        expect(kwire.read_frame(s) is not None, "no metadata answer")
+
+        err, pid, epoch = init_producer(s, 2)
+        expect(err == 0 and pid >= 0 and epoch == 0, "InitProducerId v0: %r" % ((err, pid, epoch),))
+        err, pid2, _ = init_producer(s, 3, version=1)
+        expect(err == 0 and pid2 != pid, "a second producer got %r (first %d)" % (pid2, pid))
+
+        first = kwire.record_batch([b"a", b"b", b"c"], producer=(pid, 0, 0))
+        expect(produce(s, 4, "idem-raw", first) == (0, 0), "first batch")
+        expect(produce(s, 5, "idem-raw", first) == (0, 0), "the same batch again: not its first offset")
+        second = kwire.record_batch([b"d", b"e"], producer=(pid, 0, 3))
+        expect(produce(s, 6, "idem-raw", second) == (0, 3), "next batch not at offset 3")
+        expect(produce(s, 7, "idem-raw", first) == (0, 0), "a retry of the one before the last")
+        gap = kwire.record_batch([b"x"], producer=(pid, 0, 10))
+        expect(produce(s, 8, "idem-raw", gap)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER, "a gap was not refused")
+        two = kwire.record_batch([b"y"], producer=(pid, 0, 5)) + kwire.record_batch([b"z"], producer=(pid, 0, 6))
+        expect(produce(s, 9, "idem-raw", two)[0] == INVALID_RECORD, "two idempotent batches in one partition")
+
+        # Re-init (v3+): the epoch is bumped; the old epoch is fenced, then refused by Produce.
+        err, got, epoch = init_producer(s, 10, version=4, producer_id=pid, epoch=0)
+        expect((err, got, epoch) == (0, pid, 1), "re-init: %r" % ((err, got, epoch),))
+        expect(init_producer(s, 11, version=4, producer_id=pid, epoch=0)[0] == PRODUCER_FENCED, "v4 not fenced")
+        expect(init_producer(s, 12, version=3, producer_id=pid, epoch=0)[0] == INVALID_PRODUCER_EPOCH, "v3")
+        expect(init_producer(s, 13, version=4, transactional_id="tx-1")[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+               "a transactional id was not refused")
+        new_epoch = kwire.record_batch([b"f"], producer=(pid, 1, 0))
+        expect(produce(s, 14, "idem-raw", new_epoch) == (0, 5), "the new epoch's first batch")
+        old_epoch = kwire.record_batch([b"g"], producer=(pid, 0, 5))
+        expect(produce(s, 15, "idem-raw", old_epoch)[0] == INVALID_PRODUCER_EPOCH, "the old epoch was accepted")
+
+        # What is stored: three batches, six records, no duplicate.
+        s.sendall(kwire.request(1, 4, 16, kwire.fetch_v4_body("idem-raw", 0, 0, max_wait_ms=0)))
+        _, err, hwm, records = kwire.parse_fetch_v4_response(kwire.read_frame(s))
+        expect(err == 0 and hwm == 6, "high watermark %d (error %d), want 6" % (hwm, err))
+        expect(kwire.batches(records) == [(0, 2), (3, 4), (5, 5)], "stored batches %r" % kwire.batches(records))
+        s.close()
+    finally:
+        a.cleanup()
+
+
+def worker_pids(agent):
+    """{worker index: pid} of the workers serving now (the newest line per worker)."""
+    pids = {}
+    for w, pid in re.findall(r"worker (\d+) \(pid (\d+)\) serving", agent.log_text()):
+        pids[int(w)] = int(pid)
+    return pids
+
+
+def test_idempotent_producer_exactly_once_across_worker_kills():
+    total, parts = 20000, 4
+    a = Agent(env={"SLUICE_WORKERS": "2"}).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin.create_topics([NewTopic("idem", parts, 1)])["idem"].result(10)
+        a.wait_log("worker 1 (pid")
+        errors, acked = [], [0]
+
+        def on_delivery(err, msg):
+            if err is not None:
+                errors.append(str(err))
+            else:
+                acked[0] += 1
+
+        p = Producer({"bootstrap.servers": a.bootstrap, "enable.idempotence": True, "acks": "all",
+                      "linger.ms": 5, "message.timeout.ms": 60000, "reconnect.backoff.ms": 50,
+                      "reconnect.backoff.max.ms": 200, "broker.address.family": "v4"})
+        killed = []
+        for i in range(total):
+            while True:
+                try:
+                    p.produce("idem", value=b"id-%d" % i, partition=i % parts, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+            if i % 500 == 0:
+                time.sleep(0.05)
+            # Mid-stream, kill -9 each worker once while it has requests in flight.
+            for w, at in ((0, total // 3), (1, 2 * total // 3)):
+                if i == at:
+                    pid = worker_pids(a)[w]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append((w, pid, acked[0]))
+        left = p.flush(90)
+        expect(left == 0, "%d messages still unacknowledged" % left)
+        expect(not errors, "delivery errors: %r" % errors[:5])
+        expect(acked[0] == total, "%d of %d acknowledged" % (acked[0], total))
+        for w, pid, _ in killed:
+            expect("worker %d (pid %d) killed by signal 9" % (w, pid) in a.log_text(), "worker %d not killed" % w)
+
+        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "verify"})
+        stored = sum(c.get_watermark_offsets(TopicPartition("idem", q), timeout=10)[1] for q in range(parts))
+        c.close()
+        seen, _ = consume_all(a.bootstrap, "idem", parts, stored, timeout=90)
+        counts = collections.Counter(seen.values())
+        twice = [v for v, n in counts.items() if n > 1]
+        missing = total - len(counts)
+        print("    %d acknowledged across kills of workers %s; %d stored, %d read back, %d twice, %d missing"
+              % (acked[0], [(w, at) for w, _, at in killed], stored, len(seen), len(twice), missing))
+        expect(not twice, "stored more than once: %r" % twice[:5])
+        expect(missing == 0 and stored == total, "stored %d, distinct %d, want %d" % (stored, len(counts), total))
+    finally:
+        a.cleanup()
