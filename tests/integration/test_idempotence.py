@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
+import pgserver
 from harness import Agent, consume_all, expect
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
@@ -78,6 +79,24 @@ def test_repeated_batch_same_offset_and_gap_refused():
         a.cleanup()
 
 
+def retried_batches(agent):
+    """Retried batches the agent answered as duplicates (one log line per flush that had some)."""
+    return sum(int(n) for n in re.findall(r"produce: (\d+) retried idempotent batches", agent.log_text()))
+
+
+def exactly_once(bootstrap, topic, parts, total):
+    """Reads the topic back: every id-N value (N < total) must be stored exactly once."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify"})
+    stored = sum(c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in range(parts))
+    c.close()
+    seen, _ = consume_all(bootstrap, topic, parts, stored, timeout=90)
+    counts = collections.Counter(seen.values())
+    twice = [v for v, n in counts.items() if n > 1]
+    expect(not twice, "stored more than once: %r" % twice[:5])
+    expect(len(counts) == total and stored == total, "stored %d, distinct %d, want %d" % (stored, len(counts), total))
+    return stored
+
+
 def worker_pids(agent):
     """{worker index: pid} of the workers serving now (the newest line per worker)."""
     pids = {}
@@ -128,16 +147,65 @@ def test_idempotent_producer_exactly_once_across_worker_kills():
         for w, pid, _ in killed:
             expect("worker %d (pid %d) killed by signal 9" % (w, pid) in a.log_text(), "worker %d not killed" % w)
 
-        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "verify"})
-        stored = sum(c.get_watermark_offsets(TopicPartition("idem", q), timeout=10)[1] for q in range(parts))
-        c.close()
-        seen, _ = consume_all(a.bootstrap, "idem", parts, stored, timeout=90)
-        counts = collections.Counter(seen.values())
-        twice = [v for v, n in counts.items() if n > 1]
-        missing = total - len(counts)
-        print("    %d acknowledged across kills of workers %s; %d stored, %d read back, %d twice, %d missing"
-              % (acked[0], [(w, at) for w, _, at in killed], stored, len(seen), len(twice), missing))
-        expect(not twice, "stored more than once: %r" % twice[:5])
-        expect(missing == 0 and stored == total, "stored %d, distinct %d, want %d" % (stored, len(counts), total))
+        stored = exactly_once(a.bootstrap, "idem", parts, total)
+        print("    %d acknowledged across kills of workers %s (acknowledged before each kill); %d stored, each "
+              "once; %d retried batches answered as duplicates"
+              % (acked[0], [(w, at) for w, _, at in killed], stored, retried_batches(a)))
     finally:
         a.cleanup()
+
+
+def test_idempotent_producer_retries_after_timeouts_stored_once_on_postgres():
+    """PostgreSQL frozen for 3 s under an idempotent producer whose requests time out after 1 s:
+    the agent answers REQUEST_TIMED_OUT while the commits are still pending, they complete once the
+    store is back, and the producer's retries of those batches are recognised: each message is
+    stored once (without the checks every timed-out batch would be stored twice)."""
+    total, parts = 3000, 2
+    pg = pgserver.PgServer()
+    a = Agent(env={"SLUICE_METADATA_URL": pg.url, "SLUICE_WORKERS": "1"})
+    try:
+        a.start()
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin.create_topics([NewTopic("idem-pg", parts, 1)])["idem-pg"].result(10)
+        errors, acked = [], [0]
+
+        def on_delivery(err, msg):
+            if err is not None:
+                errors.append(str(err))
+            else:
+                acked[0] += 1
+
+        p = Producer({"bootstrap.servers": a.bootstrap, "enable.idempotence": True, "acks": "all",
+                      "linger.ms": 5, "request.timeout.ms": 1000, "message.timeout.ms": 60000,
+                      "broker.address.family": "v4"})
+        frozen = False
+        try:
+            for i in range(total):
+                p.produce("idem-pg", value=b"id-%d" % i, partition=i % parts, on_delivery=on_delivery)
+                p.poll(0)
+                if i % 100 == 0:
+                    time.sleep(0.02)
+                if i == total // 3:
+                    pg.freeze()
+                    frozen = True
+                    t_freeze = time.time()
+                if frozen and time.time() - t_freeze > 3:
+                    pg.thaw()
+                    frozen = False
+            if frozen:
+                time.sleep(max(0.0, 3 - (time.time() - t_freeze)))
+        finally:
+            pg.thaw()
+        left = p.flush(90)
+        expect(left == 0 and not errors and acked[0] == total,
+               "%d acknowledged, %d left, errors %r" % (acked[0], left, errors[:5]))
+        exactly_once(a.bootstrap, "idem-pg", parts, total)
+        retried = retried_batches(a)
+        timeouts = a.log_text().count("partitions answered REQUEST_TIMED_OUT")
+        print("    store frozen 3 s: %d produce requests timed out, %d retried batches answered as duplicates; "
+              "%d messages, each stored once" % (timeouts, retried, total))
+        expect(timeouts > 0, "no produce request timed out while the store was frozen")
+        expect(retried > 0, "no retried batch was recognised as a duplicate")
+    finally:
+        a.cleanup()
+        pg.cleanup()

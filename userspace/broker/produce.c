@@ -533,9 +533,11 @@ int64_t produce_next_deadline(const struct broker *b)
 
 void produce_complete(struct broker *b, struct flush_batch *fb)
 {
+    int duplicates = 0;
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
         int err = fb->error ? fb->error : ch->error;
+        duplicates += !err && ch->duplicate;
         if (!err && !ch->duplicate) { /* a duplicate stored nothing: its bytes are never served */
             /* The worker that wrote a partition's data keeps it: with steering, that partition's
              * consumers fetch from this worker too, and find it here instead of in the store. */
@@ -558,5 +560,8 @@ void produce_complete(struct broker *b, struct flush_batch *fb)
             free(ctx);
         }
     }
+    if (duplicates > 0)
+        log_info("produce: %d retried idempotent batches were committed before; answered with their first offsets",
+                 duplicates);
     b->produce_bytes -= (int64_t)fb->bytes;
 }
