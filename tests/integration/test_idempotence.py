@@ -57,16 +57,19 @@ def test_repeated_batch_same_offset_and_gap_refused():
         two = kwire.record_batch([b"y"], producer=(pid, 0, 5)) + kwire.record_batch([b"z"], producer=(pid, 0, 6))
         expect(produce(s, 9, "idem-raw", two)[0] == INVALID_RECORD, "two idempotent batches in one partition")
 
-        # Re-init (v3+): the epoch is bumped; the old epoch is fenced, then refused by Produce.
+        # Re-init (v3+): the epoch is bumped (a retry of that bump gets the same epoch); an older
+        # epoch is fenced, then refused by Produce.
         err, got, epoch = init_producer(s, 10, version=4, producer_id=pid, epoch=0)
         expect((err, got, epoch) == (0, pid, 1), "re-init: %r" % ((err, got, epoch),))
+        expect(init_producer(s, 11, version=4, producer_id=pid, epoch=0) == (0, pid, 1), "retried re-init")
+        expect(init_producer(s, 11, version=4, producer_id=pid, epoch=1) == (0, pid, 2), "second re-init")
         expect(init_producer(s, 11, version=4, producer_id=pid, epoch=0)[0] == PRODUCER_FENCED, "v4 not fenced")
         expect(init_producer(s, 12, version=3, producer_id=pid, epoch=0)[0] == INVALID_PRODUCER_EPOCH, "v3")
         expect(init_producer(s, 13, version=4, transactional_id="tx-1")[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                "a transactional id was not refused")
-        new_epoch = kwire.record_batch([b"f"], producer=(pid, 1, 0))
+        new_epoch = kwire.record_batch([b"f"], producer=(pid, 2, 0))
         expect(produce(s, 14, "idem-raw", new_epoch) == (0, 5), "the new epoch's first batch")
-        old_epoch = kwire.record_batch([b"g"], producer=(pid, 0, 5))
+        old_epoch = kwire.record_batch([b"g"], producer=(pid, 1, 5))
         expect(produce(s, 15, "idem-raw", old_epoch)[0] == INVALID_PRODUCER_EPOCH, "the old epoch was accepted")
 
         # What is stored: three batches, six records, no duplicate.

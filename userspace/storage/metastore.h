@@ -93,8 +93,9 @@ int metastore_commit_object(struct metastore *m, const char *object_key, uint64_
 
 /* InitProducerId for an idempotent producer. producer_id < 0: a new id (shared by every agent of
  * the store), epoch 0. Otherwise the id's current epoch must be `epoch`: it is bumped (a new id,
- * epoch 0, once the epoch would pass 32766, and for an id the store does not know). Returns 0,
- * KERR_PRODUCER_FENCED (epoch is not the id's current one), or -1. */
+ * epoch 0, once the epoch would pass 32766, and for an id the store does not know); the epoch
+ * before the current one is a retry of the last bump (its answer was lost) and gets the current
+ * epoch, as Kafka's coordinator does. Returns 0, KERR_PRODUCER_FENCED (an older epoch), or -1. */
 int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
                             int16_t *out_epoch);
 

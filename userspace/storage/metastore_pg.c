@@ -1213,6 +1213,11 @@ static int init_producer_once(struct pg_store *s, int64_t producer_id, int16_t e
             return -1;
         int64_t current = PQntuples(r) == 1 ? get_i64(r, 0, 0) : -1;
         PQclear(r);
+        if (current >= 0 && epoch == current - 1) { /* a retry of the bump that made current */
+            *out_id = producer_id;
+            *out_epoch = (int16_t)current;
+            return 0;
+        }
         if (current >= 0 && current != epoch)
             return KERR_PRODUCER_FENCED;
         /* an id the store does not know, or its epochs used up: a new id */

@@ -623,7 +623,10 @@ static int sq_init_producer(struct metastore *m, int64_t producer_id, int16_t ep
             return abort_tx(s);
         }
     }
-    if (current >= 0 && current != epoch) {
+    if (current >= 0 && epoch == current - 1) { /* a retry of the bump that made current */
+        *out_id = producer_id;
+        *out_epoch = (int16_t)current;
+    } else if (current >= 0 && current != epoch) {
         rc = KERR_PRODUCER_FENCED;
     } else if (current >= 0 && current < PRODUCER_EPOCH_MAX) {
         sqlite3_stmt *q = stmt(s, S_PRODUCER_BUMP);
