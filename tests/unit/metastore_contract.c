@@ -376,6 +376,28 @@ void metastore_contract_producers(const char *url, int *failed_)
     CHECK_EQ(after[2].error, KERR_INVALID_PRODUCER_EPOCH);
     CHECK_EQ(after[3].error, 0);
     CHECK_EQ(after[3].base_offset, 90);
+    /* What DescribeProducers shows: each producer's epoch, last sequence and last timestamp. */
+    struct producer_info *pi;
+    int npi;
+    CHECK_EQ(metastore_list_producers(m, t.id, 0, &pi, &npi), 0);
+    CHECK_EQ(npi, 1);
+    if (npi == 1) {
+        CHECK_EQ(pi[0].producer_id, pid);
+        CHECK_EQ(pi[0].epoch, 1);
+        CHECK_EQ(pi[0].last_sequence, 2);
+        CHECK_EQ(pi[0].last_timestamp, 100);
+    }
+    free(pi);
+    CHECK_EQ(metastore_list_producers(m, t.id, 1, &pi, &npi), 0);
+    CHECK_EQ(npi, 1);
+    if (npi == 1) {
+        CHECK_EQ(pi[0].producer_id, pid2);
+        CHECK_EQ(pi[0].last_sequence, 5);
+    }
+    free(pi);
+    CHECK_EQ(metastore_list_producers(m, t.id + 1000, 0, &pi, &npi), 0);
+    CHECK_EQ(npi, 0);
+    free(pi);
     CHECK_EQ(metastore_init_producer(m, pid, 1, &got, &epoch), 0);
     CHECK_EQ(epoch, 2);
     CHECK_EQ(metastore_init_producer(m, pid, 0, &got, &epoch), KERR_PRODUCER_FENCED);

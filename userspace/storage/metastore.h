@@ -99,6 +99,18 @@ int metastore_commit_object(struct metastore *m, const char *object_key, uint64_
 int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
                             int16_t *out_epoch);
 
+/* An idempotent producer's state in one partition (DescribeProducers). */
+struct producer_info {
+    int64_t producer_id;
+    int16_t epoch;
+    int32_t last_sequence;        /* of its last batch */
+    int64_t last_timestamp;       /* that batch's max timestamp */
+};
+
+/* The producers with state in a partition, by id. *out is malloc'd (free it). Returns 0 or -1. */
+int metastore_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n);
+
 /* log start offset and high watermark (next offset to be assigned). Returns 0,
  * KERR_UNKNOWN_TOPIC_OR_PARTITION (no such partition, or its topic was deleted), or -1. */
 int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition,

@@ -19,6 +19,8 @@ struct metastore_ops {
                          struct commit_chunk *chunks, int nchunks);
     int (*init_producer)(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
                          int16_t *out_epoch);
+    int (*list_producers)(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                          int *n);
     int (*partition_offsets)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
                              int64_t *high_watermark);
     int (*find_chunks)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,

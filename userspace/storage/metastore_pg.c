@@ -98,7 +98,7 @@ static const char *const migrations[] = {
     "  partition INTEGER NOT NULL,"
     "  epoch INTEGER NOT NULL,"
     "  batches TEXT NOT NULL,"
-    "  updated_ms BIGINT NOT NULL,"
+    "  last_timestamp BIGINT NOT NULL,"
     "  PRIMARY KEY (producer_id, topic_id, partition));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -133,6 +133,7 @@ enum stmt_id {
     S_PRODUCER_EPOCH,
     S_PRODUCER_STATES_GET,
     S_PRODUCER_STATES_PUT,
+    S_PRODUCERS_LIST,
     S_COUNT
 };
 
@@ -227,10 +228,13 @@ static const struct {
                                " AS v(producer_id, topic_id, partition) ON s.producer_id = v.producer_id"
                                " AND s.topic_id = v.topic_id AND s.partition = v.partition"},
     [S_PRODUCER_STATES_PUT] = {"producer_states_put",
-                               "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches, updated_ms)"
-                               " SELECT v.*, $6::bigint FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[],"
-                               " $5::text[]) AS v ON CONFLICT (producer_id, topic_id, partition) DO UPDATE SET"
-                               " epoch = excluded.epoch, batches = excluded.batches, updated_ms = excluded.updated_ms"},
+                               "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches,"
+                               " last_timestamp) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+                               " $4::int[], $5::text[], $6::bigint[]) ON CONFLICT (producer_id, topic_id, partition)"
+                               " DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,"
+                               " last_timestamp = excluded.last_timestamp"},
+    [S_PRODUCERS_LIST] = {"producers_list", "SELECT producer_id, epoch, batches, last_timestamp FROM producer_state"
+                                            " WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id"},
 };
 
 struct pg_store {
@@ -977,7 +981,7 @@ static void send_advance(struct pg_store *s, struct pipe *pp, struct array *ga)
 }
 
 enum { A_TOPIC, A_PARTITION, A_BASE, A_LAST, A_POS, A_LEN, A_BATCHES, A_FIRST_TS, A_MAX_TS, NARRAYS };
-enum { P_ID, P_TOPIC, P_PARTITION, P_EPOCH, P_BATCHES, NPARRAYS };
+enum { P_ID, P_TOPIC, P_PARTITION, P_EPOCH, P_BATCHES, P_TIMESTAMP, NPARRAYS };
 
 /* Without idempotent batches, two round trips whatever the number of chunks. 1: BEGIN, the object
  * row, lock the partitions, advance them. 2: the chunk rows, NOTIFY, COMMIT. With idempotent
@@ -1111,6 +1115,7 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
         array_add(&pa[P_PARTITION], e->partition);
         array_add(&pa[P_EPOCH], e->epoch);
         array_add_text(&pa[P_BATCHES], batches);
+        array_add(&pa[P_TIMESTAMP], e->last_timestamp);
         dirty++;
     }
     pipe_start(s, &pp);
@@ -1125,7 +1130,6 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
         p = (struct params){0};
         for (int k = 0; k < NPARRAYS; k++)
             par_str(&p, array_end(&pa[k]));
-        par_i64(&p, wall_ms());
         pipe_send(s, &pp, S_PRODUCER_STATES_PUT, &p);
     }
     if (assigned > 0)
@@ -1241,6 +1245,39 @@ static int pg_init_producer(struct metastore *m, int64_t producer_id, int16_t ep
         if (call_begin(s) < 0)
             return -1;
         int rc = init_producer_once(s, producer_id, epoch, out_id, out_epoch);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int list_producers_once(struct pg_store *s, int64_t topic_id, int32_t partition, struct producer_info **out,
+                               int *n)
+{
+    struct params p = {0};
+    par_i64(&p, topic_id);
+    par_i64(&p, partition);
+    PGresult *r = exec(s, S_PRODUCERS_LIST, &p, "list producers");
+    if (!r)
+        return -1;
+    int rows = PQntuples(r);
+    struct producer_info *v = alloc_rows(rows, sizeof(*v));
+    for (int i = 0; i < rows; i++)
+        producer_info_from_row(&v[i], get_i64(r, i, 0), (int16_t)get_i64(r, i, 1), PQgetvalue(r, i, 2),
+                               get_i64(r, i, 3));
+    PQclear(r);
+    *out = v;
+    *n = rows;
+    return 0;
+}
+
+static int pg_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = list_producers_once(s, topic_id, partition, out, n);
         if (!retry(s, rc, attempt))
             return rc;
     }
@@ -1514,6 +1551,7 @@ static const struct metastore_ops pg_ops = {
     .topic_configs = pg_topic_configs,
     .commit_object = pg_commit_object,
     .init_producer = pg_init_producer,
+    .list_producers = pg_list_producers,
     .partition_offsets = pg_partition_offsets,
     .find_chunks = pg_find_chunks,
     .find_chunks_by_time = pg_find_chunks_by_time,

@@ -91,7 +91,7 @@ static const char *const migrations[] = {
     "  partition INTEGER NOT NULL,"
     "  epoch INTEGER NOT NULL,"
     "  batches TEXT NOT NULL,"
-    "  updated_ms INTEGER NOT NULL,"
+    "  last_timestamp INTEGER NOT NULL,"
     "  PRIMARY KEY (producer_id, topic_id, partition)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -126,6 +126,7 @@ enum stmt_id {
     S_PRODUCER_BUMP,
     S_PRODUCER_STATE_GET,
     S_PRODUCER_STATE_PUT,
+    S_PRODUCERS_LIST,
     S_COUNT
 };
 
@@ -185,10 +186,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_PRODUCER_BUMP] = "UPDATE producer_ids SET epoch = epoch + 1 WHERE id = ?1",
     [S_PRODUCER_STATE_GET] = "SELECT epoch, batches FROM producer_state"
                              " WHERE producer_id = ?1 AND topic_id = ?2 AND partition = ?3",
-    [S_PRODUCER_STATE_PUT] = "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches, updated_ms)"
-                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (producer_id, topic_id, partition)"
-                             " DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,"
-                             " updated_ms = excluded.updated_ms",
+    [S_PRODUCER_STATE_PUT] = "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches,"
+                             " last_timestamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (producer_id, topic_id,"
+                             " partition) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,"
+                             " last_timestamp = excluded.last_timestamp",
+    [S_PRODUCERS_LIST] = "SELECT producer_id, epoch, batches, last_timestamp FROM producer_state"
+                         " WHERE topic_id = ?1 AND partition = ?2 ORDER BY producer_id",
 };
 
 struct sqlite_store {
@@ -490,7 +493,7 @@ static int save_producers(struct sqlite_store *s, const struct producer_plan *pl
         sqlite3_bind_int(q, 3, e->partition);
         sqlite3_bind_int(q, 4, e->epoch);
         sqlite3_bind_text(q, 5, batches, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 6, wall_ms());
+        sqlite3_bind_int64(q, 6, e->last_timestamp);
         if (run(s, q, "save producer state") < 0)
             return -1;
     }
@@ -591,6 +594,36 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
 }
 
 /* ---- idempotent producers ---- */
+
+static int sq_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_PRODUCERS_LIST);
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    struct producer_info *v = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct producer_info *nv = realloc(v, (size_t)cap * sizeof(*v));
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        producer_info_from_row(&v[count++], sqlite3_column_int64(q, 0), (int16_t)sqlite3_column_int(q, 1),
+                               (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3));
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list producers");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
 
 static int new_producer(struct sqlite_store *s, int64_t *out_id, int16_t *out_epoch)
 {
@@ -842,6 +875,7 @@ static const struct metastore_ops sqlite_ops = {
     .topic_configs = sq_topic_configs,
     .commit_object = sq_commit_object,
     .init_producer = sq_init_producer,
+    .list_producers = sq_list_producers,
     .partition_offsets = sq_partition_offsets,
     .find_chunks = sq_find_chunks,
     .find_chunks_by_time = sq_find_chunks_by_time,

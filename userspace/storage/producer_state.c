@@ -81,6 +81,17 @@ int producer_entry_load(struct producer_entry *e, int16_t epoch, const char *bat
     return 0;
 }
 
+void producer_info_from_row(struct producer_info *pi, int64_t producer_id, int16_t epoch, const char *batches,
+                            int64_t last_timestamp)
+{
+    struct producer_entry e = {0};
+    producer_entry_load(&e, epoch, batches);
+    pi->producer_id = producer_id;
+    pi->epoch = epoch;
+    pi->last_sequence = e.n > 0 ? e.b[e.n - 1].last_seq : -1;
+    pi->last_timestamp = last_timestamp;
+}
+
 void producer_entry_format(const struct producer_entry *e, char *out, size_t len)
 {
     size_t at = 0;
@@ -138,6 +149,7 @@ void producer_plan_decide(struct producer_plan *p, struct commit_chunk *chunks, 
             e->n--;
         }
         e->b[e->n++] = (struct producer_batch){c->base_sequence, c->last_sequence, -1, i};
+        e->last_timestamp = c->max_timestamp;
         e->dirty = true;
     }
 }

@@ -38,6 +38,7 @@ struct producer_entry {
     int16_t epoch;
     int n;
     struct producer_batch b[PRODUCER_BATCHES_KEPT]; /* oldest first */
+    int64_t last_timestamp;      /* the max timestamp of its last batch */
     bool dirty;                  /* to be saved */
 };
 
@@ -54,6 +55,9 @@ struct producer_entry *producer_plan_find(struct producer_plan *p, int64_t produ
 /* An entry as read from the store. Returns 0, or -1 if batches does not parse (then it counts as
  * unknown: any sequence is accepted, as Kafka does for a producer it has no state of). */
 int producer_entry_load(struct producer_entry *e, int16_t epoch, const char *batches);
+/* A stored row as DescribeProducers shows it. */
+void producer_info_from_row(struct producer_info *pi, int64_t producer_id, int16_t epoch, const char *batches,
+                            int64_t last_timestamp);
 void producer_entry_format(const struct producer_entry *e, char *out, size_t len);
 void producer_plan_decide(struct producer_plan *p, struct commit_chunk *chunks, int nchunks);
 void producer_plan_settle(struct producer_plan *p, struct commit_chunk *chunks, int nchunks);
