@@ -278,3 +278,55 @@ def parse_init_producer_id_response(frame, version):
     pos = 4 + (1 if version >= 2 else 0) + 4  # correlation id, tagged fields, throttle time
     err, pid, epoch = struct.unpack_from(">hqh", frame, pos)
     return err, pid, epoch
+
+
+def _compact_string(s):
+    return varint_u(len(s) + 1) + s.encode()
+
+
+def describe_producers_body(topics):
+    """DescribeProducers v0 (flexible): topics is [(name, [partition, ...])]."""
+    out = varint_u(len(topics) + 1)
+    for name, parts in topics:
+        out += _compact_string(name) + varint_u(len(parts) + 1) + b"".join(struct.pack(">i", p) for p in parts)
+        out += b"\x00"
+    return out + b"\x00"
+
+
+def _read_uvarint(frame, pos):
+    v = shift = 0
+    while True:
+        b = frame[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+def parse_describe_producers_response(frame):
+    """-> {(topic, partition): (error_code, [(producer_id, epoch, last_sequence, last_timestamp)])}."""
+    pos = 4 + 1 + 4  # correlation id, header tagged fields, throttle time
+    out = {}
+    ntopics, pos = _read_uvarint(frame, pos)
+    for _ in range(ntopics - 1):
+        n, pos = _read_uvarint(frame, pos)
+        topic = frame[pos:pos + n - 1].decode()
+        pos += n - 1
+        nparts, pos = _read_uvarint(frame, pos)
+        for _ in range(nparts - 1):
+            part, err = struct.unpack_from(">ih", frame, pos)
+            pos += 6
+            n, pos = _read_uvarint(frame, pos)  # error message (0: null)
+            pos += max(n - 1, 0)
+            nprod, pos = _read_uvarint(frame, pos)
+            producers = []
+            for _ in range(nprod - 1):
+                pid, epoch, seq, ts, _coord, _txn = struct.unpack_from(">qiiqiq", frame, pos)
+                pos += 36
+                _tags, pos = _read_uvarint(frame, pos)
+                producers.append((pid, epoch, seq, ts))
+            _tags, pos = _read_uvarint(frame, pos)
+            out[(topic, part)] = (err, producers)
+        _tags, pos = _read_uvarint(frame, pos)
+    return out

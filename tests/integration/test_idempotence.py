@@ -77,6 +77,16 @@ def test_repeated_batch_same_offset_and_gap_refused():
         _, err, hwm, records = kwire.parse_fetch_v4_response(kwire.read_frame(s))
         expect(err == 0 and hwm == 6, "high watermark %d (error %d), want 6" % (hwm, err))
         expect(kwire.batches(records) == [(0, 2), (3, 4), (5, 5)], "stored batches %r" % kwire.batches(records))
+
+        # DescribeProducers shows the state the commits check.
+        s.sendall(kwire.request_flex(61, 0, 17, kwire.describe_producers_body([("idem-raw", [0, 7]), ("nope", [0])])))
+        got = kwire.parse_describe_producers_response(kwire.read_frame(s))
+        expect(got.get(("idem-raw", 0), (None, []))[0] == 0, "DescribeProducers: %r" % got)
+        producers = got[("idem-raw", 0)][1]
+        expect([p[:3] for p in producers] == [(pid, 2, 0)], "producers of idem-raw/0: %r" % producers)
+        expect(producers[0][3] == 1700000000000, "last timestamp %r" % producers[0][3])
+        expect(got.get(("idem-raw", 7), (None,))[0] == 3 and got.get(("nope", 0), (None,))[0] == 3,
+               "unknown partition and topic: %r" % got)
         s.close()
     finally:
         a.cleanup()

@@ -23,6 +23,7 @@ const struct api_handler api_handlers[] = {
     {KAPI_CREATE_TOPICS, 7, handle_create_topics},
     {KAPI_DELETE_TOPICS, 5, handle_delete_topics},
     {KAPI_INIT_PRODUCER_ID, 5, handle_init_producer_id},
+    {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

@@ -298,6 +298,7 @@ void handle_list_offsets(struct broker *b, struct request *rq);
 void handle_create_topics(struct broker *b, struct request *rq);
 void handle_delete_topics(struct broker *b, struct request *rq);
 void handle_init_producer_id(struct broker *b, struct request *rq);
+void handle_describe_producers(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {
