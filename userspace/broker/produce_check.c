@@ -69,22 +69,21 @@ static void check_headers(struct part_check *pc)
 static void check_producer(struct part_check *pc)
 {
     size_t pos = 0, size;
-    struct batch_header h, first;
+    struct batch_header h;
     const uint8_t *batch;
     bool any = false;
-    for (int i = 0; batch_next(pc->records, pc->len, &pos, &h, &batch, &size) == 1; i++) {
-        if (i == 0)
-            first = h;
+    while (batch_next(pc->records, pc->len, &pos, &h, &batch, &size) == 1)
         any |= h.producer_id >= 0;
-    }
     if (!any)
         return;
-    h = first;
     if (pc->sum.batch_count != 1) {
         pc->err = KERR_INVALID_RECORD;
         pc->why = "an idempotent producer's batch must be the only one of its partition";
         return;
     }
+    pos = 0;
+    if (batch_next(pc->records, pc->len, &pos, &h, &batch, &size) != 1)
+        return; /* cannot happen: records_validate read it */
     pc->idempotent = true;
     pc->producer_id = h.producer_id;
     pc->producer_epoch = h.producer_epoch;
