@@ -402,6 +402,22 @@ void metastore_contract_producers(const char *url, int *failed_)
     CHECK_EQ(epoch, 2);
     CHECK_EQ(metastore_init_producer(m, pid, 0, &got, &epoch), KERR_PRODUCER_FENCED);
     CHECK_EQ(metastore_init_producer(m, pid, 3, &got, &epoch), KERR_PRODUCER_FENCED); /* never given out */
+    /* Several producers interleaved over two partitions in one commit. */
+    int64_t pa, pb, pc;
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pa, &epoch), 0);
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pb, &epoch), 0);
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pc, &epoch), 0);
+    struct commit_chunk mix[7] = {idem(t.id, 1, pb, 0, 0, 2), idem(t.id, 0, pa, 0, 0, 1), idem(t.id, 0, pc, 0, 0, 1),
+                                  idem(t.id, 0, pa, 0, 1, 1), idem(t.id, 1, pb, 0, 2, 1), idem(t.id, 0, pa, 0, 1, 1),
+                                  idem(t.id, 0, pc, 0, 5, 1)};
+    CHECK_EQ(commit_n(m, &k, mix, 7), 0);
+    const int64_t want[7] = {11, 91, 92, 93, 13, 93, -1};
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ(mix[i].base_offset, want[i]);
+    CHECK(mix[5].duplicate);
+    CHECK_EQ(mix[6].error, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    CHECK_EQ(hwm(m, t.id, 0), 94);
+    CHECK_EQ(hwm(m, t.id, 1), 14);
     /* An id the store never gave out gets a new one. */
     CHECK_EQ(metastore_init_producer(m, 999999, 3, &got, &epoch), 0);
     CHECK(got != 999999 && got != pid && got != pid2);

@@ -22,6 +22,18 @@ static bool in_sequence(int32_t last, int32_t next)
     return (int64_t)next == (int64_t)last + 1 || (next == 0 && last == INT32_MAX);
 }
 
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct producer_entry *x = a, *y = b;
+    if (x->producer_id != y->producer_id)
+        return x->producer_id < y->producer_id ? -1 : 1;
+    if (x->topic_id != y->topic_id)
+        return x->topic_id < y->topic_id ? -1 : 1;
+    return x->partition < y->partition ? -1 : x->partition > y->partition;
+}
+
+/* The entries are sorted by key, so a flush of thousands of idempotent batches finds each one in
+ * log time. */
 void producer_plan_init(struct producer_plan *p, const struct commit_chunk *chunks, int nchunks)
 {
     memset(p, 0, sizeof(*p));
@@ -29,17 +41,22 @@ void producer_plan_init(struct producer_plan *p, const struct commit_chunk *chun
     p->dup_of = malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(*p->dup_of));
     if (!p->e || !p->dup_of)
         abort();
+    int n = 0;
     for (int i = 0; i < nchunks; i++) {
         const struct commit_chunk *c = &chunks[i];
         p->dup_of[i] = -1;
-        if (!c->idempotent || producer_plan_find(p, c->producer_id, c->topic_id, c->partition))
+        if (!c->idempotent)
             continue;
-        struct producer_entry *e = &p->e[p->n++];
+        struct producer_entry *e = &p->e[n++];
         e->producer_id = c->producer_id;
         e->topic_id = c->topic_id;
         e->partition = c->partition;
         e->epoch = -1;
     }
+    qsort(p->e, (size_t)n, sizeof(*p->e), entry_cmp);
+    for (int i = 0; i < n; i++) /* one entry per key */
+        if (p->n == 0 || entry_cmp(&p->e[p->n - 1], &p->e[i]) != 0)
+            p->e[p->n++] = p->e[i];
 }
 
 void producer_plan_free(struct producer_plan *p)
@@ -52,10 +69,8 @@ void producer_plan_free(struct producer_plan *p)
 struct producer_entry *producer_plan_find(struct producer_plan *p, int64_t producer_id, int64_t topic_id,
                                           int32_t partition)
 {
-    for (int i = 0; i < p->n; i++)
-        if (p->e[i].producer_id == producer_id && p->e[i].topic_id == topic_id && p->e[i].partition == partition)
-            return &p->e[i];
-    return NULL;
+    struct producer_entry key = {.producer_id = producer_id, .topic_id = topic_id, .partition = partition};
+    return p->n > 0 ? bsearch(&key, p->e, (size_t)p->n, sizeof(*p->e), entry_cmp) : NULL;
 }
 
 int producer_entry_load(struct producer_entry *e, int16_t epoch, const char *batches)
