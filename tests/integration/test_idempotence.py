@@ -12,13 +12,41 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
 import pgserver
-from harness import Agent, consume_all, expect
+from harness import ROOT, Agent, Skip, consume_all, expect, run
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 INVALID_RECORD = 87
 PRODUCER_FENCED = 90
+
+
+JS = os.path.join(ROOT, "tests", "js", "node_modules")
+NODE = os.path.join(JS, ".bin", "node")
+
+# kafkajs speaks InitProducerId v0-1 and Produce up to v7; @platformatic/kafka InitProducerId v3-5
+# and Produce v7-11 (flexible). Each sends 50 batches of 10 to two partitions, idempotently.
+KAFKAJS = r'''
+const { Kafka, logLevel } = require(process.argv[1] + "/kafkajs");
+(async () => {
+  const kafka = new Kafka({ brokers: [process.argv[2]], logLevel: logLevel.ERROR });
+  const p = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await p.connect();
+  for (let i = 0; i < 50; i++)
+    await p.send({ topic: "idem-js", acks: -1,
+                   messages: Array.from({ length: 10 }, (_, j) => ({ value: `kafkajs-${i}-${j}`, partition: j % 2 })) });
+  await p.disconnect();
+})().catch(e => { console.error(e); process.exit(1); });
+'''
+PLATFORMATIC = r'''
+const { Producer, stringSerializers } = await import(process.argv[1] + "/@platformatic/kafka/dist/index.js");
+const p = new Producer({ clientId: "plt", bootstrapBrokers: [process.argv[2]], idempotent: true,
+                         serializers: stringSerializers });
+for (let i = 0; i < 50; i++)
+  await p.send({ acks: -1, messages: Array.from({ length: 10 },
+                                                (_, j) => ({ topic: "idem-js", value: `plt-${i}-${j}`, partition: j % 2 })) });
+await p.close();
+'''
 
 
 def init_producer(s, corr, version=0, **kw):
@@ -222,3 +250,30 @@ def test_idempotent_producer_retries_after_timeouts_stored_once_on_postgres():
     finally:
         a.cleanup()
         pg.cleanup()
+
+
+def test_js_clients_idempotent_producers():
+    """kafkajs (InitProducerId v0-1) and @platformatic/kafka (v3-5, flexible Produce) as idempotent
+    producers: every message stored once, and DescribeProducers lists both producers."""
+    if not os.path.exists(NODE):
+        raise Skip("the JavaScript clients are not installed (run make deps)")
+    a = Agent().start()
+    try:
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin.create_topics([NewTopic("idem-js", 2, 1)])["idem-js"].result(10)
+        run([NODE, "-e", KAFKAJS, JS, a.bootstrap], timeout=60)
+        run([NODE, "--input-type=module", "-e", PLATFORMATIC, JS, a.bootstrap], timeout=60)
+        seen, _ = consume_all(a.bootstrap, "idem-js", 2, 1000, timeout=60, record=lambda m: m.value().decode())
+        counts = collections.Counter(seen.values())
+        expect(len(seen) == 1000 and len(counts) == 1000, "%d stored, %d distinct, want 1000" % (len(seen), len(counts)))
+        with kwire.connect(a.port) as s:
+            s.sendall(kwire.request_flex(61, 0, 1, kwire.describe_producers_body([("idem-js", [0, 1])])))
+            got = kwire.parse_describe_producers_response(kwire.read_frame(s))
+        for q in (0, 1):
+            err, producers = got[("idem-js", q)]
+            expect(err == 0 and len(producers) == 2, "partition %d: %r" % (q, got[("idem-js", q)]))
+            expect(all(p[2] >= 0 for p in producers), "last sequences %r" % producers)
+        print("    kafkajs and @platformatic/kafka: 1000 messages stored once; producers %r"
+              % [p[:3] for p in got[("idem-js", 0)][1]])
+    finally:
+        a.cleanup()
