@@ -17,6 +17,10 @@ void metastore_contract_topic_changes(const char *url, int *failed_);
 /* Commits: offsets assigned in array order, per-chunk errors, a failed commit assigns nothing,
  * find_chunks / by time / max timestamp, deletion, persistence across close and reopen. */
 void metastore_contract_commits(const char *url, int *failed_);
+/* Idempotent producers: InitProducerId (new ids, epoch bumps, fencing) and the sequence rules
+ * inside commits (duplicates of each of the last 5 batches, gaps, epochs, wrapping), across a
+ * reopen. */
+void metastore_contract_producers(const char *url, int *failed_);
 
 /* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);

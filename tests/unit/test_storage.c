@@ -330,6 +330,18 @@ TEST(storage_metastore_commit_assigns_offsets)
     free(tmp);
 }
 
+TEST(storage_metastore_idempotent_producers)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_producers(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}
+
 TEST(storage_metastore_persists_across_reopen)
 {
     char *tmp = test_temp_dir(), url[512];

@@ -27,6 +27,8 @@ const struct api_handler api_handlers[] = {
     {KAPI_CREATE_PARTITIONS, 3, handle_create_partitions},
     {KAPI_INCREMENTAL_ALTER_CONFIGS, 1, handle_incremental_alter_configs},
     {KAPI_DESCRIBE_CLUSTER, 1, handle_describe_cluster},
+    {KAPI_INIT_PRODUCER_ID, 5, handle_init_producer_id},
+    {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

@@ -60,6 +60,18 @@ int metastore_commit_object(struct metastore *m, const char *object_key, uint64_
     return m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
 }
 
+int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch)
+{
+    return m->ops->init_producer(m, producer_id, epoch, out_id, out_epoch);
+}
+
+int metastore_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    return m->ops->list_producers(m, topic_id, partition, out, n);
+}
+
 int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
                                 int64_t *high_watermark)
 {

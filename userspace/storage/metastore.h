@@ -39,10 +39,20 @@ struct commit_chunk {
     int64_t offset_count;         /* offsets the chunk's batches take */
     int64_t first_timestamp;
     int64_t max_timestamp;
+    /* An idempotent producer's batch: the chunk is exactly that one batch, checked against the
+     * producer's state in the store (storage/producer_state.h). */
+    bool idempotent;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence, last_sequence; /* last: base + lastOffsetDelta, wrapping past INT32_MAX */
     /* out: */
     int64_t base_offset;          /* first offset assigned to the chunk */
     int error;                    /* Kafka error for this chunk (UNKNOWN_TOPIC_OR_PARTITION if the
-                                     topic was deleted meanwhile); no offsets assigned then */
+                                     topic was deleted meanwhile; OUT_OF_ORDER_SEQUENCE_NUMBER or
+                                     INVALID_PRODUCER_EPOCH for an idempotent batch); no offsets
+                                     assigned then */
+    bool duplicate;               /* a retry of one of the producer's last 5 batches: base_offset is
+                                     the original's, nothing is stored again */
 };
 
 struct chunk_ref {
@@ -94,6 +104,26 @@ int metastore_update_topic_configs(struct metastore *m, const char *name, topic_
  * retry may then duplicate the data, never lose it). */
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks);
+
+/* InitProducerId for an idempotent producer. producer_id < 0: a new id (shared by every agent of
+ * the store), epoch 0. Otherwise the id's current epoch must be `epoch`: it is bumped (a new id,
+ * epoch 0, once the epoch would pass 32766, and for an id the store does not know); the epoch
+ * before the current one is a retry of the last bump (its answer was lost) and gets the current
+ * epoch, as Kafka's coordinator does. Returns 0, KERR_PRODUCER_FENCED (an older epoch), or -1. */
+int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch);
+
+/* An idempotent producer's state in one partition (DescribeProducers). */
+struct producer_info {
+    int64_t producer_id;
+    int16_t epoch;
+    int32_t last_sequence;        /* of its last batch */
+    int64_t last_timestamp;       /* that batch's max timestamp */
+};
+
+/* The producers with state in a partition, by id. *out is malloc'd (free it). Returns 0 or -1. */
+int metastore_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n);
 
 /* log start offset and high watermark (next offset to be assigned). Returns 0,
  * KERR_UNKNOWN_TOPIC_OR_PARTITION (no such partition, or its topic was deleted), or -1. */
