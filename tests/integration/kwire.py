@@ -51,16 +51,18 @@ def records_body(values, offset_deltas=None):
 
 
 def record_batch(values, base_timestamp=1700000000000, codec=0, compressed=None, records_count=None,
-                 last_offset_delta=None, offset_deltas=None):
+                 last_offset_delta=None, offset_deltas=None, producer=(-1, -1, -1)):
     """A record batch v2 holding the given values (no keys, no headers). codec sets the attribute
     bits and compressed (records section -> bytes) the payload; records_count, last_offset_delta and
-    offset_deltas override what the header and the records say (for batches that lie)."""
+    offset_deltas override what the header and the records say (for batches that lie); producer is
+    (producer id, epoch, base sequence) for an idempotent producer's batch."""
     records = records_body(values, offset_deltas)
     if compressed:
         records = compressed(records)
     n = len(values) if records_count is None else records_count
     last = n - 1 if last_offset_delta is None else last_offset_delta
-    after_crc = struct.pack(">hiqqqhii", codec, last, base_timestamp, base_timestamp, -1, -1, -1, n) + records
+    pid, epoch, seq = producer
+    after_crc = struct.pack(">hiqqqhii", codec, last, base_timestamp, base_timestamp, pid, epoch, seq, n) + records
     crc = crc32c(after_crc)
     batch_len = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, rest
     return struct.pack(">qiibI", 0, batch_len, -1, 2, crc) + after_crc
@@ -255,3 +257,76 @@ def parse_list_offsets_v1_response(frame):
     pos += 2 + tl + 4
     _part, err, _ts, offset = struct.unpack_from(">ihqq", frame, pos)
     return err, offset
+
+
+def init_producer_id_body(version, transactional_id=None, producer_id=-1, epoch=-1, timeout_ms=60000):
+    """InitProducerId v0..v1, or v3+ (flexible: send with request_flex)."""
+    if version < 2:
+        return string(transactional_id) + struct.pack(">i", timeout_ms)
+    tid = b"\x00" if transactional_id is None else varint_u(len(transactional_id) + 1) + transactional_id.encode()
+    return tid + struct.pack(">iqh", timeout_ms, producer_id, epoch) + b"\x00"
+
+
+def request_flex(api_key, version, correlation_id, body, client_id="sluice-test"):
+    """A request with header v2 (flexible versions): the client id stays a plain string."""
+    header = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + b"\x00"
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def parse_init_producer_id_response(frame, version):
+    """-> (error_code, producer_id, epoch)."""
+    pos = 4 + (1 if version >= 2 else 0) + 4  # correlation id, tagged fields, throttle time
+    err, pid, epoch = struct.unpack_from(">hqh", frame, pos)
+    return err, pid, epoch
+
+
+def _compact_string(s):
+    return varint_u(len(s) + 1) + s.encode()
+
+
+def describe_producers_body(topics):
+    """DescribeProducers v0 (flexible): topics is [(name, [partition, ...])]."""
+    out = varint_u(len(topics) + 1)
+    for name, parts in topics:
+        out += _compact_string(name) + varint_u(len(parts) + 1) + b"".join(struct.pack(">i", p) for p in parts)
+        out += b"\x00"
+    return out + b"\x00"
+
+
+def _read_uvarint(frame, pos):
+    v = shift = 0
+    while True:
+        b = frame[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+def parse_describe_producers_response(frame):
+    """-> {(topic, partition): (error_code, [(producer_id, epoch, last_sequence, last_timestamp)])}."""
+    pos = 4 + 1 + 4  # correlation id, header tagged fields, throttle time
+    out = {}
+    ntopics, pos = _read_uvarint(frame, pos)
+    for _ in range(ntopics - 1):
+        n, pos = _read_uvarint(frame, pos)
+        topic = frame[pos:pos + n - 1].decode()
+        pos += n - 1
+        nparts, pos = _read_uvarint(frame, pos)
+        for _ in range(nparts - 1):
+            part, err = struct.unpack_from(">ih", frame, pos)
+            pos += 6
+            n, pos = _read_uvarint(frame, pos)  # error message (0: null)
+            pos += max(n - 1, 0)
+            nprod, pos = _read_uvarint(frame, pos)
+            producers = []
+            for _ in range(nprod - 1):
+                pid, epoch, seq, ts, _coord, _txn = struct.unpack_from(">qiiqiq", frame, pos)
+                pos += 36
+                _tags, pos = _read_uvarint(frame, pos)
+                producers.append((pid, epoch, seq, ts))
+            _tags, pos = _read_uvarint(frame, pos)
+            out[(topic, part)] = (err, producers)
+        _tags, pos = _read_uvarint(frame, pos)
+    return out

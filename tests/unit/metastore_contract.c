@@ -8,6 +8,7 @@
 
 #include "protocol/errors.h"
 #include "storage/metastore.h"
+#include "storage/producer_state.h"
 
 static struct metastore *open_url(const char *url)
 {
@@ -27,6 +28,95 @@ struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t 
 }
 
 #define chunk contract_chunk
+
+/* An edit for update_topic_configs: sets retention.ms to arg's value, or fails with arg's error. */
+struct edit_arg {
+    const char *retention;
+    int fail;
+    int calls;
+    int seen;                    /* configs the edit was given */
+};
+
+static int edit_retention(void *arg, struct topic_config **cfgs, int *n)
+{
+    struct edit_arg *e = arg;
+    e->calls++;
+    e->seen = *n;
+    if (e->fail)
+        return e->fail;
+    struct topic_config *v = realloc(*cfgs, sizeof(**cfgs) * (size_t)(*n + 1));
+    if (!v)
+        abort();
+    *cfgs = v;
+    snprintf(v[*n].key, sizeof(v[*n].key), "retention.ms");
+    snprintf(v[*n].value, sizeof(v[*n].value), "%s", e->retention);
+    (*n)++;
+    return 0;
+}
+
+void metastore_contract_topic_changes(const char *url, int *failed_)
+{
+    struct metastore *m = open_url(url);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct topic_info t, got;
+    struct topic_config cfg = {"cleanup.policy", "compact"};
+    CHECK_EQ(metastore_create_topic(m, "grow", 3, &cfg, 1, &t), 0);
+    CHECK_EQ(t.config_epoch, 0);
+
+    /* more partitions: the new ones exist, empty, and take commits */
+    CHECK_EQ(metastore_create_partitions(m, "grow", 6, &got), 0);
+    CHECK_EQ(got.partitions, 6);
+    CHECK_EQ(got.id, t.id);
+    CHECK_EQ(metastore_get_topic(m, "grow", &got), 0);
+    CHECK_EQ(got.partitions, 6);
+    int64_t ls, hw;
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 5, &ls, &hw), 0);
+    CHECK_EQ(hw, 0);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 6, &ls, &hw), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    struct commit_chunk c = chunk(t.id, 5, 4, 0, 1000);
+    CHECK_EQ(metastore_commit_object(m, "grown-object", 100, &c, 1), 0);
+    CHECK_EQ(c.error, 0);
+    CHECK_EQ(c.base_offset, 0);
+    /* not growing */
+    CHECK_EQ(metastore_create_partitions(m, "grow", 6, &got), KERR_INVALID_PARTITIONS);
+    CHECK_EQ(got.partitions, 6);
+    CHECK_EQ(metastore_create_partitions(m, "grow", 2, NULL), KERR_INVALID_PARTITIONS);
+    CHECK_EQ(metastore_create_partitions(m, "nope", 9, NULL), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    /* configs: the edit sees what is stored, its result replaces it, the epoch moves */
+    struct edit_arg e = {.retention = "1000"};
+    CHECK_EQ(metastore_update_topic_configs(m, "grow", edit_retention, &e, &got), 0);
+    CHECK(e.calls >= 1);
+    CHECK_EQ(e.seen, 1);
+    CHECK_EQ(got.config_epoch, 1);
+    struct topic_config *cs = NULL;
+    int n = 0;
+    CHECK_EQ(metastore_topic_configs(m, t.id, &cs, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK(strcmp(cs[0].key, "cleanup.policy") == 0 && strcmp(cs[0].value, "compact") == 0);
+        CHECK(strcmp(cs[1].key, "retention.ms") == 0 && strcmp(cs[1].value, "1000") == 0);
+    }
+    free(cs);
+    struct topic_info *list;
+    CHECK_EQ(metastore_list_topics(m, &list, &n), 0);
+    CHECK(n == 1 && list[0].config_epoch == 1 && list[0].partitions == 6);
+    free(list);
+    /* an edit's error: nothing changes */
+    e = (struct edit_arg){.retention = "5", .fail = KERR_INVALID_CONFIG};
+    CHECK_EQ(metastore_update_topic_configs(m, "grow", edit_retention, &e, &got), KERR_INVALID_CONFIG);
+    CHECK_EQ(metastore_get_topic(m, "grow", &got), 0);
+    CHECK_EQ(got.config_epoch, 1);
+    CHECK_EQ(metastore_topic_configs(m, t.id, &cs, &n), 0);
+    CHECK_EQ(n, 2);
+    free(cs);
+    e = (struct edit_arg){.retention = "5"};
+    CHECK_EQ(metastore_update_topic_configs(m, "nope", edit_retention, &e, NULL), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(e.calls, 0);
+    metastore_close(m);
+}
 
 void metastore_contract_topics(const char *url, int *failed_)
 {
@@ -321,5 +411,195 @@ void metastore_contract_groups(const char *url, int *failed_)
     CHECK_EQ(metastore_group_delete(m, "g2", 0), 0); /* offsets only */
     CHECK_EQ(metastore_group_delete(m, "g2", 0), KERR_GROUP_ID_NOT_FOUND);
     CHECK_EQ(metastore_group_delete(m, "g0", 0), 1); /* has state: must name its version */
+    metastore_close(m);
+}
+
+/* One idempotent batch of count offsets (sequences base .. base + count - 1, wrapping). */
+static struct commit_chunk idem(int64_t topic_id, int32_t partition, int64_t pid, int16_t epoch, int32_t base,
+                                int32_t count)
+{
+    struct commit_chunk c = chunk(topic_id, partition, count, 8, 100);
+    c.idempotent = true;
+    c.producer_id = pid;
+    c.producer_epoch = epoch;
+    c.base_sequence = base;
+    c.last_sequence = producer_seq_add(base, count - 1);
+    return c;
+}
+
+/* Commits the chunks in one object named obj/p<k> (k counts up). */
+static int commit_n(struct metastore *m, int *k, struct commit_chunk *c, int n)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "obj/p%d", (*k)++);
+    return metastore_commit_object(m, key, 1000, c, n);
+}
+
+static int64_t hwm(struct metastore *m, int64_t topic_id, int32_t partition)
+{
+    int64_t ls, hw;
+    return metastore_partition_offsets(m, topic_id, partition, &ls, &hw) == 0 ? hw : -1;
+}
+
+void metastore_contract_producers(const char *url, int *failed_)
+{
+    struct metastore *m = open_url(url);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct topic_info t;
+    CHECK_EQ(metastore_create_topic(m, "idem", 2, NULL, 0, &t), 0);
+
+    /* InitProducerId: new ids, epoch 0; a re-init bumps the epoch; an older epoch is fenced. */
+    int64_t pid, pid2, got;
+    int16_t epoch;
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pid, &epoch), 0);
+    CHECK(pid >= 0);
+    CHECK_EQ(epoch, 0);
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pid2, &epoch), 0);
+    CHECK(pid2 != pid);
+    CHECK_EQ(epoch, 0);
+
+    /* Seven batches of 10, one commit each. */
+    int k = 0;
+    for (int b = 0; b < 7; b++) {
+        struct commit_chunk c = idem(t.id, 0, pid, 0, b * 10, 10);
+        CHECK_EQ(commit_n(m, &k, &c, 1), 0);
+        CHECK_EQ(c.error, 0);
+        CHECK(!c.duplicate);
+        CHECK_EQ(c.base_offset, b * 10);
+    }
+    /* A retry of each of the last 5 gets its original offset and stores nothing; a plain chunk and
+     * the next batch in the same commit take offsets as usual. */
+    struct commit_chunk r[7];
+    for (int b = 2; b < 7; b++)
+        r[b - 2] = idem(t.id, 0, pid, 0, b * 10, 10);
+    r[5] = chunk(t.id, 0, 3, 8, 100);
+    r[6] = idem(t.id, 0, pid, 0, 70, 10);
+    CHECK_EQ(commit_n(m, &k, r, 7), 0);
+    for (int b = 2; b < 7; b++) {
+        CHECK_EQ(r[b - 2].error, 0);
+        CHECK(r[b - 2].duplicate);
+        CHECK_EQ(r[b - 2].base_offset, b * 10);
+    }
+    CHECK(!r[5].duplicate);
+    CHECK_EQ(r[5].base_offset, 70);
+    CHECK_EQ(r[6].error, 0);
+    CHECK(!r[6].duplicate);
+    CHECK_EQ(r[6].base_offset, 73);
+    CHECK_EQ(hwm(m, t.id, 0), 83);
+    struct chunk_ref refs[16];
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 0, refs, 16), 9); /* no chunk row for a duplicate */
+
+    /* Out of the window (now 30..79), a gap, a batch overlapping the last one: 45. */
+    struct commit_chunk bad[3] = {idem(t.id, 0, pid, 0, 10, 10), idem(t.id, 0, pid, 0, 90, 10),
+                                  idem(t.id, 0, pid, 0, 75, 10)};
+    CHECK_EQ(commit_n(m, &k, bad, 3), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(bad[i].error, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+        CHECK_EQ(bad[i].base_offset, -1);
+        CHECK(!bad[i].duplicate);
+    }
+    CHECK_EQ(hwm(m, t.id, 0), 83);
+
+    /* Two batches of one commit, the second a retry of the first (pipelined requests). */
+    struct commit_chunk two[2] = {idem(t.id, 0, pid, 0, 80, 5), idem(t.id, 0, pid, 0, 80, 5)};
+    CHECK_EQ(commit_n(m, &k, two, 2), 0);
+    CHECK_EQ(two[0].base_offset, 83);
+    CHECK(two[1].duplicate);
+    CHECK_EQ(two[1].base_offset, 83);
+    CHECK_EQ(hwm(m, t.id, 0), 88);
+
+    /* Re-init: epoch 1. A new epoch starts at sequence 0; then the old epoch is refused (47). */
+    CHECK_EQ(metastore_init_producer(m, pid, 0, &got, &epoch), 0);
+    CHECK_EQ(got, pid);
+    CHECK_EQ(epoch, 1);
+    CHECK_EQ(metastore_init_producer(m, pid, 0, &got, &epoch), 0); /* a retry of that bump */
+    CHECK_EQ(got, pid);
+    CHECK_EQ(epoch, 1);
+    struct commit_chunk e1[3] = {idem(t.id, 0, pid, 1, 5, 1), idem(t.id, 0, pid, 1, 0, 2),
+                                 idem(t.id, 0, pid, 0, 85, 1)};
+    CHECK_EQ(commit_n(m, &k, e1, 3), 0);
+    CHECK_EQ(e1[0].error, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    CHECK_EQ(e1[1].error, 0);
+    CHECK_EQ(e1[1].base_offset, 88);
+    CHECK_EQ(e1[2].error, KERR_INVALID_PRODUCER_EPOCH);
+    CHECK_EQ(hwm(m, t.id, 0), 90);
+
+    /* A producer this partition has no state of may start at any sequence (Kafka 3.x); sequences
+     * wrap from INT32_MAX to 0. */
+    struct commit_chunk w = idem(t.id, 1, pid2, 0, INT32_MAX - 4, 10);
+    CHECK_EQ(commit_n(m, &k, &w, 1), 0);
+    CHECK_EQ(w.error, 0);
+    CHECK_EQ(w.base_offset, 0);
+    CHECK_EQ(w.last_sequence, 4);
+    struct commit_chunk w2[2] = {idem(t.id, 1, pid2, 0, INT32_MAX - 4, 10), idem(t.id, 1, pid2, 0, 5, 1)};
+    CHECK_EQ(commit_n(m, &k, w2, 2), 0);
+    CHECK(w2[0].duplicate);
+    CHECK_EQ(w2[0].base_offset, 0);
+    CHECK_EQ(w2[1].error, 0);
+    CHECK_EQ(w2[1].base_offset, 10);
+    metastore_close(m);
+
+    /* The state is in the store: a new handle (a restart, another agent) sees it. */
+    m = open_url(url);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct commit_chunk after[4] = {idem(t.id, 0, pid, 1, 0, 2), idem(t.id, 0, pid, 1, 3, 1),
+                                    idem(t.id, 0, pid, 0, 90, 1), idem(t.id, 0, pid, 1, 2, 1)};
+    CHECK_EQ(commit_n(m, &k, after, 4), 0);
+    CHECK(after[0].duplicate);
+    CHECK_EQ(after[0].base_offset, 88);
+    CHECK_EQ(after[1].error, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    CHECK_EQ(after[2].error, KERR_INVALID_PRODUCER_EPOCH);
+    CHECK_EQ(after[3].error, 0);
+    CHECK_EQ(after[3].base_offset, 90);
+    /* What DescribeProducers shows: each producer's epoch, last sequence and last timestamp. */
+    struct producer_info *pi;
+    int npi;
+    CHECK_EQ(metastore_list_producers(m, t.id, 0, &pi, &npi), 0);
+    CHECK_EQ(npi, 1);
+    if (npi == 1) {
+        CHECK_EQ(pi[0].producer_id, pid);
+        CHECK_EQ(pi[0].epoch, 1);
+        CHECK_EQ(pi[0].last_sequence, 2);
+        CHECK_EQ(pi[0].last_timestamp, 100);
+    }
+    free(pi);
+    CHECK_EQ(metastore_list_producers(m, t.id, 1, &pi, &npi), 0);
+    CHECK_EQ(npi, 1);
+    if (npi == 1) {
+        CHECK_EQ(pi[0].producer_id, pid2);
+        CHECK_EQ(pi[0].last_sequence, 5);
+    }
+    free(pi);
+    CHECK_EQ(metastore_list_producers(m, t.id + 1000, 0, &pi, &npi), 0);
+    CHECK_EQ(npi, 0);
+    free(pi);
+    CHECK_EQ(metastore_init_producer(m, pid, 1, &got, &epoch), 0);
+    CHECK_EQ(epoch, 2);
+    CHECK_EQ(metastore_init_producer(m, pid, 0, &got, &epoch), KERR_PRODUCER_FENCED);
+    CHECK_EQ(metastore_init_producer(m, pid, 3, &got, &epoch), KERR_PRODUCER_FENCED); /* never given out */
+    /* Several producers interleaved over two partitions in one commit. */
+    int64_t pa, pb, pc;
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pa, &epoch), 0);
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pb, &epoch), 0);
+    CHECK_EQ(metastore_init_producer(m, -1, -1, &pc, &epoch), 0);
+    struct commit_chunk mix[7] = {idem(t.id, 1, pb, 0, 0, 2), idem(t.id, 0, pa, 0, 0, 1), idem(t.id, 0, pc, 0, 0, 1),
+                                  idem(t.id, 0, pa, 0, 1, 1), idem(t.id, 1, pb, 0, 2, 1), idem(t.id, 0, pa, 0, 1, 1),
+                                  idem(t.id, 0, pc, 0, 5, 1)};
+    CHECK_EQ(commit_n(m, &k, mix, 7), 0);
+    const int64_t want[7] = {11, 91, 92, 93, 13, 93, -1};
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ(mix[i].base_offset, want[i]);
+    CHECK(mix[5].duplicate);
+    CHECK_EQ(mix[6].error, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    CHECK_EQ(hwm(m, t.id, 0), 94);
+    CHECK_EQ(hwm(m, t.id, 1), 14);
+    /* An id the store never gave out gets a new one. */
+    CHECK_EQ(metastore_init_producer(m, 999999, 3, &got, &epoch), 0);
+    CHECK(got != 999999 && got != pid && got != pid2);
+    CHECK_EQ(epoch, 0);
     metastore_close(m);
 }

@@ -10,9 +10,17 @@
 
 /* Topics: create (with configs), get, list in byte order, duplicates, delete, re-create. */
 void metastore_contract_topics(const char *url, int *failed_);
+/* CreatePartitions and config changes: growth in one transaction (the new partitions take
+ * commits, fewer is refused), read-modify-write of configs with config_epoch bumped, an edit's
+ * error changing nothing, unknown topics. */
+void metastore_contract_topic_changes(const char *url, int *failed_);
 /* Commits: offsets assigned in array order, per-chunk errors, a failed commit assigns nothing,
  * find_chunks / by time / max timestamp, deletion, persistence across close and reopen. */
 void metastore_contract_commits(const char *url, int *failed_);
+/* Idempotent producers: InitProducerId (new ids, epoch bumps, fencing) and the sequence rules
+ * inside commits (duplicates of each of the last 5 batches, gaps, epochs, wrapping), across a
+ * reopen. */
+void metastore_contract_producers(const char *url, int *failed_);
 
 /* Consumer groups: state written only at the version it was read (compare-and-set), listed;
  * offsets committed, replaced, fetched with their metadata (NULL kept), expired only when the

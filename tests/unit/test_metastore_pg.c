@@ -82,13 +82,25 @@ TEST(pg_metastore_topics)
     metastore_contract_topics(url, failed_);
 }
 
+TEST(pg_metastore_topic_changes)
+{
+    PG_DB("t_changes", url);
+    metastore_contract_topic_changes(url, failed_);
+}
+
 TEST(pg_metastore_commit_assigns_offsets)
 {
     PG_DB("t_commit", url);
     metastore_contract_commits(url, failed_);
     /* One migration row, at the newest version, however often the store was opened. */
-    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 4);
+    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 6);
     CHECK_EQ(query_num("t_commit", "SELECT count(*) FROM schema_version"), 1);
+}
+
+TEST(pg_metastore_idempotent_producers)
+{
+    PG_DB("t_producers", url);
+    metastore_contract_producers(url, failed_);
 }
 
 TEST(pg_metastore_groups)
@@ -454,8 +466,10 @@ TEST(metastore_sqlite_migrates_to_members)
     metastore_close(m);
     sqlite3 *db;
     CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; DROP TABLE consumer_groups; DROP TABLE group_offsets;"
-                               " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+    CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
+                              " DROP TABLE producer_ids; DROP TABLE producer_state;"
+                              " DROP TABLE consumer_groups; DROP TABLE group_offsets;"
+                              " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
              SQLITE_OK);
     sqlite3_close(db);
 
@@ -478,7 +492,7 @@ TEST(metastore_sqlite_migrates_to_members)
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 4);
+    CHECK_EQ(sqlite3_column_int(q, 0), 6);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);

@@ -316,6 +316,18 @@ TEST(storage_metastore_groups)
     free(tmp);
 }
 
+TEST(storage_metastore_topic_changes)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_topic_changes(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}
+
 #define chunk contract_chunk
 
 TEST(storage_metastore_commit_assigns_offsets)
@@ -326,6 +338,18 @@ TEST(storage_metastore_commit_assigns_offsets)
         return;
     snprintf(url, sizeof(url), "sqlite://%s/deeper/folder/meta.db", tmp);
     metastore_contract_commits(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}
+
+TEST(storage_metastore_idempotent_producers)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_producers(url, failed_);
     test_rm_rf(tmp);
     free(tmp);
 }

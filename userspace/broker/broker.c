@@ -33,6 +33,13 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_GROUPS, 5, handle_describe_groups},
     {KAPI_DELETE_GROUPS, 2, handle_delete_groups},
     {KAPI_OFFSET_DELETE, 0, handle_offset_delete},
+    {KAPI_DESCRIBE_CONFIGS, 4, handle_describe_configs},
+    {KAPI_ALTER_CONFIGS, 2, handle_alter_configs},
+    {KAPI_CREATE_PARTITIONS, 3, handle_create_partitions},
+    {KAPI_INCREMENTAL_ALTER_CONFIGS, 1, handle_incremental_alter_configs},
+    {KAPI_DESCRIBE_CLUSTER, 1, handle_describe_cluster},
+    {KAPI_INIT_PRODUCER_ID, 5, handle_init_producer_id},
+    {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

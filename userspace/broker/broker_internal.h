@@ -96,6 +96,9 @@ bool topic_name_valid(const char *name, int32_t len);
 void topics_create(struct broker *b, struct request *rq, const char *name, int32_t partitions,
                    const struct topic_config *configs, int nconfigs, int *result);
 void topics_delete(struct broker *b, struct request *rq, const char *name, int *result);
+/* A change this worker made (more partitions; new configs when configs is not NULL) goes into the
+ * cache at once. */
+void topics_update(struct broker *b, const struct topic_info *info, const struct topic_config *configs, int n);
 int64_t topics_next_deadline(struct broker *b);
 void topics_tick(struct broker *b, int64_t now_ms);
 /* Start-up: the first listing, read synchronously before the loop runs. */
@@ -123,10 +126,17 @@ struct flush_chunk {
     int64_t first_timestamp, max_timestamp;
     struct produce_waiter *waiters;
     int nwaiters, cap_waiters;
+    /* An idempotent producer's batch is a chunk of its own (so the commit can skip a retry of it
+     * without indexing its bytes; they stay in the object, unreferenced). */
+    bool idempotent;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence, last_sequence;
     /* filled by the flusher: */
     int64_t base_offset;
     uint64_t pos;                /* where data landed in the object */
     int error;
+    bool duplicate;              /* a retry of a committed batch: base_offset is the original's */
 };
 
 struct flush_batch {
@@ -189,8 +199,9 @@ struct produce_parked {
 
 /* The flush batch being filled (flush_batch.c). */
 struct flush_batch *flush_batch_new(void);
-/* The chunk of (topic, partition) in this batch, created on first use. */
-struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition);
+/* The chunk of (topic, partition) in this batch, created on first use; alone: a new chunk for one
+ * idempotent batch (later data of the partition goes to a chunk after it, keeping the order). */
+struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition, bool alone);
 void chunk_add_waiter(struct flush_chunk *ch, struct produce_waiter w);
 
 /* One partition of a produce request, checked before it is buffered (produce_check.c). */
@@ -203,6 +214,11 @@ struct part_check {
     int err;                     /* set before the check: refused without looking at the records */
     const char *why;             /* a short reason for the log line */
     struct records_summary sum;
+    /* an idempotent producer's batch (then the only batch of the partition): */
+    bool idempotent;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence, last_sequence;
 };
 /* Checks rq's partitions: true when done now (small uncompressed records), false when they went to
  * the checker thread (rq waits: set its resume). */
@@ -319,6 +335,15 @@ void handle_list_groups(struct broker *b, struct request *rq);
 void handle_describe_groups(struct broker *b, struct request *rq);
 void handle_delete_groups(struct broker *b, struct request *rq);
 void handle_offset_delete(struct broker *b, struct request *rq);
+void handle_describe_configs(struct broker *b, struct request *rq);
+void handle_alter_configs(struct broker *b, struct request *rq);
+void handle_incremental_alter_configs(struct broker *b, struct request *rq);
+void handle_create_partitions(struct broker *b, struct request *rq);
+void handle_describe_cluster(struct broker *b, struct request *rq);
+/* The brokers Metadata advertises to this client (metadata.c). */
+void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp);
+void handle_init_producer_id(struct broker *b, struct request *rq);
+void handle_describe_producers(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

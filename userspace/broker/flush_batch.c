@@ -39,22 +39,34 @@ static void index_rebuild(struct flush_batch *fb, int cap)
         abort();
     fb->index_cap = cap;
     for (int i = 0; i < fb->nchunks; i++) {
-        uint32_t h = chunk_hash(fb->chunks[i].topic_id, fb->chunks[i].partition) & (uint32_t)(cap - 1);
-        while (fb->index[h])
+        const struct flush_chunk *ch = &fb->chunks[i];
+        uint32_t h = chunk_hash(ch->topic_id, ch->partition) & (uint32_t)(cap - 1);
+        while (fb->index[h]) {
+            const struct flush_chunk *o = &fb->chunks[fb->index[h] - 1];
+            if (o->topic_id == ch->topic_id && o->partition == ch->partition)
+                break; /* a later chunk of the partition replaces it */
             h = (h + 1) & (uint32_t)(cap - 1);
+        }
         fb->index[h] = i + 1;
     }
 }
 
-/* The chunk of (topic, partition) in this batch, created on first use. */
-struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition)
+/* The chunk of (topic, partition) in this batch, created on first use. The index points at the
+ * partition's newest chunk: an idempotent batch is a chunk of its own, and data that follows it
+ * goes to a new chunk after it, so the partition's offsets keep the order the data arrived in. */
+struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition, bool alone)
 {
+    int32_t *slot = NULL;
     if (fb->index_cap) {
         uint32_t mask = (uint32_t)fb->index_cap - 1;
         for (uint32_t h = chunk_hash(t->id, partition) & mask; fb->index[h]; h = (h + 1) & mask) {
             struct flush_chunk *ch = &fb->chunks[fb->index[h] - 1];
-            if (ch->topic_id == t->id && ch->partition == partition)
-                return ch;
+            if (ch->topic_id == t->id && ch->partition == partition) {
+                if (!alone && !ch->idempotent)
+                    return ch;
+                slot = &fb->index[h];
+                break;
+            }
         }
     }
     if (fb->nchunks == fb->cap_chunks) {
@@ -70,7 +82,10 @@ struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info 
     ch->partition = partition;
     ch->first_timestamp = INT64_MAX;
     ch->max_timestamp = -1;
-    if (fb->nchunks * 2 > fb->index_cap)
+    ch->idempotent = alone;
+    if (slot)
+        *slot = fb->nchunks; /* the partition's newest chunk (the index keeps its size) */
+    else if (fb->nchunks * 2 > fb->index_cap)
         index_rebuild(fb, fb->index_cap ? fb->index_cap * 2 : 64);
     else {
         uint32_t mask = (uint32_t)fb->index_cap - 1;

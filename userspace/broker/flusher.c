@@ -55,6 +55,11 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             .offset_count = ch->offset_count,
             .first_timestamp = ch->first_timestamp,
             .max_timestamp = ch->max_timestamp,
+            .idempotent = ch->idempotent,
+            .producer_id = ch->producer_id,
+            .producer_epoch = ch->producer_epoch,
+            .base_sequence = ch->base_sequence,
+            .last_sequence = ch->last_sequence,
         };
     }
     if (metastore_commit_object(f->meta, fb->object_key, ob.data.len, cc, fb->nchunks) != 0) {
@@ -66,6 +71,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
         for (int i = 0; i < fb->nchunks; i++) {
             fb->chunks[i].base_offset = cc[i].base_offset;
             fb->chunks[i].error = cc[i].error;
+            fb->chunks[i].duplicate = cc[i].duplicate;
         }
         log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, ob.data.len,
                   fb->nchunks, (long long)(t1 - t0), (long long)(mono_ms() - t1));

@@ -70,7 +70,7 @@ void broker_slot_address(struct broker *b, const struct request *rq, int slot, s
     *port = (cfg->port_override_base ? cfg->port_override_base : m ? m->port_base : cfg->slot_port_base) + slot;
 }
 
-static void fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
+void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp)
 {
     const struct config *cfg = b->cfg;
     resp->brokers = RQ_ALLOC(rq, struct metadata_response_broker, cfg->slots);
@@ -105,7 +105,7 @@ void handle_metadata(struct broker *b, struct request *rq)
     int16_t ver = rq->hdr.api_version;
     struct metadata_response *resp = RQ_ALLOC(rq, struct metadata_response, 1);
 
-    fill_brokers(b, rq, resp);
+    metadata_fill_brokers(b, rq, resp);
     resp->cluster_id = kstr_c(b->cfg->cluster_id);
     resp->controller_id = 0;
     resp->cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;

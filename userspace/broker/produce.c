@@ -359,7 +359,13 @@ static int buffer_partition(struct broker *b, struct request *rq, const struct t
         b->current = flush_batch_new();
         b->current->deadline_ms = mono_ms() + b->cfg->batch_timeout_ms;
     }
-    struct flush_chunk *ch = batch_chunk(b->current, &t->info, in->index);
+    struct flush_chunk *ch = batch_chunk(b->current, &t->info, in->index, pc->idempotent);
+    if (pc->idempotent) {
+        ch->producer_id = pc->producer_id;
+        ch->producer_epoch = pc->producer_epoch;
+        ch->base_sequence = pc->base_sequence;
+        ch->last_sequence = pc->last_sequence;
+    }
     if (!acks0)
         chunk_add_waiter(ch, (struct produce_waiter){
                                  .ctx = ctx,
@@ -527,10 +533,12 @@ int64_t produce_next_deadline(const struct broker *b)
 
 void produce_complete(struct broker *b, struct flush_batch *fb)
 {
+    int duplicates = 0;
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
         int err = fb->error ? fb->error : ch->error;
-        if (!err) {
+        duplicates += !err && ch->duplicate;
+        if (!err && !ch->duplicate) { /* a duplicate stored nothing: its bytes are never served */
             /* The worker that wrote a partition's data keeps it: with steering, that partition's
              * consumers fetch from this worker too, and find it here instead of in the store. */
             read_cache_put(&b->cache, fb->object_key, ch->pos, (uint32_t)ch->data.len, &ch->data);
@@ -552,5 +560,8 @@ void produce_complete(struct broker *b, struct flush_batch *fb)
             free(ctx);
         }
     }
+    if (duplicates > 0)
+        log_info("produce: %d retried idempotent batches were committed before; answered with their first offsets",
+                 duplicates);
     b->produce_bytes -= (int64_t)fb->bytes;
 }

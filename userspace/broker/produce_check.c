@@ -8,6 +8,7 @@
 
 #include "broker/broker_internal.h"
 #include "record/batch.h"
+#include "storage/producer_state.h"
 
 /* Uncompressed records up to this size are checked on the loop. */
 #define CHECK_ON_LOOP_MAX (256 << 10)
@@ -63,6 +64,33 @@ static void check_headers(struct part_check *pc)
     }
 }
 
+/* An idempotent producer's batch (a producerId) must be the partition's only one, as Kafka
+ * requires of every Produce v3+ request: its sequences are checked and deduplicated as a whole. */
+static void check_producer(struct part_check *pc)
+{
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    bool any = false;
+    while (batch_next(pc->records, pc->len, &pos, &h, &batch, &size) == 1)
+        any |= h.producer_id >= 0;
+    if (!any)
+        return;
+    if (pc->sum.batch_count != 1) {
+        pc->err = KERR_INVALID_RECORD;
+        pc->why = "an idempotent producer's batch must be the only one of its partition";
+        return;
+    }
+    pos = 0;
+    if (batch_next(pc->records, pc->len, &pos, &h, &batch, &size) != 1)
+        return; /* cannot happen: records_validate read it */
+    pc->idempotent = true;
+    pc->producer_id = h.producer_id;
+    pc->producer_epoch = h.producer_epoch;
+    pc->base_sequence = h.base_sequence;
+    pc->last_sequence = producer_seq_add(h.base_sequence, h.last_offset_delta);
+}
+
 /* Thread-safe: reads pc's records, writes only pc's results. */
 static void check_one(struct part_check *pc)
 {
@@ -81,6 +109,8 @@ static void check_one(struct part_check *pc)
     } else if (pc->compacted && !all_records_keyed(pc->records, pc->len)) {
         pc->err = KERR_INVALID_RECORD;
         pc->why = "a record without a key in a compacted topic";
+    } else {
+        check_producer(pc);
     }
 }
 

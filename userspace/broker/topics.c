@@ -143,7 +143,8 @@ static struct topic_entry *cache_put(struct broker *b, const struct topic_read *
 struct listing_job {
     struct job base;
     int64_t started_ms;
-    int64_t *known_ids;           /* topics the cache has: their configs are not read again */
+    int64_t *known_ids;           /* topics the cache has: their configs are read again only */
+    int64_t *known_epochs;        /* when their config_epoch changed (AlterConfigs) */
     int nknown;
     struct topic_read *topics;
     int n;
@@ -166,7 +167,7 @@ static void listing_run(struct job *job, struct metastore *m)
         j->topics[i].info = infos[i];
         bool known = false;
         for (int k = 0; k < j->nknown && !known; k++)
-            known = j->known_ids[k] == infos[i].id;
+            known = j->known_ids[k] == infos[i].id && j->known_epochs[k] == infos[i].config_epoch;
         if (!known)
             j->topics[i].configs_read =
                 metastore_topic_configs(m, infos[i].id, &j->topics[i].configs, &j->topics[i].nconfigs) == 0;
@@ -195,19 +196,25 @@ static void apply_listing(struct broker *b, struct listing_job *j)
         if (old && old->info.id == r->info.id) {
             entries[i] = *old;
             old->parts = NULL; /* moved, with the requests that wait on them */
-            if (r->info.partitions != old->info.partitions) {
+            /* Partitions only grow, and configs only move to a newer epoch: a listing read before
+             * a change this worker made (topics_update) must not undo it. */
+            if (r->info.partitions > old->info.partitions) {
                 /* more partitions (CreatePartitions): the known ones keep their state */
                 struct partition_state *parts = calloc((size_t)r->info.partitions, sizeof(*parts));
                 if (!parts)
                     abort();
-                int keep = old->info.partitions < r->info.partitions ? old->info.partitions : r->info.partitions;
-                memcpy(parts, entries[i].parts, sizeof(*parts) * (size_t)keep);
-                for (int p = keep; p < old->info.partitions; p++)
-                    free(entries[i].parts[p].waiters.v);
+                memcpy(parts, entries[i].parts, sizeof(*parts) * (size_t)old->info.partitions);
                 free(entries[i].parts);
                 entries[i].parts = parts;
-                entries[i].info = r->info;
             }
+            int32_t partitions = r->info.partitions > old->info.partitions ? r->info.partitions : old->info.partitions;
+            int64_t applied_epoch = old->info.config_epoch;
+            entries[i].info = r->info;
+            entries[i].info.partitions = partitions;
+            if (r->configs_read && r->info.config_epoch > applied_epoch)
+                apply_configs(b->cfg, &entries[i], r->configs, r->nconfigs);
+            else /* not read, the read failed, or older than what is applied: the next listing sees */
+                entries[i].info.config_epoch = applied_epoch;
         } else {
             entries[i].info = r->info;
             entries[i].parts = calloc((size_t)(r->info.partitions > 0 ? r->info.partitions : 1),
@@ -246,6 +253,7 @@ static void listing_done(struct broker *b, struct job *job)
         waiters_release(b, &b->topics.listing_waiters);
     }
     free(j->known_ids);
+    free(j->known_epochs);
     free_reads(j->topics, j->n);
     free(j);
 }
@@ -261,10 +269,13 @@ static void start_listing(struct broker *b)
     j->base.done = listing_done;
     j->started_ms = mono_ms();
     j->known_ids = calloc((size_t)(b->topics.n ? b->topics.n : 1), sizeof(int64_t));
-    if (!j->known_ids)
+    j->known_epochs = calloc((size_t)(b->topics.n ? b->topics.n : 1), sizeof(int64_t));
+    if (!j->known_ids || !j->known_epochs)
         abort();
-    for (int i = 0; i < b->topics.n; i++)
-        j->known_ids[j->nknown++] = b->topics.topics[i].info.id;
+    for (int i = 0; i < b->topics.n; i++) {
+        j->known_ids[j->nknown] = b->topics.topics[i].info.id;
+        j->known_epochs[j->nknown++] = b->topics.topics[i].info.config_epoch;
+    }
     b->topics.listing = true;
     b->topics.listing_started_ms = j->started_ms;
     jobs_submit(&b->store, &j->base);
@@ -495,6 +506,27 @@ void topics_poll(struct broker *b, const int64_t *topic_ids, const int32_t *part
     }
     b->topics.polling = true;
     jobs_submit(&b->store, &j->base);
+}
+
+/* A change made here (CreatePartitions, AlterConfigs) is in the cache at once; other workers and
+ * agents see it with their next listing. */
+void topics_update(struct broker *b, const struct topic_info *info, const struct topic_config *configs, int n)
+{
+    struct topic_entry *t = topics_find(b, info->name, (int32_t)strlen(info->name));
+    if (!t || t->info.id != info->id)
+        return; /* not known here yet: the next look-up or listing reads it whole */
+    if (info->partitions > t->info.partitions) {
+        struct partition_state *parts = realloc(t->parts, sizeof(*parts) * (size_t)info->partitions);
+        if (!parts)
+            abort();
+        memset(&parts[t->info.partitions], 0, sizeof(*parts) * (size_t)(info->partitions - t->info.partitions));
+        t->parts = parts;
+        t->info.partitions = info->partitions;
+    }
+    if (configs && info->config_epoch > t->info.config_epoch) {
+        apply_configs(b->cfg, t, configs, n);
+        t->info.config_epoch = info->config_epoch;
+    }
 }
 
 /* ---- create and delete ---- */

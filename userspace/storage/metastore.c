@@ -44,10 +44,33 @@ int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
     return m->ops->topic_configs(m, topic_id, out, n);
 }
 
+int metastore_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    return m->ops->create_partitions(m, name, partitions, out);
+}
+
+int metastore_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    return m->ops->update_topic_configs(m, name, edit, arg, out);
+}
+
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks)
 {
     return m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
+}
+
+int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch)
+{
+    return m->ops->init_producer(m, producer_id, epoch, out_id, out_epoch);
+}
+
+int metastore_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    return m->ops->list_producers(m, topic_id, partition, out, n);
 }
 
 int metastore_partition_offsets(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,

@@ -27,6 +27,7 @@ struct topic_info {
     uint8_t uuid[16];             /* Kafka topic id */
     int32_t partitions;
     int64_t created_ms;
+    int64_t config_epoch;         /* bumped by every change of the topic's configs */
 };
 
 struct commit_chunk {
@@ -38,10 +39,20 @@ struct commit_chunk {
     int64_t offset_count;         /* offsets the chunk's batches take */
     int64_t first_timestamp;
     int64_t max_timestamp;
+    /* An idempotent producer's batch: the chunk is exactly that one batch, checked against the
+     * producer's state in the store (storage/producer_state.h). */
+    bool idempotent;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence, last_sequence; /* last: base + lastOffsetDelta, wrapping past INT32_MAX */
     /* out: */
     int64_t base_offset;          /* first offset assigned to the chunk */
     int error;                    /* Kafka error for this chunk (UNKNOWN_TOPIC_OR_PARTITION if the
-                                     topic was deleted meanwhile); no offsets assigned then */
+                                     topic was deleted meanwhile; OUT_OF_ORDER_SEQUENCE_NUMBER or
+                                     INVALID_PRODUCER_EPOCH for an idempotent batch); no offsets
+                                     assigned then */
+    bool duplicate;               /* a retry of one of the producer's last 5 batches: base_offset is
+                                     the original's, nothing is stored again */
 };
 
 struct chunk_ref {
@@ -72,6 +83,19 @@ int metastore_list_topics(struct metastore *m, struct topic_info **out, int *n);
 /* *out is malloc'd. */
 int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
 
+/* Grows a live topic to `partitions` (the new ones start empty), in one transaction. Returns 0,
+ * KERR_UNKNOWN_TOPIC_OR_PARTITION, KERR_INVALID_PARTITIONS (not more than it has), or -1. *out
+ * (may be NULL) gets the topic as it is afterwards. */
+int metastore_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out);
+
+/* Changes a live topic's configs in one transaction (a read-modify-write no other change can
+ * interleave with): edit gets the stored configs (*configs malloc'd, possibly NULL; it may realloc
+ * it and change *n) and answers 0 to store what it left, or a Kafka error to change nothing.
+ * Bumps config_epoch. Returns 0, KERR_UNKNOWN_TOPIC_OR_PARTITION, edit's error, or -1. */
+typedef int (*topic_configs_edit)(void *arg, struct topic_config **configs, int *n);
+int metastore_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out);
+
 /* One transaction: records the object and assigns each chunk its base offset, in array order
  * (several chunks of the same partition get consecutive ranges). A chunk whose topic is gone or
  * whose partition does not exist gets error = UNKNOWN_TOPIC_OR_PARTITION and base_offset -1; the
@@ -80,6 +104,26 @@ int metastore_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
  * retry may then duplicate the data, never lose it). */
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks);
+
+/* InitProducerId for an idempotent producer. producer_id < 0: a new id (shared by every agent of
+ * the store), epoch 0. Otherwise the id's current epoch must be `epoch`: it is bumped (a new id,
+ * epoch 0, once the epoch would pass 32766, and for an id the store does not know); the epoch
+ * before the current one is a retry of the last bump (its answer was lost) and gets the current
+ * epoch, as Kafka's coordinator does. Returns 0, KERR_PRODUCER_FENCED (an older epoch), or -1. */
+int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch);
+
+/* An idempotent producer's state in one partition (DescribeProducers). */
+struct producer_info {
+    int64_t producer_id;
+    int16_t epoch;
+    int32_t last_sequence;        /* of its last batch */
+    int64_t last_timestamp;       /* that batch's max timestamp */
+};
+
+/* The producers with state in a partition, by id. *out is malloc'd (free it). Returns 0 or -1. */
+int metastore_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n);
 
 /* log start offset and high watermark (next offset to be assigned). Returns 0,
  * KERR_UNKNOWN_TOPIC_OR_PARTITION (no such partition, or its topic was deleted), or -1. */

@@ -15,8 +15,15 @@ struct metastore_ops {
     int (*get_topic)(struct metastore *m, const char *name, struct topic_info *out);
     int (*list_topics)(struct metastore *m, struct topic_info **out, int *n);
     int (*topic_configs)(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n);
+    int (*create_partitions)(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out);
+    int (*update_topic_configs)(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                struct topic_info *out);
     int (*commit_object)(struct metastore *m, const char *object_key, uint64_t object_size,
                          struct commit_chunk *chunks, int nchunks);
+    int (*init_producer)(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                         int16_t *out_epoch);
+    int (*list_producers)(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                          int *n);
     int (*partition_offsets)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t *log_start,
                              int64_t *high_watermark);
     int (*find_chunks)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,

@@ -24,6 +24,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "storage/metastore_backend.h"
+#include "storage/producer_state.h"
 
 #define RECONNECT_INTERVAL_MS 200
 #define LOG_REPEAT_MS 10000                /* the same error is logged again after this long */
@@ -84,7 +85,24 @@ static const char *const migrations[] = {
     "  heartbeat_ms BIGINT NOT NULL);",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
-    /* 4: consumer groups: the state as one blob with a version (compare-and-set), and the
+    /* 4: config changes (AlterConfigs) are noticed by every agent's topic listing. */
+    "ALTER TABLE topics ADD COLUMN config_epoch BIGINT NOT NULL DEFAULT 0;",
+    /* 5: idempotent producers: ids handed out once with their current epoch; per (producer,
+     * topic, partition) the epoch and the last 5 batches ("first:last:offset;...",
+     * storage/producer_state.h), checked and updated by each commit under its partition locks. */
+    "CREATE TABLE producer_ids ("
+    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  epoch INTEGER NOT NULL,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE producer_state ("
+    "  producer_id BIGINT NOT NULL,"
+    "  topic_id BIGINT NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  batches TEXT NOT NULL,"
+    "  last_timestamp BIGINT NOT NULL,"
+    "  PRIMARY KEY (producer_id, topic_id, partition));",
+    /* 6: consumer groups: the state as one blob with a version (compare-and-set), and the
      * committed offsets. */
     "CREATE TABLE consumer_groups ("
     "  group_id TEXT PRIMARY KEY,"
@@ -130,10 +148,20 @@ enum stmt_id {
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
     S_MEMBERS_PRUNE,
+    S_TOPIC_LOCK,
+    S_PARTITIONS_ADD,
+    S_TOPIC_SET_PARTITIONS,
+    S_TOPIC_BUMP_CONFIG_EPOCH,
+    S_PRODUCER_NEW,
+    S_PRODUCER_BUMP,
+    S_PRODUCER_EPOCH,
+    S_PRODUCER_STATES_GET,
+    S_PRODUCER_STATES_PUT,
+    S_PRODUCERS_LIST,
     S_COUNT
 };
 
-#define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms"
+#define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms, config_epoch"
 #define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 #define MEMBER_COLS "id, agent_group, host, port_base, worker, fwd_addr, heartbeat_ms"
 #define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -213,6 +241,31 @@ static const struct {
                                         " ORDER BY id COLLATE \"C\""},
     [S_MEMBER_DELETE] = {"member_delete", "DELETE FROM members WHERE id = $1"},
     [S_MEMBERS_PRUNE] = {"members_prune", "DELETE FROM members WHERE heartbeat_ms < " STORE_NOW_MS " - $1::bigint"},
+    /* CreatePartitions and AlterConfigs hold the topic row: changes of one topic take turns. */
+    [S_TOPIC_LOCK] = {"topic_lock", "SELECT " TOPIC_COLS " FROM topics WHERE name = $1 AND deleted = 0 FOR UPDATE"},
+    [S_PARTITIONS_ADD] = {"partitions_add", "INSERT INTO partitions (topic_id, partition)"
+                                            " SELECT $1::bigint, g FROM generate_series($2::int, $3::int - 1) g"},
+    [S_TOPIC_SET_PARTITIONS] = {"topic_set_partitions", "UPDATE topics SET partitions = $2::int WHERE id = $1"},
+    [S_TOPIC_BUMP_CONFIG_EPOCH] = {"topic_bump_config_epoch",
+                                   "UPDATE topics SET config_epoch = config_epoch + 1 WHERE id = $1"},
+    [S_PRODUCER_NEW] = {"producer_new", "INSERT INTO producer_ids (epoch, created_ms) VALUES (0, $1) RETURNING id"},
+    /* Bumps the epoch if it is $2 and may grow; no row otherwise. */
+    [S_PRODUCER_BUMP] = {"producer_bump", "UPDATE producer_ids SET epoch = epoch + 1"
+                                          " WHERE id = $1 AND epoch = $2 AND epoch < $3 RETURNING epoch"},
+    [S_PRODUCER_EPOCH] = {"producer_epoch", "SELECT epoch FROM producer_ids WHERE id = $1"},
+    [S_PRODUCER_STATES_GET] = {"producer_states_get",
+                               "SELECT s.producer_id, s.topic_id, s.partition, s.epoch, s.batches"
+                               " FROM producer_state s JOIN unnest($1::bigint[], $2::bigint[], $3::int[])"
+                               " AS v(producer_id, topic_id, partition) ON s.producer_id = v.producer_id"
+                               " AND s.topic_id = v.topic_id AND s.partition = v.partition"},
+    [S_PRODUCER_STATES_PUT] = {"producer_states_put",
+                               "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches,"
+                               " last_timestamp) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+                               " $4::int[], $5::text[], $6::bigint[]) ON CONFLICT (producer_id, topic_id, partition)"
+                               " DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,"
+                               " last_timestamp = excluded.last_timestamp"},
+    [S_PRODUCERS_LIST] = {"producers_list", "SELECT producer_id, epoch, batches, last_timestamp FROM producer_state"
+                                            " WHERE topic_id = $1 AND partition = $2 ORDER BY producer_id"},
 };
 
 struct pg_store {
@@ -598,6 +651,7 @@ static void read_topic(const PGresult *r, int row, struct topic_info *t)
             t->uuid[i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
     t->partitions = (int32_t)get_i64(r, row, 3);
     t->created_ms = get_i64(r, row, 4);
+    t->config_epoch = get_i64(r, row, 5);
 }
 
 static int create_topic_once(struct pg_store *s, const char *name, int32_t partitions,
@@ -804,9 +858,130 @@ static int pg_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
     }
 }
 
+/* ---- CreatePartitions and AlterConfigs ---- */
+
+/* BEGIN and the live topic's row, locked: 1 found, 0 not (rolled back), -1 error (rolled back). */
+static int begin_topic_change(struct pg_store *s, const char *name, struct topic_info *t, const char *what)
+{
+    if (exec_cmd(s, S_BEGIN, NULL, what) < 0)
+        return -1;
+    struct params p = {0};
+    par_str(&p, name);
+    PGresult *r = exec(s, S_TOPIC_LOCK, &p, what);
+    if (!r)
+        return abort_tx(s);
+    int found = PQntuples(r) == 1;
+    if (found)
+        read_topic(r, 0, t);
+    PQclear(r);
+    if (!found)
+        rollback(s);
+    return found;
+}
+
+static int create_partitions_once(struct pg_store *s, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct topic_info t;
+    int found = begin_topic_change(s, name, &t, "create partitions");
+    if (found != 1)
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (partitions <= t.partitions) {
+        rollback(s);
+        if (out)
+            *out = t;
+        return KERR_INVALID_PARTITIONS;
+    }
+    struct params p = {0};
+    par_i64(&p, t.id);
+    par_i64(&p, t.partitions);
+    par_i64(&p, partitions);
+    if (exec_cmd(s, S_PARTITIONS_ADD, &p, "create partitions") < 0)
+        return abort_tx(s);
+    p = (struct params){0};
+    par_i64(&p, t.id);
+    par_i64(&p, partitions);
+    if (exec_cmd(s, S_TOPIC_SET_PARTITIONS, &p, "create partitions") < 0)
+        return abort_tx(s);
+    if (commit(s, "create partitions") < 0)
+        return abort_tx(s);
+    t.partitions = partitions;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int pg_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = create_partitions_once(s, name, partitions, out);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int update_topic_configs_once(struct pg_store *s, const char *name, topic_configs_edit edit, void *arg,
+                                     struct topic_info *out)
+{
+    struct topic_info t;
+    int found = begin_topic_change(s, name, &t, "alter topic configs");
+    if (found != 1)
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    struct topic_config *cfgs = NULL;
+    int n = 0;
+    if (topic_configs_once(s, t.id, &cfgs, &n) < 0)
+        return abort_tx(s);
+    int rc = edit(arg, &cfgs, &n);
+    if (rc != 0) {
+        free(cfgs);
+        rollback(s);
+        return rc;
+    }
+    struct params p = {0};
+    par_i64(&p, t.id);
+    if (exec_cmd(s, S_TOPIC_DELETE_CONFIGS, &p, "alter topic configs") < 0)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        p = (struct params){0};
+        par_i64(&p, t.id);
+        par_str(&p, cfgs[i].key);
+        par_str(&p, cfgs[i].value);
+        if (exec_cmd(s, S_CONFIG_INSERT, &p, "alter topic configs") < 0)
+            goto fail;
+    }
+    p = (struct params){0};
+    par_i64(&p, t.id);
+    if (exec_cmd(s, S_TOPIC_BUMP_CONFIG_EPOCH, &p, "alter topic configs") < 0 ||
+        commit(s, "alter topic configs") < 0)
+        goto fail;
+    free(cfgs);
+    t.config_epoch++;
+    if (out)
+        *out = t;
+    return 0;
+fail:
+    free(cfgs);
+    return abort_tx(s);
+}
+
+static int pg_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = update_topic_configs_once(s, name, edit, arg, out);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
 /* ---- produce: one transaction per object ---- */
 
-/* Integer arrays travel as text parameters: "{1,2,3}". */
+/* Arrays travel as text parameters: "{1,2,3}", {"a","b"}. */
 struct array {
     char *p;
     size_t len, cap;
@@ -822,15 +997,27 @@ static void array_init(struct array *a)
     a->len = 1;
 }
 
-static void array_add(struct array *a, int64_t v)
+static void array_reserve(struct array *a, size_t more)
 {
-    if (a->cap - a->len < 32) {
+    while (a->cap - a->len < more + 2) {
         a->cap *= 2;
         a->p = realloc(a->p, a->cap);
         if (!a->p)
             abort();
     }
+}
+
+static void array_add(struct array *a, int64_t v)
+{
+    array_reserve(a, 32);
     a->len += (size_t)snprintf(a->p + a->len, a->cap - a->len, "%" PRId64 ",", v);
+}
+
+/* v holds no quote or backslash (producer batches: digits, '-', ':', ';'). */
+static void array_add_text(struct array *a, const char *v)
+{
+    array_reserve(a, strlen(v) + 4);
+    a->len += (size_t)snprintf(a->p + a->len, a->cap - a->len, "\"%s\",", v);
 }
 
 static const char *array_end(struct array *a)
@@ -840,6 +1027,18 @@ static const char *array_end(struct array *a)
     a->p[a->len++] = '}';
     a->p[a->len] = '\0';
     return a->p;
+}
+
+static void arrays_init(struct array *a, int n)
+{
+    for (int k = 0; k < n; k++)
+        array_init(&a[k]);
+}
+
+static void arrays_free(struct array *a, int n)
+{
+    for (int k = 0; k < n; k++)
+        free(a[k].p);
 }
 
 /* A chunk's place in the commit: sorted by (topic, partition, index), so a partition's chunks
@@ -881,10 +1080,66 @@ static struct commit_group *find_group(struct commit_group *g, int n, int64_t to
     return lo < n && g[lo].topic_id == topic_id && g[lo].partition == partition ? &g[lo] : NULL;
 }
 
-enum { A_TOPIC, A_PARTITION, A_BASE, A_LAST, A_POS, A_LEN, A_BATCHES, A_FIRST_TS, A_MAX_TS, NARRAYS };
+/* The partitions of the sorted slots, once each (for the lock). */
+static void partition_arrays(const struct commit_slot *slots, int nslots, struct array *topics, struct array *parts)
+{
+    for (int i = 0; i < nslots; i++)
+        if (i == 0 || slots[i].topic_id != slots[i - 1].topic_id || slots[i].partition != slots[i - 1].partition) {
+            array_add(topics, slots[i].topic_id);
+            array_add(parts, slots[i].partition);
+        }
+}
 
-/* Two round trips whatever the number of chunks. 1: BEGIN, the object row, lock the partitions,
- * advance them. 2: the chunk rows, NOTIFY, COMMIT. */
+/* Keeps the slots whose chunks take offsets (not refused, not duplicates) and groups them by
+ * partition, with the arrays the advance statement takes. Returns the number of groups. */
+static int build_groups(struct commit_slot *slots, int *nslots, const struct commit_chunk *chunks,
+                        struct commit_group *groups, struct array *topics, struct array *parts, struct array *counts)
+{
+    int n = 0, ngroups = 0;
+    for (int i = 0; i < *nslots; i++)
+        if (producer_chunk_appends(&chunks[slots[i].idx]))
+            slots[n++] = slots[i];
+    *nslots = n;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || slots[i].topic_id != slots[i - 1].topic_id || slots[i].partition != slots[i - 1].partition) {
+            groups[ngroups++] = (struct commit_group){slots[i].topic_id, slots[i].partition, i, i, 0, -1};
+            array_add(&topics[0], slots[i].topic_id);
+            array_add(&parts[0], slots[i].partition);
+        }
+        groups[ngroups - 1].end = i + 1;
+        groups[ngroups - 1].count += chunks[slots[i].idx].offset_count;
+    }
+    for (int g = 0; g < ngroups; g++)
+        array_add(counts, groups[g].count);
+    return ngroups;
+}
+
+/* The advance statement's answer: each group's first offset. */
+static void read_advance(const PGresult *r, struct commit_group *groups, int ngroups)
+{
+    for (int row = 0; row < PQntuples(r); row++) {
+        struct commit_group *g = find_group(groups, ngroups, get_i64(r, row, 0), (int32_t)get_i64(r, row, 1));
+        if (g)
+            g->base = get_i64(r, row, 2) - g->count;
+    }
+}
+
+static void send_advance(struct pg_store *s, struct pipe *pp, struct array *ga)
+{
+    struct params p = {0};
+    par_str(&p, array_end(&ga[0]));
+    par_str(&p, array_end(&ga[1]));
+    par_str(&p, array_end(&ga[2]));
+    pipe_send(s, pp, S_PARTITIONS_ADVANCE, &p);
+}
+
+enum { A_TOPIC, A_PARTITION, A_BASE, A_LAST, A_POS, A_LEN, A_BATCHES, A_FIRST_TS, A_MAX_TS, NARRAYS };
+enum { P_ID, P_TOPIC, P_PARTITION, P_EPOCH, P_BATCHES, P_TIMESTAMP, NPARRAYS };
+
+/* Without idempotent batches, two round trips whatever the number of chunks. 1: BEGIN, the object
+ * row, lock the partitions, advance them. 2: the chunk rows, NOTIFY, COMMIT. With idempotent
+ * batches the producers' state is read after the lock, and the advance (which depends on it)
+ * takes a round trip of its own; the state is saved with the chunk rows. */
 static int commit_once(struct pg_store *s, const char *object_key, uint64_t object_size,
                        struct commit_chunk *chunks, int nchunks)
 {
@@ -896,6 +1151,7 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
     for (int i = 0; i < nchunks; i++) {
         struct commit_chunk *c = &chunks[i];
         c->base_offset = -1;
+        c->duplicate = false;
         c->error = 0;
         if (c->offset_count < 1) /* a chunk must take offsets: a caller bug, not the store's */
             c->error = KERR_INVALID_RECORD;
@@ -903,26 +1159,24 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
             slots[nslots++] = (struct commit_slot){c->topic_id, c->partition, i};
     }
     qsort(slots, (size_t)nslots, sizeof(*slots), by_partition);
-    struct array a[NARRAYS];
-    for (int k = 0; k < NARRAYS; k++)
-        array_init(&a[k]);
-    for (int i = 0; i < nslots; i++) {
-        if (i == 0 || slots[i].topic_id != slots[i - 1].topic_id || slots[i].partition != slots[i - 1].partition) {
-            groups[ngroups++] = (struct commit_group){slots[i].topic_id, slots[i].partition, i, i, 0, -1};
-            array_add(&a[A_TOPIC], slots[i].topic_id);
-            array_add(&a[A_PARTITION], slots[i].partition);
-        }
-        groups[ngroups - 1].end = i + 1;
-        groups[ngroups - 1].count += chunks[slots[i].idx].offset_count;
+    struct producer_plan plan;
+    producer_plan_init(&plan, chunks, nchunks);
+    struct array lock[2], ga[3], a[NARRAYS], pa[NPARRAYS];
+    arrays_init(lock, 2);
+    arrays_init(ga, 3);
+    arrays_init(a, NARRAYS);
+    arrays_init(pa, NPARRAYS);
+    partition_arrays(slots, nslots, &lock[0], &lock[1]);
+    if (plan.n == 0)
+        ngroups = build_groups(slots, &nslots, chunks, groups, &ga[0], &ga[1], &ga[2]);
+    for (int k = 0; k < plan.n; k++) {
+        array_add(&pa[P_ID], plan.e[k].producer_id);
+        array_add(&pa[P_TOPIC], plan.e[k].topic_id);
+        array_add(&pa[P_PARTITION], plan.e[k].partition);
     }
-    struct array counts;
-    array_init(&counts);
-    for (int g = 0; g < ngroups; g++)
-        array_add(&counts, groups[g].count);
-    const char *topics = array_end(&a[A_TOPIC]), *partitions = array_end(&a[A_PARTITION]);
 
     int rc = -1;
-    PGresult *res[4];
+    PGresult *res[5];
     struct pipe pp;
     pipe_start(s, &pp);
     pipe_send(s, &pp, S_BEGIN, NULL);
@@ -932,30 +1186,48 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
     par_i64(&p, wall_ms());
     pipe_send(s, &pp, S_OBJECT_INSERT, &p);
     p = (struct params){0};
-    par_str(&p, topics);
-    par_str(&p, partitions);
+    par_str(&p, array_end(&lock[0]));
+    par_str(&p, array_end(&lock[1]));
     pipe_send(s, &pp, S_PARTITIONS_LOCK, &p);
-    par_str(&p, array_end(&counts));
-    pipe_send(s, &pp, S_PARTITIONS_ADVANCE, &p);
+    if (plan.n > 0) { /* read under the partition locks: no other commit changes it meanwhile */
+        p = (struct params){0};
+        par_str(&p, array_end(&pa[P_ID]));
+        par_str(&p, array_end(&pa[P_TOPIC]));
+        par_str(&p, array_end(&pa[P_PARTITION]));
+        pipe_send(s, &pp, S_PRODUCER_STATES_GET, &p);
+    } else {
+        send_advance(s, &pp, ga);
+    }
     int sent = pp.n;
     if (pipe_finish(s, &pp, res, "commit object") < 0) {
         clear_all(res, sent);
         goto out;
     }
     int64_t object_id = get_i64(res[1], 0, 0);
-    for (int row = 0; row < PQntuples(res[3]); row++) {
-        struct commit_group *g = find_group(groups, ngroups, get_i64(res[3], row, 0), (int32_t)get_i64(res[3], row, 1));
-        if (g)
-            g->base = get_i64(res[3], row, 2) - g->count;
+    if (plan.n > 0) {
+        for (int row = 0; row < PQntuples(res[3]); row++) {
+            struct producer_entry *e = producer_plan_find(&plan, get_i64(res[3], row, 0), get_i64(res[3], row, 1),
+                                                          (int32_t)get_i64(res[3], row, 2));
+            if (e)
+                producer_entry_load(e, (int16_t)get_i64(res[3], row, 3), PQgetvalue(res[3], row, 4));
+        }
+        clear_all(res, sent);
+        producer_plan_decide(&plan, chunks, nchunks);
+        ngroups = build_groups(slots, &nslots, chunks, groups, &ga[0], &ga[1], &ga[2]);
+        pipe_start(s, &pp);
+        send_advance(s, &pp, ga);
+        sent = pp.n;
+        if (pipe_finish(s, &pp, res, "commit object") < 0) {
+            clear_all(res, sent);
+            goto out;
+        }
+        read_advance(res[0], groups, ngroups);
+    } else {
+        read_advance(res[3], groups, ngroups);
     }
     clear_all(res, sent);
 
-    /* Each group's range goes to its chunks in array order. The topic and partition arrays are
-     * built again, now one entry per chunk. */
-    for (int k = 0; k < NARRAYS; k++) {
-        free(a[k].p);
-        array_init(&a[k]);
-    }
+    /* Each group's range goes to its chunks in array order: one row per chunk. */
     int assigned = 0;
     for (int g = 0; g < ngroups; g++) {
         int64_t base = groups[g].base;
@@ -979,6 +1251,26 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
             array_add(&a[A_MAX_TS], c->max_timestamp);
         }
     }
+    producer_plan_settle(&plan, chunks, nchunks);
+    for (int k = 0; k < NPARRAYS; k++) {
+        free(pa[k].p);
+        array_init(&pa[k]);
+    }
+    int dirty = 0;
+    for (int k = 0; k < plan.n; k++) {
+        const struct producer_entry *e = &plan.e[k];
+        if (!e->dirty)
+            continue;
+        char batches[PRODUCER_BATCHES_TEXT_MAX];
+        producer_entry_format(e, batches, sizeof(batches));
+        array_add(&pa[P_ID], e->producer_id);
+        array_add(&pa[P_TOPIC], e->topic_id);
+        array_add(&pa[P_PARTITION], e->partition);
+        array_add(&pa[P_EPOCH], e->epoch);
+        array_add_text(&pa[P_BATCHES], batches);
+        array_add(&pa[P_TIMESTAMP], e->last_timestamp);
+        dirty++;
+    }
     pipe_start(s, &pp);
     if (assigned > 0) {
         p = (struct params){0};
@@ -986,8 +1278,15 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
         for (int k = 0; k < NARRAYS; k++)
             par_str(&p, array_end(&a[k]));
         pipe_send(s, &pp, S_CHUNKS_INSERT, &p);
-        pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */
     }
+    if (dirty > 0) {
+        p = (struct params){0};
+        for (int k = 0; k < NPARRAYS; k++)
+            par_str(&p, array_end(&pa[k]));
+        pipe_send(s, &pp, S_PRODUCER_STATES_PUT, &p);
+    }
+    if (assigned > 0)
+        pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */
     pipe_send(s, &pp, S_COMMIT, NULL);
     s->commit_sent = true;
     sent = pp.n;
@@ -1002,9 +1301,11 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
 out:
     if (rc < 0)
         rollback(s);
-    for (int k = 0; k < NARRAYS; k++)
-        free(a[k].p);
-    free(counts.p);
+    arrays_free(lock, 2);
+    arrays_free(ga, 3);
+    arrays_free(a, NARRAYS);
+    arrays_free(pa, NPARRAYS);
+    producer_plan_free(&plan);
     free(slots);
     free(groups);
     return rc;
@@ -1016,6 +1317,7 @@ static int fail_commit(struct commit_chunk *chunks, int nchunks)
     for (int i = 0; i < nchunks; i++) {
         chunks[i].base_offset = -1;
         chunks[i].error = KERR_KAFKA_STORAGE_ERROR;
+        chunks[i].duplicate = false;
     }
     return -1;
 }
@@ -1036,6 +1338,101 @@ static int pg_commit_object(struct metastore *m, const char *object_key, uint64_
             return 0;
         if (!retry(s, rc, attempt))
             return fail_commit(chunks, nchunks);
+    }
+}
+
+/* ---- idempotent producers ---- */
+
+/* Each statement commits on its own: a bump is one UPDATE that checks the epoch it replaces. */
+static int init_producer_once(struct pg_store *s, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                              int16_t *out_epoch)
+{
+    struct params p = {0};
+    if (producer_id >= 0) {
+        par_i64(&p, producer_id);
+        par_i64(&p, epoch);
+        par_i64(&p, PRODUCER_EPOCH_MAX);
+        PGresult *r = exec(s, S_PRODUCER_BUMP, &p, "bump producer epoch");
+        if (!r)
+            return -1;
+        bool bumped = PQntuples(r) == 1;
+        if (bumped) {
+            *out_id = producer_id;
+            *out_epoch = (int16_t)get_i64(r, 0, 0);
+        }
+        PQclear(r);
+        if (bumped)
+            return 0;
+        p = (struct params){0};
+        par_i64(&p, producer_id);
+        r = exec(s, S_PRODUCER_EPOCH, &p, "read producer epoch");
+        if (!r)
+            return -1;
+        int64_t current = PQntuples(r) == 1 ? get_i64(r, 0, 0) : -1;
+        PQclear(r);
+        if (current >= 0 && epoch == current - 1) { /* a retry of the bump that made current */
+            *out_id = producer_id;
+            *out_epoch = (int16_t)current;
+            return 0;
+        }
+        if (current >= 0 && current != epoch)
+            return KERR_PRODUCER_FENCED;
+        /* an id the store does not know, or its epochs used up: a new id */
+    }
+    p = (struct params){0};
+    par_i64(&p, wall_ms());
+    PGresult *r = exec(s, S_PRODUCER_NEW, &p, "new producer id");
+    if (!r)
+        return -1;
+    *out_id = get_i64(r, 0, 0);
+    *out_epoch = 0;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = init_producer_once(s, producer_id, epoch, out_id, out_epoch);
+        if (!retry(s, rc, attempt))
+            return rc;
+    }
+}
+
+static int list_producers_once(struct pg_store *s, int64_t topic_id, int32_t partition, struct producer_info **out,
+                               int *n)
+{
+    struct params p = {0};
+    par_i64(&p, topic_id);
+    par_i64(&p, partition);
+    PGresult *r = exec(s, S_PRODUCERS_LIST, &p, "list producers");
+    if (!r)
+        return -1;
+    int rows = PQntuples(r);
+    struct producer_info *v = alloc_rows(rows, sizeof(*v));
+    for (int i = 0; i < rows; i++)
+        producer_info_from_row(&v[i], get_i64(r, i, 0), (int16_t)get_i64(r, i, 1), PQgetvalue(r, i, 2),
+                               get_i64(r, i, 3));
+    PQclear(r);
+    *out = v;
+    *n = rows;
+    return 0;
+}
+
+static int pg_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    for (int attempt = 0;; attempt++) {
+        if (call_begin(s) < 0)
+            return -1;
+        int rc = list_producers_once(s, topic_id, partition, out, n);
+        if (!retry(s, rc, attempt))
+            return rc;
     }
 }
 
@@ -1607,7 +2004,11 @@ static const struct metastore_ops pg_ops = {
     .get_topic = pg_get_topic,
     .list_topics = pg_list_topics,
     .topic_configs = pg_topic_configs,
+    .create_partitions = pg_create_partitions,
+    .update_topic_configs = pg_update_topic_configs,
     .commit_object = pg_commit_object,
+    .init_producer = pg_init_producer,
+    .list_producers = pg_list_producers,
     .partition_offsets = pg_partition_offsets,
     .find_chunks = pg_find_chunks,
     .find_chunks_by_time = pg_find_chunks_by_time,

@@ -19,6 +19,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "storage/metastore_backend.h"
+#include "storage/producer_state.h"
 
 #define BUSY_TIMEOUT_MS 30000
 
@@ -77,7 +78,24 @@ static const char *const migrations[] = {
     "  heartbeat_ms INTEGER NOT NULL) WITHOUT ROWID;",
     /* 3: where other hosts forward a member's slot connections (XDP). */
     "ALTER TABLE members ADD COLUMN fwd_addr TEXT NOT NULL DEFAULT '';",
-    /* 4: consumer groups: the state as one blob with a version (compare-and-set), and the
+    /* 4: config changes (AlterConfigs) are noticed by every agent's topic listing. */
+    "ALTER TABLE topics ADD COLUMN config_epoch INTEGER NOT NULL DEFAULT 0;",
+    /* 5: idempotent producers. Ids are handed out once (AUTOINCREMENT) with their current epoch;
+     * per (producer, topic, partition) the epoch and the last 5 batches ("first:last:offset;...",
+     * storage/producer_state.h), checked and updated by each commit. */
+    "CREATE TABLE producer_ids ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  epoch INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE producer_state ("
+    "  producer_id INTEGER NOT NULL,"
+    "  topic_id INTEGER NOT NULL,"
+    "  partition INTEGER NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  batches TEXT NOT NULL,"
+    "  last_timestamp INTEGER NOT NULL,"
+    "  PRIMARY KEY (producer_id, topic_id, partition)) WITHOUT ROWID;",
+    /* 6: consumer groups: the state as one blob with a version (compare-and-set), and the
      * committed offsets. */
     "CREATE TABLE consumer_groups ("
     "  group_id TEXT PRIMARY KEY,"
@@ -123,10 +141,18 @@ enum stmt_id {
     S_MEMBERS_LIST,
     S_MEMBER_DELETE,
     S_MEMBERS_PRUNE,
+    S_TOPIC_SET_PARTITIONS,
+    S_TOPIC_BUMP_CONFIG_EPOCH,
+    S_PRODUCER_NEW,
+    S_PRODUCER_EPOCH,
+    S_PRODUCER_BUMP,
+    S_PRODUCER_STATE_GET,
+    S_PRODUCER_STATE_PUT,
+    S_PRODUCERS_LIST,
     S_COUNT
 };
 
-#define TOPIC_COLS "id, name, uuid, partitions, created_ms"
+#define TOPIC_COLS "id, name, uuid, partitions, created_ms, config_epoch"
 #define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -177,6 +203,19 @@ static const char *const stmt_sql[S_COUNT] = {
                        " WHERE (?1 IS NULL OR agent_group = ?1) AND heartbeat_ms >= ?2 ORDER BY id",
     [S_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?1",
     [S_MEMBERS_PRUNE] = "DELETE FROM members WHERE heartbeat_ms < ?1",
+    [S_TOPIC_SET_PARTITIONS] = "UPDATE topics SET partitions = ?2 WHERE id = ?1",
+    [S_TOPIC_BUMP_CONFIG_EPOCH] = "UPDATE topics SET config_epoch = config_epoch + 1 WHERE id = ?1",
+    [S_PRODUCER_NEW] = "INSERT INTO producer_ids (epoch, created_ms) VALUES (0, ?1)",
+    [S_PRODUCER_EPOCH] = "SELECT epoch FROM producer_ids WHERE id = ?1",
+    [S_PRODUCER_BUMP] = "UPDATE producer_ids SET epoch = epoch + 1 WHERE id = ?1",
+    [S_PRODUCER_STATE_GET] = "SELECT epoch, batches FROM producer_state"
+                             " WHERE producer_id = ?1 AND topic_id = ?2 AND partition = ?3",
+    [S_PRODUCER_STATE_PUT] = "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, batches,"
+                             " last_timestamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (producer_id, topic_id,"
+                             " partition) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,"
+                             " last_timestamp = excluded.last_timestamp",
+    [S_PRODUCERS_LIST] = "SELECT producer_id, epoch, batches, last_timestamp FROM producer_state"
+                         " WHERE topic_id = ?1 AND partition = ?2 ORDER BY producer_id",
 };
 
 struct sqlite_store {
@@ -271,6 +310,7 @@ static void read_topic(sqlite3_stmt *q, struct topic_info *t)
         memcpy(t->uuid, sqlite3_column_blob(q, 2), 16);
     t->partitions = sqlite3_column_int(q, 3);
     t->created_ms = sqlite3_column_int64(q, 4);
+    t->config_epoch = sqlite3_column_int64(q, 5);
 }
 
 /* Looks up a live topic: 1 found, 0 not, -1 error. */
@@ -431,6 +471,93 @@ static int sq_topic_configs(struct metastore *m, int64_t topic_id, struct topic_
     return 0;
 }
 
+/* ---- CreatePartitions and AlterConfigs ---- */
+
+static int sq_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 1) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    if (partitions <= t.partitions) {
+        rollback(s);
+        if (out)
+            *out = t;
+        return KERR_INVALID_PARTITIONS;
+    }
+    sqlite3_stmt *q = stmt(s, S_PARTITION_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int32_t p = t.partitions; p < partitions; p++) {
+        sqlite3_bind_int(q, 2, p);
+        if (run(s, q, "insert partition") < 0)
+            return abort_tx(s);
+    }
+    q = stmt(s, S_TOPIC_SET_PARTITIONS);
+    sqlite3_bind_int64(q, 1, t.id);
+    sqlite3_bind_int(q, 2, partitions);
+    if (run(s, q, "grow topic") < 0)
+        return abort_tx(s);
+    if (commit(s) < 0)
+        return abort_tx(s);
+    t.partitions = partitions;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+static int sq_update_topic_configs(struct metastore *m, const char *name, topic_configs_edit edit, void *arg,
+                                   struct topic_info *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    struct topic_info t;
+    int found = find_topic(s, name, &t);
+    if (found != 1) {
+        rollback(s);
+        return found < 0 ? -1 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    struct topic_config *cfgs = NULL;
+    int n = 0;
+    if (sq_topic_configs(m, t.id, &cfgs, &n) < 0)
+        return abort_tx(s);
+    int rc = edit(arg, &cfgs, &n);
+    if (rc != 0) {
+        free(cfgs);
+        rollback(s);
+        return rc;
+    }
+    sqlite3_stmt *q = stmt(s, S_TOPIC_DELETE_CONFIGS);
+    sqlite3_bind_int64(q, 1, t.id);
+    if (run(s, q, "replace topic configs") < 0)
+        goto fail;
+    q = stmt(s, S_CONFIG_INSERT);
+    sqlite3_bind_int64(q, 1, t.id);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_text(q, 2, cfgs[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, cfgs[i].value, -1, SQLITE_STATIC);
+        if (run(s, q, "insert topic config") < 0)
+            goto fail;
+    }
+    q = stmt(s, S_TOPIC_BUMP_CONFIG_EPOCH);
+    sqlite3_bind_int64(q, 1, t.id);
+    if (run(s, q, "bump config epoch") < 0 || commit(s) < 0)
+        goto fail;
+    free(cfgs);
+    t.config_epoch++;
+    if (out)
+        *out = t;
+    return 0;
+fail:
+    free(cfgs);
+    return abort_tx(s);
+}
+
 /* ---- produce: one transaction per object ---- */
 
 /* A failed commit assigns nothing: every chunk answers KAFKA_STORAGE_ERROR. */
@@ -440,8 +567,49 @@ static int fail_commit(struct sqlite_store *s, struct commit_chunk *chunks, int 
     for (int i = 0; i < nchunks; i++) {
         chunks[i].base_offset = -1;
         chunks[i].error = KERR_KAFKA_STORAGE_ERROR;
+        chunks[i].duplicate = false;
     }
     return -1;
+}
+
+/* The stored state of the plan's producers (read under the write lock). 0 or -1. */
+static int load_producers(struct sqlite_store *s, struct producer_plan *plan)
+{
+    for (int k = 0; k < plan->n; k++) {
+        struct producer_entry *e = &plan->e[k];
+        sqlite3_stmt *q = stmt(s, S_PRODUCER_STATE_GET);
+        sqlite3_bind_int64(q, 1, e->producer_id);
+        sqlite3_bind_int64(q, 2, e->topic_id);
+        sqlite3_bind_int(q, 3, e->partition);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            producer_entry_load(e, (int16_t)sqlite3_column_int(q, 0), (const char *)sqlite3_column_text(q, 1));
+        sqlite3_reset(q);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return db_error(s, "read producer state");
+    }
+    return 0;
+}
+
+static int save_producers(struct sqlite_store *s, const struct producer_plan *plan)
+{
+    for (int k = 0; k < plan->n; k++) {
+        const struct producer_entry *e = &plan->e[k];
+        if (!e->dirty)
+            continue;
+        char batches[PRODUCER_BATCHES_TEXT_MAX];
+        producer_entry_format(e, batches, sizeof(batches));
+        sqlite3_stmt *q = stmt(s, S_PRODUCER_STATE_PUT);
+        sqlite3_bind_int64(q, 1, e->producer_id);
+        sqlite3_bind_int64(q, 2, e->topic_id);
+        sqlite3_bind_int(q, 3, e->partition);
+        sqlite3_bind_int(q, 4, e->epoch);
+        sqlite3_bind_text(q, 5, batches, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 6, e->last_timestamp);
+        if (run(s, q, "save producer state") < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* Takes offset_count offsets of the chunk's partition if the topic is live and the partition
@@ -485,15 +653,29 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
     for (int i = 0; i < nchunks; i++) {
         struct commit_chunk *c = &chunks[i];
         c->base_offset = -1;
-        c->error = 0;
-        if (c->offset_count < 1) { /* a chunk must take offsets: a caller bug, not the store's */
-            c->error = KERR_INVALID_RECORD;
+        c->duplicate = false;
+        /* a chunk must take offsets: a caller bug, not the store's */
+        c->error = c->offset_count < 1 ? KERR_INVALID_RECORD : 0;
+    }
+    /* Idempotent batches: checked against their producers' state, under the write lock. */
+    struct producer_plan plan;
+    producer_plan_init(&plan, chunks, nchunks);
+    if (plan.n > 0 && load_producers(s, &plan) < 0) {
+        producer_plan_free(&plan);
+        return fail_commit(s, chunks, nchunks);
+    }
+    producer_plan_decide(&plan, chunks, nchunks);
+
+    for (int i = 0; i < nchunks; i++) {
+        struct commit_chunk *c = &chunks[i];
+        if (!producer_chunk_appends(c))
             continue;
-        }
         int64_t next;
         int found = advance_partition(s, c, &next);
-        if (found < 0)
+        if (found < 0) {
+            producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
+        }
         if (!found) {
             c->error = KERR_UNKNOWN_TOPIC_OR_PARTITION; /* deleted meanwhile, or no such partition */
             continue;
@@ -510,11 +692,103 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
         sqlite3_bind_int(q, 8, c->batch_count);
         sqlite3_bind_int64(q, 9, c->first_timestamp);
         sqlite3_bind_int64(q, 10, c->max_timestamp);
-        if (run(s, q, "insert chunk") < 0)
+        if (run(s, q, "insert chunk") < 0) {
+            producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
+        }
+    }
+    producer_plan_settle(&plan, chunks, nchunks);
+    int saved = save_producers(s, &plan);
+    producer_plan_free(&plan);
+    if (saved < 0 || commit(s) < 0)
+        return fail_commit(s, chunks, nchunks);
+    return 0;
+}
+
+/* ---- idempotent producers ---- */
+
+static int sq_list_producers(struct metastore *m, int64_t topic_id, int32_t partition, struct producer_info **out,
+                             int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = stmt(s, S_PRODUCERS_LIST);
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    struct producer_info *v = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct producer_info *nv = realloc(v, (size_t)cap * sizeof(*v));
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        producer_info_from_row(&v[count++], sqlite3_column_int64(q, 0), (int16_t)sqlite3_column_int(q, 1),
+                               (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3));
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list producers");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int new_producer(struct sqlite_store *s, int64_t *out_id, int16_t *out_epoch)
+{
+    sqlite3_stmt *q = stmt(s, S_PRODUCER_NEW);
+    sqlite3_bind_int64(q, 1, wall_ms());
+    if (run(s, q, "new producer id") < 0)
+        return -1;
+    *out_id = sqlite3_last_insert_rowid(s->db);
+    *out_epoch = 0;
+    return 0;
+}
+
+static int sq_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
+                            int16_t *out_epoch)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    int rc = 0;
+    int64_t current = -1;
+    if (producer_id >= 0) {
+        sqlite3_stmt *q = stmt(s, S_PRODUCER_EPOCH);
+        sqlite3_bind_int64(q, 1, producer_id);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW)
+            current = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            db_error(s, "read producer epoch");
+            return abort_tx(s);
+        }
+    }
+    if (current >= 0 && epoch == current - 1) { /* a retry of the bump that made current */
+        *out_id = producer_id;
+        *out_epoch = (int16_t)current;
+    } else if (current >= 0 && current != epoch) {
+        rc = KERR_PRODUCER_FENCED;
+    } else if (current >= 0 && current < PRODUCER_EPOCH_MAX) {
+        sqlite3_stmt *q = stmt(s, S_PRODUCER_BUMP);
+        sqlite3_bind_int64(q, 1, producer_id);
+        if (run(s, q, "bump producer epoch") < 0)
+            return abort_tx(s);
+        *out_id = producer_id;
+        *out_epoch = (int16_t)(current + 1);
+    } else if (new_producer(s, out_id, out_epoch) < 0) { /* a new id, an unknown one, or epochs used up */
+        return abort_tx(s);
+    }
+    if (rc) {
+        rollback(s);
+        return rc;
     }
     if (commit(s) < 0)
-        return fail_commit(s, chunks, nchunks);
+        return abort_tx(s);
     return 0;
 }
 
@@ -948,7 +1222,11 @@ static const struct metastore_ops sqlite_ops = {
     .get_topic = sq_get_topic,
     .list_topics = sq_list_topics,
     .topic_configs = sq_topic_configs,
+    .create_partitions = sq_create_partitions,
+    .update_topic_configs = sq_update_topic_configs,
     .commit_object = sq_commit_object,
+    .init_producer = sq_init_producer,
+    .list_producers = sq_list_producers,
     .partition_offsets = sq_partition_offsets,
     .find_chunks = sq_find_chunks,
     .find_chunks_by_time = sq_find_chunks_by_time,
