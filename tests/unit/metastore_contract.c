@@ -336,17 +336,17 @@ void metastore_contract_groups(const char *url, int *failed_)
     int64_t version;
     CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 1);
     CHECK_EQ(version, 0);
-    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"\0abc", 4), 0);
-    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"lost", 4), 1); /* exists */
+    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"\0abc", 4, true), 0);
+    CHECK_EQ(metastore_group_store(m, "g1", 0, 1, "consumer", (const uint8_t *)"lost", 4, true), 1); /* exists */
     CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 0);
     CHECK(version == 1 && len == 4 && memcmp(data, "\0abc", 4) == 0);
     free(data);
-    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"v2", 2), 0);
-    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"stale", 5), 1); /* lost the race */
+    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"v2", 2, false), 0);
+    CHECK_EQ(metastore_group_store(m, "g1", 1, 3, "consumer", (const uint8_t *)"stale", 5, true), 1); /* lost the race */
     CHECK_EQ(metastore_group_load(m, "g1", &data, &len, &version), 0);
     CHECK(version == 2 && len == 2 && memcmp(data, "v2", 2) == 0);
     free(data);
-    CHECK_EQ(metastore_group_store(m, "g0", 0, 0, "", (const uint8_t *)"e", 1), 0);
+    CHECK_EQ(metastore_group_store(m, "g0", 0, 0, "", (const uint8_t *)"e", 1, true), 0);
     struct group_summary *gs = NULL;
     int n;
     CHECK_EQ(metastore_groups_list(m, &gs, &n), 0);

@@ -258,7 +258,7 @@ TEST(group_sweep_empties_groups_whose_members_died)
     two_member_group(&g, failed_);
     size_t len;
     uint8_t *blob = group_encode(&g, &len);
-    CHECK_EQ(metastore_group_store(m, "dead", 0, g.phase, g.protocol_type, blob, len), 0);
+    CHECK_EQ(metastore_group_store(m, "dead", 0, g.phase, g.protocol_type, blob, len, true), 0);
     free(blob);
     group_free(&g);
     CHECK_EQ(groups_sweep(m, 5000), 0);           /* sessions still running: nothing to do */

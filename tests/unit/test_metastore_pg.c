@@ -109,6 +109,32 @@ TEST(pg_metastore_groups)
     metastore_contract_groups(url, failed_);
 }
 
+/* A group change announced wakes the other handles; a heartbeat's (announce false) does not. */
+TEST(pg_metastore_group_notifications)
+{
+    PG_DB("t_group_notify", url);
+    struct metastore *a = open_url(url), *b = open_url(url);
+    CHECK(a != NULL && b != NULL);
+    if (!a || !b) {
+        metastore_close(a);
+        metastore_close(b);
+        return;
+    }
+    int fb = metastore_notify_fd(b);
+    CHECK(fb >= 0);
+    CHECK_EQ(metastore_consume_notifications(b), 0);
+    CHECK_EQ(metastore_group_store(a, "g", 0, 1, "consumer", (const uint8_t *)"x", 1, false), 0);
+    usleep(200 * 1000);
+    CHECK_EQ(metastore_consume_notifications(b), 0);
+    CHECK_EQ(metastore_group_store(a, "g", 1, 2, "consumer", (const uint8_t *)"y", 1, true), 0);
+    CHECK(readable(fb, 2000));
+    CHECK(metastore_consume_notifications(b) >= 1);
+    /* a write that lost its compare-and-set announces nothing that matters, but must not fail */
+    CHECK_EQ(metastore_group_store(a, "g", 1, 3, "consumer", (const uint8_t *)"z", 1, true), 1);
+    metastore_close(a);
+    metastore_close(b);
+}
+
 TEST(pg_metastore_open_urls)
 {
     PG_DB("t_open", url);

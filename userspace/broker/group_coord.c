@@ -124,6 +124,8 @@ static void group_job_run(struct job *job, struct metastore *m)
             log_warn("group %s: stored state unreadable; starting it afresh", id);
         free(data);
         int64_t now = wall_ms();
+        int phase = j->g.phase;
+        int32_t generation = j->g.generation;
         bool changed = group_tick(&j->g, now);
         for (int i = 0; i < j->n; i++)
             apply(&j->g, &j->items[i], now, &changed);
@@ -131,7 +133,10 @@ static void group_job_run(struct job *job, struct metastore *m)
             return;
         size_t blen;
         uint8_t *blob = group_encode(&j->g, &blen);
-        rc = metastore_group_store(m, id, version, j->g.phase, j->g.protocol_type, blob, blen);
+        /* Parked members wait for a new phase or generation: only those are announced (not the
+         * heartbeats, which would wake every agent's waiting fetches too). */
+        bool announce = j->g.phase != phase || j->g.generation != generation;
+        rc = metastore_group_store(m, id, version, j->g.phase, j->g.protocol_type, blob, blen, announce);
         free(blob);
         if (rc == 0) {
             j->changed = true;
@@ -595,7 +600,8 @@ int groups_sweep(struct metastore *m, int64_t now)
                 size_t blen;
                 uint8_t *blob = group_encode(&g, &blen);
                 /* a conflict means someone is serving the group: their request ticked it */
-                swept += metastore_group_store(m, v[i].group_id, version, g.phase, g.protocol_type, blob, blen) == 0;
+                swept += metastore_group_store(m, v[i].group_id, version, g.phase, g.protocol_type, blob, blen,
+                                               true) == 0;
                 free(blob);
             }
             group_free(&g);

@@ -117,9 +117,9 @@ int metastore_group_load(struct metastore *m, const char *group_id, uint8_t **da
 }
 
 int metastore_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
-                          const char *protocol_type, const uint8_t *data, size_t len)
+                          const char *protocol_type, const uint8_t *data, size_t len, bool announce)
 {
-    return m->ops->group_store(m, group_id, version, phase, protocol_type, data, len);
+    return m->ops->group_store(m, group_id, version, phase, protocol_type, data, len, announce);
 }
 
 int metastore_groups_list(struct metastore *m, struct group_summary **out, int *n)

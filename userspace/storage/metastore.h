@@ -178,9 +178,10 @@ int metastore_group_load(struct metastore *m, const char *group_id, uint8_t **da
                          int64_t *version);
 /* Writes the group only if its version is still `version` (0: the group must not exist yet), then
  * version + 1. phase and protocol_type are kept in columns for listings and offset expiry.
+ * announce: tell other processes (PostgreSQL NOTIFY), for changes that waiting members care about.
  * Returns 0, 1 when someone changed it first (read it again), or -1. */
 int metastore_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
-                          const char *protocol_type, const uint8_t *data, size_t len);
+                          const char *protocol_type, const uint8_t *data, size_t len, bool announce);
 
 struct group_summary {
     char group_id[GROUP_ID_MAX + 1];

@@ -38,7 +38,7 @@ struct metastore_ops {
     int (*prune_members)(struct metastore *m, int64_t older_than_ms);
     int (*group_load)(struct metastore *m, const char *group_id, uint8_t **data, size_t *len, int64_t *version);
     int (*group_store)(struct metastore *m, const char *group_id, int64_t version, int phase,
-                       const char *protocol_type, const uint8_t *data, size_t len);
+                       const char *protocol_type, const uint8_t *data, size_t len, bool announce);
     int (*groups_list)(struct metastore *m, struct group_summary **out, int *n);
     int (*offsets_commit)(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
     int (*offsets_fetch)(struct metastore *m, const char *group_id, struct group_offset **out, int *n);

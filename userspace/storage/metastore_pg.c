@@ -1703,23 +1703,24 @@ static int pg_group_load(struct metastore *m, const char *group_id, uint8_t **da
 }
 
 static int group_store_once(struct pg_store *s, const char *group_id, int64_t version, int phase,
-                            const char *protocol_type, const uint8_t *data, size_t len)
+                            const char *protocol_type, const uint8_t *data, size_t len, bool announce)
 {
     char ver[24], ph[24];
     snprintf(ver, sizeof(ver), "%lld", (long long)version);
     snprintf(ph, sizeof(ph), "%d", phase);
-    const char *v[5] = {group_id, ver, ph, protocol_type ? protocol_type : "", (const char *)data};
-    int lens[5] = {-1, -1, -1, -1, (int)len};
-    /* One statement that also announces the change (NOTIFY is sent when it commits): other
+    const char *v[6] = {group_id, ver, ph, protocol_type ? protocol_type : "", (const char *)data,
+                        announce ? "1" : "0"};
+    int lens[6] = {-1, -1, -1, -1, (int)len, -1};
+    /* One statement that may also announce the change (NOTIFY is sent when it commits): other
      * agents' parked JoinGroup and SyncGroup requests look again at once. */
     PGresult *r = exec_sql(s, version == 0
         ? "WITH w AS (INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
           " VALUES ($1, $2::bigint + 1, $3, $4, $5, " STORE_NOW_MS ") ON CONFLICT (group_id) DO NOTHING RETURNING 1)"
-          " SELECT (SELECT count(*) FROM w), pg_notify('" CHANNEL "', '')"
+          " SELECT (SELECT count(*) FROM w), CASE WHEN $6 = '1' THEN pg_notify('" CHANNEL "', '') END"
         : "WITH w AS (UPDATE consumer_groups SET version = version + 1, phase = $3, protocol_type = $4, state = $5,"
           " updated_ms = " STORE_NOW_MS " WHERE group_id = $1 AND version = $2::bigint RETURNING 1)"
-          " SELECT (SELECT count(*) FROM w), pg_notify('" CHANNEL "', '')",
-        5, v, lens, "store group");
+          " SELECT (SELECT count(*) FROM w), CASE WHEN $6 = '1' THEN pg_notify('" CHANNEL "', '') END",
+        6, v, lens, "store group");
     if (!r)
         return -1;
     int rc = PQntuples(r) == 1 && get_i64(r, 0, 0) == 1 ? 0 : 1;
@@ -1728,13 +1729,13 @@ static int group_store_once(struct pg_store *s, const char *group_id, int64_t ve
 }
 
 static int pg_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
-                          const char *protocol_type, const uint8_t *data, size_t len)
+                          const char *protocol_type, const uint8_t *data, size_t len, bool announce)
 {
     struct pg_store *s = (struct pg_store *)m;
     for (int attempt = 0;; attempt++) {
         if (call_begin(s) < 0)
             return -1;
-        int rc = group_store_once(s, group_id, version, phase, protocol_type, data, len);
+        int rc = group_store_once(s, group_id, version, phase, protocol_type, data, len, announce);
         if (!retry(s, rc, attempt))
             return rc;
     }

@@ -996,8 +996,9 @@ static int sq_group_load(struct metastore *m, const char *group_id, uint8_t **da
 }
 
 static int sq_group_store(struct metastore *m, const char *group_id, int64_t version, int phase,
-                          const char *protocol_type, const uint8_t *data, size_t len)
+                          const char *protocol_type, const uint8_t *data, size_t len, bool announce)
 {
+    (void)announce; /* SQLite has no notifications: other processes poll */
     struct sqlite_store *s = (struct sqlite_store *)m;
     sqlite3_stmt *q = prepare(s, version == 0
         ? "INSERT INTO consumer_groups (group_id, version, phase, protocol_type, state, updated_ms)"
