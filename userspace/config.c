@@ -52,6 +52,9 @@ static const struct setting settings[] = {
     {"commit-poll-interval", "SLUICE_COMMIT_POLL_INTERVAL", SET_DURATION_MS, S(commit_poll_ms), "20ms",
      "waiting fetches look for commits of other workers and agents this often (PostgreSQL's LISTEN/NOTIFY "
      "also wakes them at once)"},
+    {"offsets-retention", "SLUICE_OFFSETS_RETENTION", SET_DURATION_MS, S(offsets_retention_ms), "7d",
+     "a consumer group's committed offsets are kept this long after it became empty (Kafka's "
+     "offsets.retention.minutes)"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -105,7 +108,13 @@ static int parse_duration_ms(const char *s, int64_t *out)
         mult = 1000;
     else if (strcmp(end, "m") == 0)
         mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400000;
     else
+        return -1;
+    if (v > INT64_MAX / mult)
         return -1;
     *out = v * mult;
     return 0;

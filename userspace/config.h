@@ -17,6 +17,7 @@ struct config {
     char agent_group[64];
     int64_t heartbeat_timeout_ms; /* a member silent this long is dead */
     int64_t commit_poll_ms;       /* waiting fetches look for other processes' commits this often */
+    int64_t offsets_retention_ms; /* committed offsets of an empty group are kept this long */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;

@@ -212,11 +212,13 @@ def cluster_group(steering):
         create_topic(agents[0].bootstrap, "spread", 6)
         confluent_produce(agents[1].bootstrap, "spread", 0, 600)
         assigned = [None, None, None]
+        assigns = [0, 0, 0]  # rebalances each member went through
         got = [[], [], []]
 
         def on_assign(i):
             def cb(consumer, partitions):
                 assigned[i] = sorted(p.partition for p in partitions)
+                assigns[i] += 1
             return cb
 
         for i, a in enumerate(agents):
@@ -234,6 +236,7 @@ def cluster_group(steering):
             for c in consumers:
                 c.poll(0.05)
         expect(assigned == final, "assignments changed after the group settled: %r -> %r" % (final, assigned))
+        expect(assigns == [1, 1, 1], "not one rebalance: each member was assigned %r times" % assigns)
         expect(all(final), "a member without partitions: %r" % final)
         expect(sorted(p for a in final for p in a) == list(range(6)), "partitions not assigned once: %r" % final)
         ids = [x for g in got for x in g]
@@ -440,4 +443,44 @@ def test_kafkajs_member_killed_session_expires():
     finally:
         for c in consumers:
             c.kill()
+        a.cleanup()
+
+
+def test_offsets_of_an_empty_group_expire_after_offsets_retention():
+    """offsets-retention (Kafka's offsets.retention.minutes): a group that commits and then empties
+    keeps its offsets for that long, then loses them; a group with a member keeps them."""
+    from confluent_kafka import TopicPartition
+    a = Agent(env={"SLUICE_OFFSETS_RETENTION": "2s", "SLUICE_HEARTBEAT_TIMEOUT": "600ms"}).start()
+    try:
+        create_topic(a.bootstrap, "kept", 1)
+        confluent_produce(a.bootstrap, "kept", 0, 10)
+        stay = group_consumer(a.bootstrap, "stays")
+        stay.subscribe(["kept"])
+        poll_ids(stay, 10)
+        stay.commit(asynchronous=False)
+        c = group_consumer(a.bootstrap, "leaves")
+        c.subscribe(["kept"])
+        poll_ids(c, 10)
+        c.commit(asynchronous=False)
+        c.close()  # LeaveGroup: the group is empty from now on
+
+        def committed(group):
+            probe = group_consumer(a.bootstrap, group)
+            try:
+                return probe.committed([TopicPartition("kept", 0)], timeout=10)[0].offset
+            finally:
+                probe.close()
+
+        expect(committed("leaves") == 10, "the offset was not committed")
+        t0 = time.time()
+        while committed("leaves") == 10 and time.time() - t0 < 40:
+            stay.poll(0.2)  # the other group's member stays alive
+            time.sleep(0.5)
+        gone_after = time.time() - t0
+        expect(committed("leaves") < 0, "the empty group's offset still there after %.0f s" % gone_after)
+        stay.poll(0.2)
+        expect(committed("stays") == 10, "the live group's offset expired too")
+        print("    an empty group's offsets expired %.1f s after it emptied (retention 2 s)" % gone_after)
+        stay.close()
+    finally:
         a.cleanup()

@@ -47,9 +47,6 @@ const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]
 
 /* Rows of members dead this long are deleted (one row per worker incarnation accumulates otherwise). */
 #define MEMBER_PRUNE_AFTER_MS (3600 * 1000)
-/* Committed offsets of groups that stay empty this long are deleted (Kafka's
- * offsets.retention.minutes default: 7 days). */
-#define OFFSETS_RETENTION_MS (7LL * 24 * 3600 * 1000)
 /* Worker 0 of each agent prunes once every this many heartbeats. */
 #define PRUNE_EVERY_HEARTBEATS 60
 
@@ -78,7 +75,7 @@ static void heartbeat_run(struct job *job, struct metastore *m)
     if (j->prune) {
         metastore_prune_members(m, MEMBER_PRUNE_AFTER_MS);
         groups_sweep(m, wall_ms());
-        metastore_offsets_expire(m, OFFSETS_RETENTION_MS);
+        metastore_offsets_expire(m, j->cfg->offsets_retention_ms);
     }
     j->list_rc = metastore_list_members(m, j->cfg->agent_group, j->cfg->heartbeat_timeout_ms, &j->members,
                                         &j->nmembers);
