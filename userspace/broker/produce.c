@@ -71,7 +71,11 @@ void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
     struct flush_batch *fb = b->current;
     if (!fb)
         return;
-    bool due = force || now_ms >= fb->deadline_ms || fb->bytes >= (size_t)b->cfg->batch_max_bytes;
+    /* Group commit: an idle store takes what is buffered now (latency: one put + one commit);
+     * while a flush runs, data accumulates into the next, larger one. batch-timeout only bounds
+     * how long data waits when flushes are already queued. */
+    bool due = force || b->flusher.queued == 0 || now_ms >= fb->deadline_ms ||
+               fb->bytes >= (size_t)b->cfg->batch_max_bytes;
     if (!due)
         return;
     if (!force && b->flusher.queued >= MAX_QUEUED_FLUSHES)
@@ -356,7 +360,7 @@ static int buffer_partition(struct broker *b, struct request *rq, const struct t
         return KERR_UNKNOWN_TOPIC_OR_PARTITION;
     struct records_summary sum = pc->sum;
     if (!b->current) {
-        b->current = flush_batch_new();
+        b->current = flush_batch_new(&b->chunk_bufs);
         b->current->deadline_ms = mono_ms() + b->cfg->batch_timeout_ms;
     }
     struct flush_chunk *ch = batch_chunk(b->current, &t->info, in->index, pc->idempotent);
