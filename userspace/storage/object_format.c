@@ -160,9 +160,9 @@ void object_writer_finish(struct object_writer *w)
         buf_put_i64(t, c->max_timestamp);
     }
     uint32_t index_len = (uint32_t)t->len;
+    uint32_t crc = crc32c(w->crc, t->data, t->len); /* everything before the footer */
     buf_put_i64(t, (int64_t)index_pos);
     buf_put_i32(t, (int32_t)index_len);
-    uint32_t crc = crc32c(w->crc, t->data, t->len); /* everything before the footer */
     buf_put_i32(t, (int32_t)crc);
     buf_append(t, OBJECT_FOOTER_MAGIC, MAGIC_SIZE);
     writer_iov(w, t->data, t->len); /* t no longer grows: the pointer stays valid */
