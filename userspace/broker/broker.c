@@ -248,6 +248,8 @@ static int64_t broker_next_deadline(struct broker *b)
     int64_t d = fetch_next_deadline(b);
     if (b->current && b->current->deadline_ms < d)
         d = b->current->deadline_ms;
+    if (produce_flush_ready(b))
+        d = 0; /* group commit: the next tick flushes at once */
     if (b->waiters && b->next_hwm_poll_ms < d)
         d = b->next_hwm_poll_ms;
     if (topics_next_deadline(b) < d)

@@ -181,6 +181,8 @@ struct flush_batch *flusher_take_done(struct flusher *f);
 void flush_batch_free(struct flush_batch *fb);
 /* Seals the current batch and hands it over if due (or if force). */
 void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force);
+/* Buffered data and an idle store: the loop must not sleep (its tick flushes). */
+bool produce_flush_ready(const struct broker *b);
 /* Answers the producers of a committed (or failed) batch and advances high watermarks. */
 void produce_complete(struct broker *b, struct flush_batch *fb);
 /* Buffers the requests that waited for room, while there is room (after a flush completed). */

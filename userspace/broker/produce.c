@@ -66,7 +66,10 @@ struct produce_state {
     int nchecks;
 };
 
-void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
+/* Seals the current batch and hands it over if due. idle_is_due: an idle store takes it now (the
+ * loop's tick and flush completions); a request being buffered does not seal it alone, so that
+ * the requests of one loop turn share one object. */
+static void maybe_flush(struct broker *b, int64_t now_ms, bool force, bool idle_is_due)
 {
     struct flush_batch *fb = b->current;
     if (!fb)
@@ -74,7 +77,7 @@ void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
     /* Group commit: an idle store takes what is buffered now (latency: one put + one commit);
      * while a flush runs, data accumulates into the next, larger one. batch-timeout only bounds
      * how long data waits when flushes are already queued. */
-    bool due = force || b->flusher.queued == 0 || now_ms >= fb->deadline_ms ||
+    bool due = force || (idle_is_due && b->flusher.queued == 0) || now_ms >= fb->deadline_ms ||
                fb->bytes >= (size_t)b->cfg->batch_max_bytes;
     if (!due)
         return;
@@ -82,6 +85,16 @@ void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
         return; /* the store is behind: keep accumulating, flush when one completes */
     b->current = NULL;
     flusher_submit(&b->flusher, fb);
+}
+
+void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
+{
+    maybe_flush(b, now_ms, force, true);
+}
+
+bool produce_flush_ready(const struct broker *b)
+{
+    return b->current && b->flusher.queued == 0;
 }
 
 /* ---- stages ---- */
@@ -472,7 +485,7 @@ static void buffer_request(struct broker *b, struct request *rq)
             }
         }
     }
-    produce_maybe_flush(b, mono_ms(), false);
+    maybe_flush(b, mono_ms(), false, false); /* the tick flushes this turn's requests together */
     if (acks0) {
         free(ctx);
         if (first_err) {
