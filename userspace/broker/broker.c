@@ -170,6 +170,10 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
     b->srv = srv;
     b->worker_id = worker_id;
     b->produce_next_deadline = INT64_MAX;
+    /* Enough recycled memory for a couple of full flushes; beyond that an idle worker frees it. */
+    buf_pool_init(&b->chunk_bufs, (size_t)(cfg->batch_max_bytes < cfg->produce_buffer_bytes / 2
+                                               ? 2 * cfg->batch_max_bytes
+                                               : cfg->produce_buffer_bytes));
     char err[512] = "";
     b->objects = objstore_open(cfg->bucket_url, err, sizeof(err));
     if (!b->objects) {
@@ -234,6 +238,7 @@ void broker_destroy(struct broker *b)
     membership_free(&b->members);
     if (b->cache.slots)
         read_cache_free(&b->cache);
+    buf_pool_free(&b->chunk_bufs);
     free(b);
 }
 
@@ -258,6 +263,8 @@ static int64_t broker_next_deadline(struct broker *b)
     int64_t d = fetch_next_deadline(b);
     if (b->current && b->current->deadline_ms < d)
         d = b->current->deadline_ms;
+    if (produce_flush_ready(b))
+        d = 0; /* group commit: the next tick flushes at once */
     if (b->waiters && b->next_hwm_poll_ms < d)
         d = b->next_hwm_poll_ms;
     if (topics_next_deadline(b) < d)

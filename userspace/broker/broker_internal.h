@@ -12,6 +12,7 @@
 #include "broker/waiters.h"
 #include "broker/notify.h"
 #include "broker/jobs.h"
+#include "util/buf_pool.h"
 #include "cluster/membership.h"
 #include "config.h"
 #include "messages.h"
@@ -146,6 +147,7 @@ struct flush_batch {
     int index_cap;
     size_t bytes;
     int64_t deadline_ms;         /* flush by then (set by the first append) */
+    struct buf_pool *pool;       /* where the chunks' buffers come from and go back to */
     /* filled by the flusher: */
     int error;                   /* 0, or the Kafka error for every waiter */
     char object_key[128];
@@ -179,6 +181,8 @@ struct flush_batch *flusher_take_done(struct flusher *f);
 void flush_batch_free(struct flush_batch *fb);
 /* Seals the current batch and hands it over if due (or if force). */
 void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force);
+/* Buffered data and an idle store: the loop must not sleep (its tick flushes). */
+bool produce_flush_ready(const struct broker *b);
 /* Answers the producers of a committed (or failed) batch and advances high watermarks. */
 void produce_complete(struct broker *b, struct flush_batch *fb);
 /* Buffers the requests that waited for room, while there is room (after a flush completed). */
@@ -198,7 +202,7 @@ struct produce_parked {
 };
 
 /* The flush batch being filled (flush_batch.c). */
-struct flush_batch *flush_batch_new(void);
+struct flush_batch *flush_batch_new(struct buf_pool *pool);
 /* The chunk of (topic, partition) in this batch, created on first use; alone: a new chunk for one
  * idempotent batch (later data of the partition goes to a chunk after it, keeping the order). */
 struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info *t, int32_t partition, bool alone);
@@ -293,6 +297,7 @@ struct broker {
     struct jobs checker;         /* one thread checking produced records that take time */
     bool checker_started;
     struct flush_batch *current; /* accumulating produce data */
+    struct buf_pool chunk_bufs;  /* recycled chunk buffers (no fresh memory per flush) */
     int64_t produce_bytes;       /* produce data buffered or being flushed (capped: produce-buffer-bytes) */
     struct produce_parked parked;
     struct produce_ctx *produce_waiting; /* requests waiting for commits (their timeouts) */

@@ -6,18 +6,19 @@
 
 #include "broker/broker_internal.h"
 
-struct flush_batch *flush_batch_new(void)
+struct flush_batch *flush_batch_new(struct buf_pool *pool)
 {
     struct flush_batch *fb = calloc(1, sizeof(*fb));
     if (!fb)
         abort();
+    fb->pool = pool;
     return fb;
 }
 
 void flush_batch_free(struct flush_batch *fb)
 {
     for (int i = 0; i < fb->nchunks; i++) {
-        buf_free(&fb->chunks[i].data);
+        buf_pool_put(fb->pool, &fb->chunks[i].data);
         free(fb->chunks[i].waiters);
     }
     free(fb->chunks);
@@ -83,6 +84,7 @@ struct flush_chunk *batch_chunk(struct flush_batch *fb, const struct topic_info 
     ch->first_timestamp = INT64_MAX;
     ch->max_timestamp = -1;
     ch->idempotent = alone;
+    ch->data = buf_pool_get(fb->pool);
     if (slot)
         *slot = fb->nchunks; /* the partition's newest chunk (the index keeps its size) */
     else if (fb->nchunks * 2 > fb->index_cap)

@@ -16,26 +16,25 @@
 
 static void store_batch(struct flusher *f, struct flush_batch *fb)
 {
-    struct object_builder ob;
-    object_builder_init(&ob);
+    /* The object is written from the chunks' own buffers: no copy into one object buffer. */
+    struct object_writer ow;
+    object_writer_init(&ow);
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
-        object_builder_begin_chunk(&ob, ch->topic_uuid, ch->partition);
-        object_builder_append(&ob, ch->data.data, ch->data.len, ch->batch_count, ch->offset_count,
-                              ch->first_timestamp, ch->max_timestamp);
-        object_builder_end_chunk(&ob);
+        object_writer_add(&ow, ch->topic_uuid, ch->partition, ch->data.data, ch->data.len, ch->batch_count,
+                          ch->offset_count, ch->first_timestamp, ch->max_timestamp);
     }
-    object_builder_finish(&ob);
+    object_writer_finish(&ow);
 
     /* Keys sort by creation time; the member id (random per agent start) keeps writers apart. */
     snprintf(fb->object_key, sizeof(fb->object_key), "objects/%013lld-%s-%06llu.obj", (long long)wall_ms(),
              f->key_prefix, (unsigned long long)++f->seq);
     int64_t t0 = mono_ms();
-    if (objstore_put(f->objects, fb->object_key, ob.data.data, ob.data.len) != 0) {
+    if (objstore_putv(f->objects, fb->object_key, ow.iov, ow.niov) != 0) {
         log_error("flush: storing object %s (%zu bytes) failed; %d partitions answered KAFKA_STORAGE_ERROR",
-                  fb->object_key, ob.data.len, fb->nchunks);
+                  fb->object_key, (size_t)ow.size, fb->nchunks);
         fb->error = KERR_KAFKA_STORAGE_ERROR;
-        object_builder_free(&ob);
+        object_writer_free(&ow);
         return;
     }
     int64_t t1 = mono_ms();
@@ -45,12 +44,12 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
         abort();
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
-        ch->pos = ob.chunks[i].pos;
+        ch->pos = ow.chunks[i].pos;
         cc[i] = (struct commit_chunk){
             .topic_id = ch->topic_id,
             .partition = ch->partition,
-            .pos = ob.chunks[i].pos,
-            .len = ob.chunks[i].len,
+            .pos = ow.chunks[i].pos,
+            .len = ow.chunks[i].len,
             .batch_count = ch->batch_count,
             .offset_count = ch->offset_count,
             .first_timestamp = ch->first_timestamp,
@@ -62,7 +61,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             .last_sequence = ch->last_sequence,
         };
     }
-    if (metastore_commit_object(f->meta, fb->object_key, ob.data.len, cc, fb->nchunks) != 0) {
+    if (metastore_commit_object(f->meta, fb->object_key, (size_t)ow.size, cc, fb->nchunks) != 0) {
         /* The object stays unreferenced: invisible to fetches, garbage to collect. */
         log_error("flush: committing object %s failed; %d partitions answered KAFKA_STORAGE_ERROR",
                   fb->object_key, fb->nchunks);
@@ -73,11 +72,11 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             fb->chunks[i].error = cc[i].error;
             fb->chunks[i].duplicate = cc[i].duplicate;
         }
-        log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, ob.data.len,
+        log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, (size_t)ow.size,
                   fb->nchunks, (long long)(t1 - t0), (long long)(mono_ms() - t1));
     }
     free(cc);
-    object_builder_free(&ob);
+    object_writer_free(&ow);
 }
 
 static void *flusher_main(void *arg)

@@ -66,18 +66,35 @@ struct produce_state {
     int nchecks;
 };
 
-void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
+/* Seals the current batch and hands it over if due. idle_is_due: an idle store takes it now (the
+ * loop's tick and flush completions); a request being buffered does not seal it alone, so that
+ * the requests of one loop turn share one object. */
+static void maybe_flush(struct broker *b, int64_t now_ms, bool force, bool idle_is_due)
 {
     struct flush_batch *fb = b->current;
     if (!fb)
         return;
-    bool due = force || now_ms >= fb->deadline_ms || fb->bytes >= (size_t)b->cfg->batch_max_bytes;
+    /* Group commit: an idle store takes what is buffered now (latency: one put + one commit);
+     * while a flush runs, data accumulates into the next, larger one. batch-timeout only bounds
+     * how long data waits when flushes are already queued. */
+    bool due = force || (idle_is_due && b->flusher.queued == 0) || now_ms >= fb->deadline_ms ||
+               fb->bytes >= (size_t)b->cfg->batch_max_bytes;
     if (!due)
         return;
     if (!force && b->flusher.queued >= MAX_QUEUED_FLUSHES)
         return; /* the store is behind: keep accumulating, flush when one completes */
     b->current = NULL;
     flusher_submit(&b->flusher, fb);
+}
+
+void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force)
+{
+    maybe_flush(b, now_ms, force, true);
+}
+
+bool produce_flush_ready(const struct broker *b)
+{
+    return b->current && b->flusher.queued == 0;
 }
 
 /* ---- stages ---- */
@@ -356,7 +373,7 @@ static int buffer_partition(struct broker *b, struct request *rq, const struct t
         return KERR_UNKNOWN_TOPIC_OR_PARTITION;
     struct records_summary sum = pc->sum;
     if (!b->current) {
-        b->current = flush_batch_new();
+        b->current = flush_batch_new(&b->chunk_bufs);
         b->current->deadline_ms = mono_ms() + b->cfg->batch_timeout_ms;
     }
     struct flush_chunk *ch = batch_chunk(b->current, &t->info, in->index, pc->idempotent);
@@ -468,7 +485,7 @@ static void buffer_request(struct broker *b, struct request *rq)
             }
         }
     }
-    produce_maybe_flush(b, mono_ms(), false);
+    maybe_flush(b, mono_ms(), false, false); /* the tick flushes this turn's requests together */
     if (acks0) {
         free(ctx);
         if (first_err) {

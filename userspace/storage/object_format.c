@@ -86,6 +86,88 @@ void object_builder_finish(struct object_builder *b)
     buf_append(&b->data, OBJECT_FOOTER_MAGIC, MAGIC_SIZE);
 }
 
+static const uint8_t header_magic[MAGIC_SIZE] = OBJECT_HEADER_MAGIC;
+
+static void writer_iov(struct object_writer *w, const void *p, size_t len)
+{
+    if (w->niov == w->cap_iov) {
+        w->cap_iov = w->cap_iov ? w->cap_iov * 2 : 32;
+        w->iov = realloc(w->iov, (size_t)w->cap_iov * sizeof(*w->iov));
+        if (!w->iov)
+            abort();
+    }
+    w->iov[w->niov++] = (struct iovec){.iov_base = (void *)p, .iov_len = len};
+    w->size += len;
+}
+
+void object_writer_init(struct object_writer *w)
+{
+    memset(w, 0, sizeof(*w));
+    buf_init(&w->tail);
+    writer_iov(w, header_magic, MAGIC_SIZE);
+    w->crc = crc32c(0, header_magic, MAGIC_SIZE);
+}
+
+void object_writer_free(struct object_writer *w)
+{
+    free(w->iov);
+    free(w->chunks);
+    buf_free(&w->tail);
+    memset(w, 0, sizeof(*w));
+}
+
+void object_writer_add(struct object_writer *w, const uint8_t topic_uuid[16], int32_t partition,
+                       const uint8_t *data, size_t len, int32_t batch_count, int64_t offset_count,
+                       int64_t first_ts, int64_t max_ts)
+{
+    if (w->nchunks == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->chunks = realloc(w->chunks, (size_t)w->cap * sizeof(*w->chunks));
+        if (!w->chunks)
+            abort();
+    }
+    struct object_chunk *c = &w->chunks[w->nchunks++];
+    memset(c, 0, sizeof(*c));
+    memcpy(c->topic_uuid, topic_uuid, 16);
+    c->partition = partition;
+    c->pos = w->size;
+    c->len = (uint32_t)len;
+    c->batch_count = batch_count;
+    c->offset_count = offset_count;
+    /* as the builder: an empty chunk keeps -1 timestamps */
+    c->first_timestamp = batch_count ? first_ts : -1;
+    c->max_timestamp = batch_count ? max_ts : -1;
+    if (len) {
+        writer_iov(w, data, len);
+        w->crc = crc32c(w->crc, data, len);
+    }
+}
+
+void object_writer_finish(struct object_writer *w)
+{
+    struct buf *t = &w->tail;
+    uint64_t index_pos = w->size;
+    buf_put_i32(t, w->nchunks);
+    for (int i = 0; i < w->nchunks; i++) {
+        const struct object_chunk *c = &w->chunks[i];
+        buf_append(t, c->topic_uuid, 16);
+        buf_put_i32(t, c->partition);
+        buf_put_i64(t, (int64_t)c->pos);
+        buf_put_i32(t, (int32_t)c->len);
+        buf_put_i32(t, c->batch_count);
+        buf_put_i64(t, c->offset_count);
+        buf_put_i64(t, c->first_timestamp);
+        buf_put_i64(t, c->max_timestamp);
+    }
+    uint32_t index_len = (uint32_t)t->len;
+    uint32_t crc = crc32c(w->crc, t->data, t->len); /* everything before the footer */
+    buf_put_i64(t, (int64_t)index_pos);
+    buf_put_i32(t, (int32_t)index_len);
+    buf_put_i32(t, (int32_t)crc);
+    buf_append(t, OBJECT_FOOTER_MAGIC, MAGIC_SIZE);
+    writer_iov(w, t->data, t->len); /* t no longer grows: the pointer stays valid */
+}
+
 int object_parse(const uint8_t *obj, size_t len, struct object_chunk **chunks, int *nchunks)
 {
     *chunks = NULL;

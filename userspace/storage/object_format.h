@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "util/buf.h"
 
@@ -47,6 +48,29 @@ void object_builder_append(struct object_builder *b, const uint8_t *batches, siz
 void object_builder_end_chunk(struct object_builder *b);
 /* Writes index and footer; b->data then holds the whole object. */
 void object_builder_finish(struct object_builder *b);
+
+/* Lays out an object without copying its data: the object is a list of slices (header, each
+ * chunk's batches where they already are, index + footer), written with one writev. Produces the
+ * same bytes as the object_builder; the data is only read, once, for the object CRC. */
+struct object_writer {
+    struct iovec *iov;           /* header, chunk data..., tail */
+    int niov, cap_iov;
+    struct buf tail;             /* index and footer */
+    struct object_chunk *chunks;
+    int nchunks, cap;
+    uint64_t size;               /* bytes so far, then the object's size */
+    uint32_t crc;                /* running CRC-32C of the bytes before the footer */
+};
+
+void object_writer_init(struct object_writer *w);
+void object_writer_free(struct object_writer *w);
+/* Adds one chunk whose batches are data[0, len); data is referenced, not copied: it must stay
+ * unchanged until the object is written. */
+void object_writer_add(struct object_writer *w, const uint8_t topic_uuid[16], int32_t partition,
+                       const uint8_t *data, size_t len, int32_t batch_count, int64_t offset_count,
+                       int64_t first_ts, int64_t max_ts);
+/* Writes index and footer into w->tail; w->iov[0, niov) is then the whole object. */
+void object_writer_finish(struct object_writer *w);
 
 /* Parses and checks (magic, CRC) a whole object; *chunks is malloc'd. Returns 0 or -1. */
 int object_parse(const uint8_t *obj, size_t len, struct object_chunk **chunks, int *nchunks);

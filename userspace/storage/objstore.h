@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "util/buf.h"
 
@@ -13,6 +14,8 @@ struct objstore;
 
 struct objstore_ops {
     int (*put)(struct objstore *s, const char *key, const void *data, size_t len);
+    /* The object is the concatenation of iov[0, n); optional (objstore_putv gathers otherwise). */
+    int (*putv)(struct objstore *s, const char *key, const struct iovec *iov, int n);
     /* Appends bytes [off, off+len) of the object to out. */
     int (*get_range)(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out);
     int (*del)(struct objstore *s, const char *key);
@@ -40,6 +43,9 @@ static inline int objstore_put(struct objstore *s, const char *key, const void *
 {
     return s->ops->put(s, key, data, len);
 }
+/* Stores the slices as one object: file:// writes them with writev (no copy into one buffer);
+ * a store without putv (S3: the request body is one buffer) gets them gathered once. */
+int objstore_putv(struct objstore *s, const char *key, const struct iovec *iov, int n);
 static inline int objstore_get_range(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out)
 {
     return s->ops->get_range(s, key, off, len, out);

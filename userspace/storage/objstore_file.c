@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -97,22 +98,36 @@ static int make_dirs(int base_fd, const char *path)
     return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+/* Writes every slice, resuming after short writes, 64 slices per call (under IOV_MAX). */
+static int writev_all(int fd, const struct iovec *iov, int n)
 {
-    while (len) {
-        ssize_t w = write(fd, p, len);
+    struct iovec cur[64];
+    int i = 0;
+    size_t skip = 0; /* bytes of iov[i] already written */
+    while (i < n) {
+        int k = 0;
+        for (int j = i; j < n && k < (int)(sizeof(cur) / sizeof(cur[0])); j++, k++) {
+            size_t off = j == i ? skip : 0;
+            cur[k] = (struct iovec){.iov_base = (uint8_t *)iov[j].iov_base + off, .iov_len = iov[j].iov_len - off};
+        }
+        ssize_t w = writev(fd, cur, k);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
-        p += w;
-        len -= (size_t)w;
+        size_t left = (size_t)w;
+        while (i < n && left >= iov[i].iov_len - skip) {
+            left -= iov[i].iov_len - skip;
+            skip = 0;
+            i++;
+        }
+        skip += left;
     }
     return 0;
 }
 
-static int file_put(struct objstore *s, const char *key, const void *data, size_t len)
+static int file_putv(struct objstore *s, const char *key, const struct iovec *iov, int n)
 {
     struct file_store *fs = (struct file_store *)s;
     if (bad_key(fs, "put", key))
@@ -142,7 +157,7 @@ static int file_put(struct objstore *s, const char *key, const void *data, size_
     int rc = -1;
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd >= 0) {
-        if (write_all(fd, data, len) < 0)
+        if (writev_all(fd, iov, n) < 0)
             step = "write";
         else if (fsync(fd) < 0)
             step = "fsync";
@@ -171,6 +186,12 @@ static int file_put(struct objstore *s, const char *key, const void *data, size_
     if (dfd != fs->root_fd)
         close(dfd);
     return rc;
+}
+
+static int file_put(struct objstore *s, const char *key, const void *data, size_t len)
+{
+    struct iovec one = {.iov_base = (void *)data, .iov_len = len};
+    return file_putv(s, key, &one, 1);
 }
 
 static int file_get_range(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out)
@@ -352,6 +373,7 @@ static void file_close(struct objstore *s)
 
 static const struct objstore_ops file_ops = {
     .put = file_put,
+    .putv = file_putv,
     .get_range = file_get_range,
     .del = file_del,
     .list = file_list,
