@@ -50,7 +50,7 @@ struct bench {
     uint64_t start_ns;
     volatile sig_atomic_t stop;    /* time's up, signal, or enough records */
     uint64_t claimed;              /* consume: records counted so far (atomic) */
-    int eof_left;                  /* consume: partitions not yet at their end (atomic) */
+    uint64_t first_ns, last_ns;    /* consume: first and last record counted (atomic) */
     struct client clients[MAX_CLIENTS];
 };
 
@@ -96,7 +96,7 @@ static void usage(FILE *f)
             "  --linger-ms MS         (default 5)\n"
             "  --batch-size BYTES     (default 1000000)\n"
             "  --json                 print the summary as one JSON object\n"
-            "consume without --records or --duration reads until the end of every partition.\n");
+            "consume without --records or --duration reads what the topic holds when it starts.\n");
 }
 
 /* One error line and exit status 2, for anything wrong on the command line. */
@@ -164,11 +164,12 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
     o->produce = !strcmp(argv[0], "produce");
     opterr = 0;
     optind = 1; /* argv[0] is the mode, getopt starts after it */
-    int c;
+    int c, li = 0;
     long long v;
     double d;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        const char *name = argv[optind - 1];
+    char name[40];
+    while ((c = getopt_long(argc, argv, ":h", longopts, &li)) != -1) {
+        snprintf(name, sizeof(name), "--%s", longopts[li].name);
         switch (c) {
         case 'H':
             if (!*optarg || strlen(optarg) > 253)
@@ -278,6 +279,56 @@ static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *err, size
     return 0;
 }
 
+/* The topic's partition count from a Metadata of every topic (asking for the topic by name could
+ * auto-create it with the cluster's default partition count): > 0, 0 when absent, -1 on error. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (!strcmp(md->topics[i].topic, topic) && !md->topics[i].err)
+            n = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+static void create_topic(struct bench *b, rd_kafka_t *rk)
+{
+    char err[512];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(b->o.topic, b->o.partitions, 1, err, sizeof(err));
+    if (!nt) {
+        fprintf(stderr, "sluice bench: %s\n", err);
+        return;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, 5000, err, sizeof(err));
+    rd_kafka_AdminOptions_set_request_timeout(ao, 10000, err, sizeof(err));
+    rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    if (!ev) {
+        fprintf(stderr, "sluice bench: no answer to CreateTopics from %s\n", b->bootstrap);
+    } else if (rd_kafka_event_error(ev)) {
+        fprintf(stderr, "sluice bench: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
+    } else {
+        size_t n;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                fprintf(stderr, "sluice bench: cannot create topic %s: %s\n", b->o.topic, rd_kafka_err2str(e));
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+}
+
 /* Creates the topic unless it exists; then learns its partition count. */
 static int prepare_topic(struct bench *b)
 {
@@ -292,58 +343,51 @@ static int prepare_topic(struct bench *b)
         fprintf(stderr, "sluice bench: %s\n", err);
         return -1;
     }
-    int rc = -1;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(b->o.topic, b->o.partitions, 1, err, sizeof(err));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(ao, 10000, err, sizeof(err));
-    rd_kafka_AdminOptions_set_request_timeout(ao, 15000, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    if (!ev) {
-        fprintf(stderr, "sluice bench: no answer to CreateTopics from %s\n", b->bootstrap);
-        goto out;
-    }
-    if (rd_kafka_event_error(ev)) {
-        fprintf(stderr, "sluice bench: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-        goto out;
-    }
-    size_t n;
-    const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
-        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            fprintf(stderr, "sluice bench: cannot create topic %s: %s\n", b->o.topic, rd_kafka_err2str(e));
-            rd_kafka_event_destroy(ev);
-            goto out;
+    int n = topic_partitions(rk, b->o.topic);
+    if (n == 0) {
+        create_topic(b, rk);
+        for (int tries = 0; tries < 50 && n <= 0; tries++) { /* until the metadata shows it */
+            n = topic_partitions(rk, b->o.topic);
+            if (n <= 0)
+                usleep(100000);
         }
     }
-    rd_kafka_event_destroy(ev);
-
-    /* The partition count as the cluster sees it (the topic may have existed with another). */
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, b->o.topic, NULL);
-    for (int tries = 0; tries < 50 && rc; tries++) {
-        const struct rd_kafka_metadata *md;
-        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
-                b->topic_partitions = md->topics[0].partition_cnt;
-                rc = 0;
-            }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (rc)
-            usleep(100000);
-    }
-    rd_kafka_topic_destroy(rkt);
-    if (rc)
-        fprintf(stderr, "sluice bench: no metadata for topic %s\n", b->o.topic);
-out:
-    rd_kafka_AdminOptions_destroy(ao);
-    rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
-    return rc;
+    if (n < 0)
+        fprintf(stderr, "sluice bench: no metadata from %s\n", b->bootstrap);
+    else if (n == 0)
+        fprintf(stderr, "sluice bench: topic %s does not exist and was not created\n", b->o.topic);
+    if (n <= 0)
+        return -1;
+    b->topic_partitions = n;
+    return 0;
+}
+
+/* consume without --records or --duration: read what the topic holds now, the sum over its
+ * partitions of high minus low watermark. */
+static int count_to_end(struct bench *b)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = base_conf(b, err, sizeof(err));
+    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)) : NULL;
+    if (!rk) {
+        fprintf(stderr, "sluice bench: %s\n", err);
+        return -1;
+    }
+    long long total = 0;
+    for (int p = 0; p < b->topic_partitions; p++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, b->o.topic, p, &lo, &hi, 10000);
+        if (e) {
+            fprintf(stderr, "sluice bench: watermarks of %s/%d: %s\n", b->o.topic, p, rd_kafka_err2str(e));
+            rd_kafka_destroy(rk);
+            return -1;
+        }
+        total += hi > lo ? hi - lo : 0;
+    }
+    rd_kafka_destroy(rk);
+    b->o.records = total;
+    return 0;
 }
 
 /* ---- produce ---- */
@@ -457,8 +501,7 @@ static void *consume_thread(void *arg)
         if (!m)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (b->o.records < 0 && b->o.duration <= 0 && __atomic_sub_fetch(&b->eof_left, 1, __ATOMIC_RELAXED) == 0)
-                b->stop = 1;
+            /* nothing: the end is the record count taken from the watermarks at the start */
         } else if (m->err) {
             if (!c->err[0])
                 snprintf(c->err, sizeof(c->err), "%s", rd_kafka_message_errstr(m));
@@ -471,6 +514,9 @@ static void *consume_thread(void *arg)
             hist_record(&c->hist, ts > 0 && (uint64_t)ts < now ? (now - (uint64_t)ts) * 1000 : 0);
             __atomic_fetch_add(&c->bytes, m->len, __ATOMIC_RELAXED);
             __atomic_fetch_add(&c->done, 1, __ATOMIC_RELAXED);
+            uint64_t zero = 0, t = now_ns();
+            __atomic_compare_exchange_n(&b->first_ns, &zero, t, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+            __atomic_store_n(&b->last_ns, t, __ATOMIC_RELAXED);
             if (b->o.records >= 0 && __atomic_load_n(&b->claimed, __ATOMIC_RELAXED) >= (uint64_t)b->o.records)
                 b->stop = 1;
         }
@@ -587,7 +633,10 @@ int cmd_bench(int argc, char **argv)
         free(b);
         return 1;
     }
-    b->eof_left = b->topic_partitions;
+    if (!b->o.produce && b->o.records < 0 && b->o.duration <= 0 && count_to_end(b)) {
+        free(b);
+        return 1;
+    }
     if (b->o.produce) {
         b->payload = malloc((size_t)b->o.record_size + 1);
         /* Printable, varied bytes: compressible about as much as text, not a run of zeros. */
@@ -627,7 +676,9 @@ int cmd_bench(int argc, char **argv)
         uint64_t now = now_ns();
         double el = (double)(now - b->start_ns) / 1e9;
         sum_clients(b, &t);
-        bool finished = b->o.produce ? b->o.records >= 0 && t.done >= (uint64_t)b->o.records : b->stop;
+        bool finished = b->o.records >= 0 && t.done >= (uint64_t)b->o.records;
+        if (!b->o.produce && b->stop)
+            finished = true;
         if (finished)
             break;
         if (el >= limit && !b->stop) {
@@ -653,6 +704,8 @@ stop:
     for (int i = 0; i < started; i++)
         pthread_join(b->clients[i].thread, NULL);
     double secs = b->start_ns ? (double)(now_ns() - b->start_ns) / 1e9 : 0;
+    if (!b->o.produce) /* reading rate: first to last record, not connection set-up */
+        secs = b->last_ns > b->first_ns ? (double)(b->last_ns - b->first_ns) / 1e9 : 0;
     if (started == b->o.clients) {
         sum_clients(b, &t);
         print_summary(b, &t, secs, timed_out);
