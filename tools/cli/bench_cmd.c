@@ -264,7 +264,9 @@ static rd_kafka_conf_t *base_conf(struct bench *b, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", b->bootstrap, err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "client.id", "sluice-bench", err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "client.id", "sluice-bench", err, errlen) != RD_KAFKA_CONF_OK ||
+        /* TCP_NODELAY, as Kafka's own clients: Nagle would hold small requests for an ACK */
+        rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, errlen) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -436,8 +438,11 @@ static void *produce_thread(void *arg)
                     rd_kafka_poll(c->rk, 1);
                     continue;
                 }
-                if (wait_us)
-                    usleep((useconds_t)wait_us);
+                /* Delivery reports are timed when served: serve them while waiting. */
+                rd_kafka_poll(c->rk, 0);
+                now = now_ns();
+                if (now < due)
+                    usleep((useconds_t)((due - now) / 1000));
             }
         }
         void *stamp = (void *)(uintptr_t)now_ns();
@@ -472,7 +477,7 @@ static int make_producer(struct bench *b, struct client *c)
     snprintf(linger, sizeof(linger), "%d", b->o.linger_ms);
     const char *kv[] = {"acks", b->o.acks, "compression.codec", b->o.compression, "linger.ms", linger,
                         "batch.size", batch, "queue.buffering.max.messages", "1000000",
-                        "queue.buffering.max.kbytes", "1048576", "message.max.bytes", "33554432", NULL};
+                        "queue.buffering.max.kbytes", "262144", "message.max.bytes", "33554432", NULL};
     rd_kafka_conf_t *conf = base_conf(b, err, sizeof(err));
     if (!conf || set_all(conf, kv, err, sizeof(err))) {
         if (conf)
