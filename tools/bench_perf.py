@@ -196,6 +196,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     def fmt(v, unit=""):
+        if v == "-":  # not applicable to this row
+            return v
         return "n/a" if v is None else ("%.1f%s" % (v, unit) if v < 100 else "%.0f%s" % (v, unit))
 
     def ratio(a, b):
@@ -204,11 +206,11 @@ def main():
     rows = []  # (what, sluice, baseline, ratio, target, met)
 
     def row(what, sv, bv, rt, target="", met=None):
-        rows.append((what, fmt(sv), fmt(bv), "n/a" if rt is None else "%.2fx" % rt, target,
+        rows.append((what, fmt(sv), fmt(bv), "" if rt is None else "%.2fx" % rt, target,
                      "" if met is None else ("met" if met else "MISSED")))
 
-    row("disk: dd bs=8M conv=fdatasync (MB/s)", None, disk, None)
-    row("loopback TCP: iperf3 (MB/s)", None, loop, None)
+    row("disk: dd bs=8M conv=fdatasync (MB/s)", "-", disk, None)
+    row("loopback TCP: iperf3 (MB/s)", "-", loop, None)
     for k, label in (("acks1", "produce acks=1 (MB/s)"), ("acksall", "produce acks=all (MB/s)")):
         sv, mv = get(s, k, "mb_per_sec"), get(m, k, "mb_per_sec")
         row(label + " vs mock", sv, mv, ratio(sv, mv))
@@ -229,7 +231,7 @@ def main():
         r = ratio(sv, mc)
         row(label, sv, mc, r, ">= 0.80x mock", None if r is None else r >= 0.8)
     peak = max(rss) if rss else None
-    row("peak RSS per worker, VmHWM (MiB; %s)" % ", ".join("%.0f" % x for x in rss), peak, None, None,
+    row("peak RSS per worker, VmHWM (MiB; %s)" % ", ".join("%.0f" % x for x in rss), peak, "-", None,
         "< 100 MiB", None if peak is None else peak < 100)
 
     head = ("", "sluice", "baseline", "ratio", "target", "")

@@ -606,7 +606,7 @@ static void print_summary(struct bench *b, struct totals *t, double secs, bool t
                "\"timed_out\":%s,\"latency_ms\":{\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
                "\"p99\":%.3f,\"p99_9\":%.3f,\"max\":%.3f}}\n",
                b->o.produce ? "produce" : "consume", b->o.topic, b->topic_partitions, b->o.clients,
-               b->o.record_size, b->o.acks, b->o.compression, records, t->failed, t->bytes, secs, rps, mbps,
+               b->o.produce ? b->o.record_size : records ? (long)(t->bytes / records) : 0L, b->o.acks, b->o.compression, records, t->failed, t->bytes, secs, rps, mbps,
                timed_out ? "true" : "false", hist_count(h) ? ms(h->min) : 0.0, hist_mean(h) / 1000.0,
                ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)),
                ms(hist_percentile(h, 99.9)), ms(h->max));
