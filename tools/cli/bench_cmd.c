@@ -22,6 +22,7 @@
 
 #define MAX_CLIENTS 64
 #define MAX_RECORD_SIZE (16u << 20)
+#define TOPIC_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 struct bench_opts {
     bool produce, json;
@@ -51,6 +52,7 @@ struct bench {
     volatile sig_atomic_t stop;    /* time's up, signal, or enough records */
     uint64_t claimed;              /* consume: records counted so far (atomic) */
     uint64_t first_ns, last_ns;    /* consume: first and last record counted (atomic) */
+    int running;                   /* client threads not finished yet (atomic) */
     struct client clients[MAX_CLIENTS];
 };
 
@@ -181,9 +183,9 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
                 return bad("bad %s '%s' (1..65535)", name, optarg);
             o->port = (int)v;
             break;
-        case 't':
-            if (!*optarg || strlen(optarg) > 249)
-                return bad("bad %s '%s'", name, optarg);
+        case 't': /* Kafka's legal topic names, which also keeps the JSON output plain */
+            if (!*optarg || strlen(optarg) > 249 || strspn(optarg, TOPIC_CHARS) != strlen(optarg))
+                return bad("bad %s '%s' (letters, digits, '.', '_', '-')", name, optarg);
             o->topic = optarg;
             break;
         case 'p':
@@ -467,6 +469,7 @@ static void *produce_thread(void *arg)
         rd_kafka_poll(c->rk, 50);
     rd_kafka_poll(c->rk, 0);
     rd_kafka_topic_destroy(rkt);
+    __atomic_sub_fetch(&b->running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -527,6 +530,7 @@ static void *consume_thread(void *arg)
         }
         rd_kafka_message_destroy(m);
     }
+    __atomic_sub_fetch(&b->running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -666,6 +670,7 @@ int cmd_bench(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     b->start_ns = now_ns();
+    b->running = b->o.clients;
     for (; started < b->o.clients; started++)
         if (pthread_create(&b->clients[started].thread, NULL, b->o.produce ? produce_thread : consume_thread,
                            &b->clients[started])) {
@@ -682,8 +687,8 @@ int cmd_bench(int argc, char **argv)
         double el = (double)(now - b->start_ns) / 1e9;
         sum_clients(b, &t);
         bool finished = b->o.records >= 0 && t.done >= (uint64_t)b->o.records;
-        if (!b->o.produce && b->stop)
-            finished = true;
+        if ((!b->o.produce && b->stop) || !__atomic_load_n(&b->running, __ATOMIC_ACQUIRE))
+            finished = true; /* every client gave up (an error) or was stopped */
         if (finished)
             break;
         if (el >= limit && !b->stop) {
