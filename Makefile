@@ -10,7 +10,7 @@ PYTHON   := /usr/bin/python3
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -I$(GEN) -Iuserspace -I. -MMD -MP
-LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lxdp -lbpf -lelf -lcurl -lssl -lcrypto -lpthread -lm
+LDLIBS   := -luring -lsqlite3 -lpq -lz -lzstd -llz4 -lsnappy -lxdp -lbpf -lelf -lcurl -lssl -lcrypto -lrdkafka -lpthread -lm
 
 # BPF programs (bpf/NAME.bpf.c), built against the committed vmlinux.h; each gets a libbpf skeleton
 # $(GEN)/NAME.skel.h that its userspace loader includes.
@@ -22,7 +22,7 @@ SKELS      := $(patsubst %,$(GEN)/%.skel.h,$(BPF_PROGS))
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SCHEMAS  := $(wildcard userspace/protocol/schema/*.def)
-LIB_SRC  := $(filter-out userspace/main.c tools/bench_validate.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
+LIB_SRC  := $(filter-out userspace/main.c tools/bench_validate.c tools/mock_broker.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
@@ -96,6 +96,11 @@ $(BUILD)/bench_validate: tools/bench_validate.c $(RECORD_SRC) $(wildcard userspa
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -Iuserspace -Itests/unit -o $@ tools/bench_validate.c $(RECORD_SRC) \
 		-lz -lzstd -llz4 -lsnappy -lpthread
 
+# librdkafka's in-memory mock cluster, the baseline make bench compares the agent with.
+$(BUILD)/mock_broker: tools/mock_broker.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -lrdkafka
+
 run: deps $(BUILD)/sluice
 	mkdir -p data
 	$(BUILD)/sluice agent --advertise-hostname-strategy local
@@ -106,9 +111,9 @@ unit: $(BUILD)/unit_tests
 test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz_request $(BUILD)/fuzz_handlers $(BUILD)/fuzz_records $(BED_BPF_OBJ)
 	tests/run.sh
 
-bench: deps $(BUILD)/sluice $(BED_BPF_OBJ) $(BUILD)/bench_validate
+bench: deps $(BUILD)/sluice $(BED_BPF_OBJ) $(BUILD)/bench_validate $(BUILD)/mock_broker
 	$(BUILD)/bench_validate
-	/usr/bin/python3 tools/bench.py
+	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice MOCK_BROKER=$(CURDIR)/$(BUILD)/mock_broker /usr/bin/python3 tools/bench_perf.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_catchup.py
 

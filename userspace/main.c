@@ -25,6 +25,7 @@ static int cmd_agent(int argc, char **argv)
 }
 
 int cmd_steer(int argc, char **argv); /* tools/cli/steer_cmd.c */
+int cmd_bench(int argc, char **argv); /* tools/cli/bench_cmd.c */
 
 static void usage(void)
 {
@@ -32,6 +33,7 @@ static void usage(void)
            "usage: sluice <command> [flags]\n\n"
            "commands:\n"
            "  agent      run the agent (sluice agent --help lists its settings)\n"
+           "  bench      produce|consume: a load generator (sluice bench --help)\n"
            "  steer      status|remove: the kernel's connection steering (sluice steer --help)\n"
            "  version    print the version\n",
            SLUICE_VERSION);
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "agent"))
         return cmd_agent(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "steer"))
         return cmd_steer(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
