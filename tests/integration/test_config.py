@@ -56,16 +56,25 @@ def test_flag_beats_environment_and_auto_create_off():
 
 
 def test_sigterm_flushes_and_exits_0():
-    # data sits in the buffer when SIGTERM comes; debug logs show when the Produce request arrived
-    a = Agent(env={"SLUICE_BATCH_TIMEOUT": "3s", "SLUICE_LOG_LEVEL": "debug"}).start()
+    # A produce is in flight when SIGTERM comes: its flush waits on an object store that answers
+    # PUTs after 1.5 s (a flush starts at once when the store is idle: group commit). The agent
+    # drains: the produce is acknowledged, then the agent exits 0.
+    import s3server
+    s3 = s3server.S3Server()
+    a = Agent(env={"SLUICE_LOG_LEVEL": "debug", "SLUICE_WORKERS": "1", **s3.agent_env("drain")})
     try:
+        a.start()
+        kcat(a, "-P", "-t", "drain", "-p", "0", input=b"warm\n")
+        s3.delay(1500, method="PUT")
         acked = []
         p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0})
         p.produce("drain", b"in flight", on_delivery=lambda err, msg: acked.append(err))
         deadline = time.time() + 5
         while "Produce v" not in a.log_text() and time.time() < deadline:
             p.poll(0.05)
-        expect(not acked, "acked before the batch timeout")
+        time.sleep(0.2)
+        p.poll(0)
+        expect(not acked, "acked before the slow PUT finished")
         rc = a.stop()
         p.flush(5)
         expect(rc == 0, "exit status %r" % rc)
@@ -73,3 +82,4 @@ def test_sigterm_flushes_and_exits_0():
         expect("drained, exiting" in a.log_text(), "no drain log line")
     finally:
         a.cleanup()
+        s3.cleanup()
