@@ -131,6 +131,11 @@ class Agent:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        # The pinned BPF maps and link outlive the agent (by design): the benchmark removes its own.
+        name = "agent-%d-%d" % (os.stat("/proc/self/ns/net").st_ino, self.port)
+        if os.path.exists("/sys/fs/bpf/sluice/" + name):
+            subprocess.run([SLUICE, "steer", "remove", "--name", name], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
 
 
 def run_suite(bootstrap, name):
