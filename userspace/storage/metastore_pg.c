@@ -612,6 +612,19 @@ static bool retry(struct pg_store *s, int rc, int attempt)
     return rc == -1 && attempt == 0 && s->was_ready && !s->ready && !s->commit_sent;
 }
 
+/* Runs a store operation (an *_once call returning 0, a Kafka error or -1) and returns its result;
+ * once more when the connection turned out broken before anything was committed (retry()). */
+#define RETURN_WITH_RETRY(s, call)                                                                           \
+    do {                                                                                                     \
+        for (int attempt_ = 0;; attempt_++) {                                                                \
+            if (call_begin(s) < 0)                                                                           \
+                return -1;                                                                                   \
+            int rc_ = (call);                                                                                \
+            if (!retry((s), rc_, attempt_))                                                                  \
+                return rc_;                                                                                  \
+        }                                                                                                    \
+    } while (0)
+
 /* ---- topics ---- */
 
 static void random_uuid(uint8_t u[16])
@@ -709,13 +722,7 @@ static int pg_create_topic(struct metastore *m, const char *name, int32_t partit
         return KERR_INVALID_TOPIC_EXCEPTION;
     if (partitions < 1)
         return KERR_INVALID_PARTITIONS;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = create_topic_once(s, name, partitions, configs, nconfigs, out);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, create_topic_once(s, name, partitions, configs, nconfigs, out));
 }
 
 static int delete_topic_once(struct pg_store *s, const char *name)
@@ -752,13 +759,7 @@ static int delete_topic_once(struct pg_store *s, const char *name)
 static int pg_delete_topic(struct metastore *m, const char *name)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = delete_topic_once(s, name);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, delete_topic_once(s, name));
 }
 
 static int get_topic_once(struct pg_store *s, const char *name, struct topic_info *out)
@@ -780,13 +781,7 @@ static int get_topic_once(struct pg_store *s, const char *name, struct topic_inf
 static int pg_get_topic(struct metastore *m, const char *name, struct topic_info *out)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = get_topic_once(s, name, out);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, get_topic_once(s, name, out));
 }
 
 /* malloc(0) may answer NULL, which callers take for "nothing": fine, they free it anyway. */
@@ -818,13 +813,7 @@ static int list_topics_once(struct pg_store *s, struct topic_info **out, int *n)
 static int pg_list_topics(struct metastore *m, struct topic_info **out, int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = list_topics_once(s, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, list_topics_once(s, out, n));
 }
 
 static int topic_configs_once(struct pg_store *s, int64_t topic_id, struct topic_config **out, int *n)
@@ -849,13 +838,7 @@ static int topic_configs_once(struct pg_store *s, int64_t topic_id, struct topic
 static int pg_topic_configs(struct metastore *m, int64_t topic_id, struct topic_config **out, int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = topic_configs_once(s, topic_id, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, topic_configs_once(s, topic_id, out, n));
 }
 
 /* ---- CreatePartitions and AlterConfigs ---- */
@@ -913,13 +896,7 @@ static int create_partitions_once(struct pg_store *s, const char *name, int32_t 
 static int pg_create_partitions(struct metastore *m, const char *name, int32_t partitions, struct topic_info *out)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = create_partitions_once(s, name, partitions, out);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, create_partitions_once(s, name, partitions, out));
 }
 
 static int update_topic_configs_once(struct pg_store *s, const char *name, topic_configs_edit edit, void *arg,
@@ -970,13 +947,7 @@ static int pg_update_topic_configs(struct metastore *m, const char *name, topic_
                                    struct topic_info *out)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = update_topic_configs_once(s, name, edit, arg, out);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, update_topic_configs_once(s, name, edit, arg, out));
 }
 
 /* ---- produce: one transaction per object ---- */
@@ -1394,13 +1365,7 @@ static int pg_init_producer(struct metastore *m, int64_t producer_id, int16_t ep
                             int16_t *out_epoch)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = init_producer_once(s, producer_id, epoch, out_id, out_epoch);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, init_producer_once(s, producer_id, epoch, out_id, out_epoch));
 }
 
 static int list_producers_once(struct pg_store *s, int64_t topic_id, int32_t partition, struct producer_info **out,
@@ -1427,13 +1392,7 @@ static int pg_list_producers(struct metastore *m, int64_t topic_id, int32_t part
                              int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = list_producers_once(s, topic_id, partition, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, list_producers_once(s, topic_id, partition, out, n));
 }
 
 /* ---- fetch and ListOffsets ---- */
@@ -1461,13 +1420,7 @@ static int pg_partition_offsets(struct metastore *m, int64_t topic_id, int32_t p
                                 int64_t *high_watermark)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = partition_offsets_once(s, topic_id, partition, log_start, high_watermark);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, partition_offsets_once(s, topic_id, partition, log_start, high_watermark));
 }
 
 static void read_chunk(const PGresult *r, int row, struct chunk_ref *c)
@@ -1512,13 +1465,7 @@ static int chunk_query(struct pg_store *s, enum stmt_id id, int64_t topic_id, in
 {
     if (max <= 0)
         return 0;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = chunk_query_once(s, id, topic_id, partition, bound, out, max);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, chunk_query_once(s, id, topic_id, partition, bound, out, max));
 }
 
 static int pg_find_chunks(struct metastore *m, int64_t topic_id, int32_t partition, int64_t from_offset,
@@ -1565,13 +1512,7 @@ static int heartbeat_once(struct pg_store *s, const struct member_info *self)
 static int pg_heartbeat(struct metastore *m, const struct member_info *self)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = heartbeat_once(s, self);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, heartbeat_once(s, self));
 }
 
 static int list_members_once(struct pg_store *s, const char *agent_group, int64_t alive_within_ms,
@@ -1604,13 +1545,7 @@ static int pg_list_members(struct metastore *m, const char *agent_group, int64_t
                            struct member_info **out, int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = list_members_once(s, agent_group, alive_within_ms, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, list_members_once(s, agent_group, alive_within_ms, out, n));
 }
 
 static int pg_remove_member(struct metastore *m, const char *id)
@@ -1618,13 +1553,7 @@ static int pg_remove_member(struct metastore *m, const char *id)
     struct pg_store *s = (struct pg_store *)m;
     struct params p = {0};
     par_str(&p, id);
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = exec_cmd(s, S_MEMBER_DELETE, &p, "remove member");
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, exec_cmd(s, S_MEMBER_DELETE, &p, "remove member"));
 }
 
 static int pg_prune_members(struct metastore *m, int64_t older_than_ms)
@@ -1632,13 +1561,7 @@ static int pg_prune_members(struct metastore *m, int64_t older_than_ms)
     struct pg_store *s = (struct pg_store *)m;
     struct params p = {0};
     par_i64(&p, older_than_ms);
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = exec_cmd(s, S_MEMBERS_PRUNE, &p, "prune members");
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, exec_cmd(s, S_MEMBERS_PRUNE, &p, "prune members"));
 }
 
 /* ---- consumer groups (unprepared statements: a few per group request) ---- */
@@ -1693,13 +1616,7 @@ static int group_load_once(struct pg_store *s, const char *group_id, uint8_t **d
 static int pg_group_load(struct metastore *m, const char *group_id, uint8_t **data, size_t *len, int64_t *version)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = group_load_once(s, group_id, data, len, version);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, group_load_once(s, group_id, data, len, version));
 }
 
 static int group_store_once(struct pg_store *s, const char *group_id, int64_t version, int phase,
@@ -1732,13 +1649,7 @@ static int pg_group_store(struct metastore *m, const char *group_id, int64_t ver
                           const char *protocol_type, const uint8_t *data, size_t len, bool announce)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = group_store_once(s, group_id, version, phase, protocol_type, data, len, announce);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, group_store_once(s, group_id, version, phase, protocol_type, data, len, announce));
 }
 
 static int groups_list_once(struct pg_store *s, struct group_summary **out, int *n)
@@ -1767,13 +1678,7 @@ static int groups_list_once(struct pg_store *s, struct group_summary **out, int 
 static int pg_groups_list(struct metastore *m, struct group_summary **out, int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = groups_list_once(s, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, groups_list_once(s, out, n));
 }
 
 static int offsets_commit_once(struct pg_store *s, const char *group_id, const struct group_offset *o, int n)
@@ -1804,13 +1709,7 @@ static int offsets_commit_once(struct pg_store *s, const char *group_id, const s
 static int pg_offsets_commit(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = offsets_commit_once(s, group_id, v, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, offsets_commit_once(s, group_id, v, n));
 }
 
 static int offsets_fetch_once(struct pg_store *s, const char *group_id, struct group_offset **out, int *n)
@@ -1843,13 +1742,7 @@ static int offsets_fetch_once(struct pg_store *s, const char *group_id, struct g
 static int pg_offsets_fetch(struct metastore *m, const char *group_id, struct group_offset **out, int *n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = offsets_fetch_once(s, group_id, out, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, offsets_fetch_once(s, group_id, out, n));
 }
 
 static int pg_offsets_expire(struct metastore *m, int64_t older_than_ms)
@@ -1904,13 +1797,7 @@ static int group_delete_once(struct pg_store *s, const char *group_id, int64_t v
 static int pg_group_delete(struct metastore *m, const char *group_id, int64_t version)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = group_delete_once(s, group_id, version);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, group_delete_once(s, group_id, version));
 }
 
 static int offsets_delete_once(struct pg_store *s, const char *group_id, const struct group_offset *o, int n)
@@ -1935,13 +1822,7 @@ static int offsets_delete_once(struct pg_store *s, const char *group_id, const s
 static int pg_offsets_delete(struct metastore *m, const char *group_id, const struct group_offset *v, int n)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = offsets_delete_once(s, group_id, v, n);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, offsets_delete_once(s, group_id, v, n));
 }
 
 /* ---- notifications ---- */
@@ -1980,13 +1861,7 @@ static int consume_once(struct pg_store *s)
 static int pg_consume_notifications(struct metastore *m)
 {
     struct pg_store *s = (struct pg_store *)m;
-    for (int attempt = 0;; attempt++) {
-        if (call_begin(s) < 0)
-            return -1;
-        int rc = consume_once(s);
-        if (!retry(s, rc, attempt))
-            return rc;
-    }
+    RETURN_WITH_RETRY(s, consume_once(s));
 }
 
 /* ---- open / close ---- */
