@@ -63,14 +63,18 @@ static const struct setting settings[] = {
      "flush buffered produce data after this long (e.g. 5ms, 250ms, 1s)"},
     {"batch-max-bytes", "SLUICE_BATCH_MAX_BYTES", SET_BYTES, S(batch_max_bytes), "8MiB",
      "flush as soon as this much produce data is buffered"},
-    {"produce-buffer-bytes", "SLUICE_PRODUCE_BUFFER_BYTES", SET_BYTES, S(produce_buffer_bytes), "64MiB",
+    {"produce-buffer-bytes", "SLUICE_PRODUCE_BUFFER_BYTES", SET_BYTES, S(produce_buffer_bytes), "24MiB",
      "produce data a worker holds while the store has not taken it; beyond, producers' sockets are not read"},
     {"max-request-bytes", "SLUICE_MAX_REQUEST_BYTES", SET_BYTES, S(max_request_bytes), "100MiB",
      "largest request accepted; a larger length prefix closes the connection"},
     {"max-message-bytes", "SLUICE_MAX_MESSAGE_BYTES", SET_BYTES, S(max_message_bytes), "1048588",
      "largest record batch accepted (Kafka's message.max.bytes)"},
-    {"fetch-cache-bytes", "SLUICE_FETCH_CACHE_BYTES", SET_BYTES, S(fetch_cache_bytes), "256MiB",
+    {"fetch-cache-bytes", "SLUICE_FETCH_CACHE_BYTES", SET_BYTES, S(fetch_cache_bytes), "8MiB",
      "memory for caching object ranges read by fetches"},
+    {"fetch-max-bytes", "SLUICE_FETCH_MAX_BYTES", SET_BYTES, S(fetch_max_bytes), "2MiB",
+     "largest fetch answer whatever the client asks (Kafka's fetch.max.bytes; at least one batch)"},
+    {"fetch-read-bytes", "SLUICE_FETCH_READ_BYTES", SET_BYTES, S(fetch_read_bytes), "8MiB",
+     "object bytes a worker reads for fetches at once; beyond, fetches wait for room"},
     {"default-partitions", "SLUICE_DEFAULT_PARTITIONS", SET_INT, S(default_partitions), "1",
      "partitions of auto-created topics and of CreateTopics with num_partitions -1"},
     {"auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", SET_BOOL, S(auto_create_topics), "true",
@@ -216,6 +220,14 @@ static int check_ranges(struct config *c)
     }
     if (c->produce_buffer_bytes < c->batch_max_bytes) {
         fprintf(stderr, "sluice: produce-buffer-bytes must be at least batch-max-bytes\n");
+        return -1;
+    }
+    if (c->fetch_max_bytes < 1024 || c->fetch_max_bytes > INT32_MAX) {
+        fprintf(stderr, "sluice: fetch-max-bytes must be between 1KiB and %d\n", INT32_MAX);
+        return -1;
+    }
+    if (c->fetch_read_bytes < (1 << 20)) {
+        fprintf(stderr, "sluice: fetch-read-bytes must be at least 1MiB\n");
         return -1;
     }
     if (c->max_request_bytes < 1024 || c->max_request_bytes > INT32_MAX) {

@@ -26,6 +26,8 @@ struct config {
     int64_t max_request_bytes;
     int64_t max_message_bytes;
     int64_t fetch_cache_bytes;
+    int64_t fetch_max_bytes;      /* largest fetch answer (at least one batch), whatever the client asks */
+    int64_t fetch_read_bytes;     /* per worker: object bytes being read for fetches */
     int default_partitions;
     bool auto_create_topics;
     char cluster_id[64];

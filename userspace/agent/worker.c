@@ -2,6 +2,7 @@
  * its io_uring loop. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,6 +84,17 @@ static void pin_to_core(int id)
 
 /* Steering on: one listener on an ephemeral port; the kernel hands it every connection meant for
  * this worker. Steering off: every worker binds the bootstrap and all slot ports with SO_REUSEPORT. */
+/* Memory per worker stays bounded by the settings, not by glibc's habits: each of the worker's
+ * threads (store, reader, flusher, checker) would get its own arena that keeps what it once held,
+ * and the mmap threshold would grow with every large free until megabyte buffers live in the heap
+ * and are never given back. Two arenas, and buffers of 256 KiB and more mapped and unmapped. */
+static void bound_heap(void)
+{
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+}
+
 static int open_listeners(const struct config *cfg, struct worker *w, int **fds_out)
 {
     int n = w->steer ? 1 : 1 + cfg->slots;
@@ -121,6 +133,7 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int report
         return 1;
     struct worker w = {.steer = steer, .id = id, .report_fd = report_fd};
     pin_to_core(id);
+    bound_heap();
 
     struct broker *b = broker_create(cfg, &w.srv, id);
     if (!b)

@@ -205,6 +205,7 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
     if (reader_start(&b->reader, b->objects, srv, chunks_read_done) != 0)
         goto fail;
     b->reader_started = true;
+    b->reader.bytes_max = (uint64_t)cfg->fetch_read_bytes;
     if (flusher_start(&b->flusher, cfg, srv, worker_id, err, sizeof(err)) != 0) {
         log_error("flusher: %s", err);
         goto fail;

@@ -153,7 +153,7 @@ void chunks_read_done(struct broker *b, struct job *job)
 void reader_complete(struct broker *b)
 {
     jobs_complete(&b->reader.pool, b);
-    if (b->reader.bytes_inflight < READ_BYTES_MAX)
+    if (b->reader.bytes_inflight < b->reader.bytes_max)
         waiters_release(b, &b->reader.room_waiters);
     chunks_submit(b); /* resumed requests may have asked for more */
 }

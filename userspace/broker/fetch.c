@@ -269,6 +269,8 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
     struct fetch_response *resp = RQ_ALLOC(rq, struct fetch_response, 1);
     int16_t ver = rq->hdr.api_version;
     int64_t max_bytes = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
+    if (max_bytes > b->cfg->fetch_max_bytes) /* like Kafka's fetch.max.bytes: bounds the worker's memory */
+        max_bytes = b->cfg->fetch_max_bytes;
     int ntopics = req->topics_count > 0 ? req->topics_count : 0;
     resp->responses = RQ_ALLOC(rq, resp_topic_t, ntopics);
     resp->responses_count = ntopics;

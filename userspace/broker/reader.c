@@ -108,6 +108,7 @@ void reader_want(struct reader *r, const char *key, uint64_t pos, uint32_t len, 
     j->len = j->whole ? object_size : len;
     add_piece(j, pos, len);
     waiters_add(&j->waiters, rq);
+    r->bytes_gathered += j->len; /* counts against fetch-read-bytes before it is sent */
     j->next = r->gathered;
     r->gathered = j;
 }
@@ -154,6 +155,7 @@ void reader_submit(struct reader *r)
     for (struct read_job *j = r->gathered; j; j = j->next)
         v[n++] = j;
     r->gathered = NULL;
+    r->bytes_gathered = 0;
     qsort(v, (size_t)n, sizeof(*v), cmp_job);
     struct read_job *cur = NULL;
     for (int i = 0; i < n; i++) {
@@ -174,7 +176,7 @@ void reader_submit(struct reader *r)
 
 bool reader_room(struct reader *r, struct request *rq)
 {
-    if (r->bytes_inflight < READ_BYTES_MAX)
+    if (r->bytes_inflight + r->bytes_gathered < r->bytes_max)
         return true;
     waiters_add(&r->room_waiters, rq);
     return false;

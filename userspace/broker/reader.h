@@ -15,8 +15,6 @@
 #include "util/buf.h"
 
 #define READER_THREADS 4
-/* Bytes asked of the store and not yet taken back by the loop, per worker. */
-#define READ_BYTES_MAX (128u << 20)
 /* Adjacent chunks are read together up to this many bytes. */
 #define READ_RANGE_MAX (16u << 20)
 /* Objects up to this size are read whole, and all their chunks cached: a flush writes the chunks
@@ -53,6 +51,8 @@ struct reader {
     /* loop thread only: */
     struct read_job *inflight;       /* submitted, not yet taken back */
     uint64_t bytes_inflight;
+    uint64_t bytes_gathered;         /* of the gathered reads */
+    uint64_t bytes_max;              /* fetch-read-bytes: beyond, fetches wait for room */
     struct read_job *gathered;       /* one per wanted chunk, until reader_submit */
     struct waiters room_waiters;     /* requests waiting for bytes in flight to drop */
 };

@@ -22,7 +22,7 @@
  * control slows the client), like Kafka's queued.max.requests. */
 #define MAX_PENDING_REPLIES 128
 /* Reply bytes waiting for the socket: beyond this, the connection is not read either. */
-#define MAX_UNSENT_BYTES (64u << 20)
+#define MAX_UNSENT_BYTES (16u << 20)
 
 static void reply_free(struct reply *r)
 {
