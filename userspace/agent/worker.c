@@ -87,11 +87,12 @@ static void pin_to_core(int id)
 /* Memory per worker stays bounded by the settings, not by glibc's habits: each of the worker's
  * threads (store, reader, flusher, checker) would get its own arena that keeps what it once held,
  * and the mmap threshold would grow with every large free until megabyte buffers live in the heap
- * and are never given back. Two arenas, and buffers of 256 KiB and more mapped and unmapped. */
+ * and are never given back. Two arenas, and buffers of 1 MiB and more mapped and unmapped (below
+ * that, reused from the heap: a fresh mapping costs its page faults every time). */
 static void bound_heap(void)
 {
     mallopt(M_ARENA_MAX, 2);
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 }
 

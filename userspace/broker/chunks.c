@@ -78,7 +78,12 @@ static void cache_chunk(struct broker *b, struct read_job *done, uint64_t pos, u
 {
     struct buf piece;
     buf_init(&piece);
-    buf_append(&piece, done->data.data + (pos - done->pos), len);
+    if (pos == done->pos && len == done->data.len) { /* the read was this chunk alone: keep its buffer */
+        piece = done->data;
+        buf_init(&done->data);
+    } else {
+        buf_append(&piece, done->data.data + (pos - done->pos), len);
+    }
     struct cache_entry *e = read_cache_put(&b->cache, done->key, pos, len, &piece);
     if (!wanted)
         return;

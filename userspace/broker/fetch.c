@@ -358,10 +358,10 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
         if (err) {
             pout->error_code = (int16_t)err;
         } else if (out.len && !waits) {
-            uint8_t *p = arena_alloc(&rq->arena, out.len);
-            memcpy(p, out.data, out.len);
-            pout->records = (struct kbytes){p, (int32_t)out.len};
+            pout->records = (struct kbytes){out.data, (int32_t)out.len};
             total += (int64_t)out.len;
+            arena_adopt(&rq->arena, out.data); /* the answer owns the bytes: no copy */
+            buf_init(&out);
         }
     }
     buf_free(&out);

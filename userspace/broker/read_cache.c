@@ -129,13 +129,15 @@ static void maybe_grow(struct read_cache *c)
     c->nslots = n;
 }
 
-/* Evicts least recently used unpinned entries until extra more bytes fit. */
+/* Evicts least recently used unpinned entries until extra more bytes fit. The most recently used
+ * entry stays even when it alone is over the bound (a chunk larger than the cache): a consumer
+ * reading through it would otherwise have it read again from the store for every answer. */
 static void make_room(struct read_cache *c, size_t extra)
 {
     struct cache_entry *e = c->lru_tail;
     while (e && c->bytes + extra > c->max_bytes) {
         struct cache_entry *prev = e->prev;
-        if (e->pins == 0)
+        if (e->pins == 0 && e != c->lru_head)
             entry_remove(c, e);
         e = prev;
     }
@@ -150,7 +152,6 @@ struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64
         touch(c, e);
         return e;
     }
-    make_room(c, data->len);
     e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key)))
         abort();
@@ -166,6 +167,7 @@ struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64
     lru_push_front(c, e);
     c->bytes += e->data.len;
     c->count++;
+    make_room(c, 0); /* after the insert: the new entry is the one kept if it alone is too large */
     return e;
 }
 

@@ -44,7 +44,7 @@ void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uin
     rq->received_ms = mono_ms();
     arena_init(&rq->arena);
 
-    struct kreader r = {frame, frame + len, NULL};
+    struct kreader r = {frame + 4, frame + 4 + len, NULL}; /* after the length prefix */
     char why[160];
     if (kdecode_request_header(&r, &rq->hdr, &rq->api) != 0) {
         refuse(rq, "malformed request header");
@@ -88,11 +88,23 @@ void request_respond(struct request *rq, const void *resp_body)
     buf_init(&out);
     buf_put_i32(&out, 0); /* length prefix, patched below */
     kencode_response_header(&out, rq->hdr.correlation_id, header_v1);
-    kencode(rq->api->response, rq->hdr.api_version, rq->flexible, &out, resp_body);
-    be32_put(out.data, (uint32_t)(out.len - 4));
+    /* Large records (fetch answers) are sent from where they are, not copied into out: the
+     * request's memory then goes with the reply and is freed once sent. */
+    struct kspan kspans[REPLY_SPANS_MAX];
+    int nspans = kencode_spans(rq->api->response, rq->hdr.api_version, rq->flexible, &out, resp_body, kspans,
+                               REPLY_SPANS_MAX);
+    size_t total = out.len;
+    struct reply_span spans[REPLY_SPANS_MAX];
+    for (int i = 0; i < nspans; i++) {
+        spans[i] = (struct reply_span){kspans[i].at, kspans[i].ptr, kspans[i].len};
+        total += kspans[i].len;
+    }
+    be32_put(out.data, (uint32_t)(total - 4));
     struct reply *reply = rq->reply;
+    void **owned = NULL;
+    int nowned = nspans ? arena_take(&rq->arena, &owned) : 0;
     request_free(rq);
-    reply_send(reply, &out);
+    reply_send_spans(reply, &out, spans, nspans, owned, nowned);
 }
 
 void request_finish_silent(struct request *rq)

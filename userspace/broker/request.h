@@ -22,7 +22,7 @@ struct request {
     struct krequest_header hdr;
     const struct kapi *api;
     bool flexible;
-    uint8_t *frame;                /* the frame; decoded strings point into it */
+    uint8_t *frame;                /* the frame, from its length prefix; decoded strings point into it */
     size_t frame_len;
     void *body;                    /* the decoded request struct (arena) */
     struct arena arena;            /* everything decoded or built for this request */

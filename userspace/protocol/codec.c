@@ -427,6 +427,12 @@ int kdecode(const struct kmsg_desc *d, int16_t ver, bool flexible, struct kreade
 
 static void encode_struct(const struct kmsg_desc *d, int16_t ver, bool flex, struct buf *w, const uint8_t *base);
 
+/* Set only inside kencode_spans (one encoder per thread at a time). */
+static _Thread_local struct {
+    struct kspan *v;
+    int n, max;
+} spans_out;
+
 /* n = -1 writes null. */
 static void put_length(struct buf *w, bool flex, bool short_len, int64_t n)
 {
@@ -469,7 +475,9 @@ static void encode_scalar(enum kfield_type t, bool can_be_null, bool flex, struc
         const struct kbytes *b = v;
         int64_t n = wire_len(b->len, can_be_null);
         put_length(w, flex, false, n);
-        if (n > 0)
+        if (t == KT_RECORDS && n >= (int64_t)KSPAN_MIN && spans_out.n < spans_out.max)
+            spans_out.v[spans_out.n++] = (struct kspan){w->len, b->ptr, (size_t)n};
+        else if (n > 0)
             buf_append(w, b->ptr, (size_t)n);
         break;
     }
@@ -518,6 +526,8 @@ static void encode_tagged_fields(const struct kmsg_desc *d, int16_t ver, struct 
         return;
     struct buf value;
     buf_init(&value);
+    int spans_max = spans_out.max;
+    spans_out.max = 0; /* a value encoded aside has no place in the final buffer yet */
     for (int i = 0; i < d->nfields; i++) {
         const struct kfield *f = &d->fields[i];
         if (!tag_written(f, ver, base))
@@ -528,6 +538,7 @@ static void encode_tagged_fields(const struct kmsg_desc *d, int16_t ver, struct 
         buf_put_uvarint(w, value.len);
         buf_append(w, value.data, value.len);
     }
+    spans_out.max = spans_max;
     buf_free(&value);
 }
 
@@ -545,6 +556,19 @@ static void encode_struct(const struct kmsg_desc *d, int16_t ver, bool flex, str
 void kencode(const struct kmsg_desc *d, int16_t ver, bool flexible, struct buf *w, const void *in)
 {
     encode_struct(d, ver, flexible, w, in);
+}
+
+int kencode_spans(const struct kmsg_desc *d, int16_t ver, bool flexible, struct buf *w, const void *in,
+                  struct kspan *spans, int max)
+{
+    spans_out.v = spans;
+    spans_out.n = 0;
+    spans_out.max = max;
+    encode_struct(d, ver, flexible, w, in);
+    int n = spans_out.n;
+    spans_out.v = NULL;
+    spans_out.n = spans_out.max = 0;
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -83,6 +83,18 @@ int kdecode(const struct kmsg_desc *d, int16_t ver, bool flexible, struct kreade
  * where the field is not nullable is written as empty). */
 void kencode(const struct kmsg_desc *d, int16_t ver, bool flexible, struct buf *w, const void *in);
 
+/* kencode, except that records fields of at least KSPAN_MIN bytes are not copied into w: each is
+ * listed in spans (where in w its bytes belong), for a writer that sends them from where they are.
+ * Beyond max spans, records are copied as usual. Returns the number of spans. */
+#define KSPAN_MIN (16u * 1024)
+struct kspan {
+    size_t at;
+    const uint8_t *ptr;
+    size_t len;
+};
+int kencode_spans(const struct kmsg_desc *d, int16_t ver, bool flexible, struct buf *w, const void *in,
+                  struct kspan *spans, int max);
+
 /* Request header v0..v2 (v1 adds client_id, v2 adds tagged fields; header v2 iff the API version is
  * flexible). client_id is a classic nullable string even in v2. */
 struct krequest_header {

@@ -18,6 +18,7 @@
  * nothing. */
 #define RECV_IDLE 4096
 #define RECV_MAX (1024 * 1024)
+#define RECV_EXACT_MIN (64 * 1024)
 /* Frames of one connection waiting for their replies: beyond this, it is not read (TCP's flow
  * control slows the client), like Kafka's queued.max.requests. */
 #define MAX_PENDING_REPLIES 128
@@ -27,7 +28,63 @@
 static void reply_free(struct reply *r)
 {
     buf_free(&r->bytes);
+    for (int i = 0; i < r->nowned; i++)
+        free(r->owned[i]);
+    free(r->owned);
     free(r);
+}
+
+static void push_seg(struct conn *c, const uint8_t *ptr, size_t len, struct reply *done)
+{
+    if (c->seg_head + c->nsegs == c->seg_cap) {
+        if (c->seg_head > 0) { /* slide the queue to the front before growing it */
+            memmove(c->segs, c->segs + c->seg_head, sizeof(*c->segs) * (size_t)c->nsegs);
+            c->seg_head = 0;
+        }
+        if (c->nsegs == c->seg_cap) {
+            c->seg_cap = c->seg_cap ? 2 * c->seg_cap : 16;
+            c->segs = realloc(c->segs, sizeof(*c->segs) * (size_t)c->seg_cap);
+            if (!c->segs)
+                abort();
+        }
+    }
+    c->segs[c->seg_head + c->nsegs++] = (struct out_seg){ptr, len, done};
+    c->unsent += len;
+}
+
+/* A ready reply joins the send queue without being copied: its buffer cut at its spans. */
+static void queue_reply(struct conn *c, struct reply *r)
+{
+    size_t from = 0;
+    for (int i = 0; i < r->nspans; i++) {
+        const struct reply_span *sp = &r->spans[i];
+        if (sp->at > from)
+            push_seg(c, r->bytes.data + from, sp->at - from, NULL);
+        push_seg(c, sp->ptr, sp->len, NULL);
+        from = sp->at;
+    }
+    push_seg(c, r->bytes.data + from, r->bytes.len - from, r);
+}
+
+/* Frees what the first `n` bytes of the queue were (sent, or dropped at close). */
+static void pop_sent(struct conn *c, size_t n)
+{
+    c->unsent -= n;
+    while (c->nsegs > 0) {
+        struct out_seg *sg = &c->segs[c->seg_head];
+        size_t left = sg->len - c->seg_off;
+        if (n < left) {
+            c->seg_off += n;
+            return;
+        }
+        n -= left;
+        if (sg->done)
+            reply_free(sg->done);
+        c->seg_head++;
+        c->nsegs--;
+        c->seg_off = 0;
+    }
+    c->seg_head = 0;
 }
 
 void conn_destroy(struct conn *c)
@@ -49,8 +106,8 @@ void conn_destroy(struct conn *c)
     if (c->srv->conns_changed)
         c->srv->conns_changed(c->srv, c->srv->conns_changed_arg);
     buf_free(&c->in);
-    buf_free(&c->out);
-    buf_free(&c->out_next);
+    pop_sent(c, c->unsent);
+    free(c->segs);
     free(c);
 }
 
@@ -63,8 +120,7 @@ static void conn_unref(struct conn *c)
 /* May the connection take more frames now? */
 static bool accepting(const struct conn *c)
 {
-    return !c->closing && !c->held && c->pending < MAX_PENDING_REPLIES &&
-           (c->out.len - c->out_off) + c->out_next.len < MAX_UNSENT_BYTES;
+    return !c->closing && !c->held && c->pending < MAX_PENDING_REPLIES && c->unsent < MAX_UNSENT_BYTES;
 }
 
 static void submit_recv(struct conn *c)
@@ -76,17 +132,24 @@ static void submit_recv(struct conn *c)
         buf_consume(&c->in, c->in_off);
         c->in_off = 0;
     }
-    size_t want = RECV_IDLE;
+    size_t want = RECV_IDLE, limit = 0;
     if (c->in.len == 0 && c->in.cap > RECV_IDLE) {
         buf_free(&c->in); /* between frames: give a big buffer back */
     } else if (c->in.len >= 4) {
         size_t frame = 4 + (size_t)be32_get(c->in.data);
         if (frame > c->in.len)
             want = frame - c->in.len < RECV_MAX ? frame - c->in.len : RECV_MAX;
+        /* A large frame is read exactly to its end, so that the buffer can become the request
+         * without a copy (parse_frames). */
+        if (frame > c->in.len && frame >= RECV_EXACT_MIN)
+            limit = want;
     }
     buf_reserve(&c->in, want);
+    size_t len = c->in.cap - c->in.len;
+    if (limit && len > limit)
+        len = limit;
     struct io_uring_sqe *sqe = server_sqe(c->srv);
-    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, len, 0);
     io_uring_sqe_set_data(sqe, &c->recv_op);
     c->recv_busy = true;
     c->refs++;
@@ -94,19 +157,18 @@ static void submit_recv(struct conn *c)
 
 static void submit_send(struct conn *c)
 {
-    if (c->send_busy)
+    if (c->send_busy || c->unsent == 0)
         return;
-    if (c->out_off == c->out.len) {
-        if (c->out_next.len == 0)
-            return;
-        struct buf t = c->out;
-        c->out = c->out_next;
-        c->out_next = t;
-        buf_reset(&c->out_next);
-        c->out_off = 0;
+    int n = 0;
+    for (int i = 0; i < c->nsegs && n < SEND_IOV_MAX; i++) {
+        const struct out_seg *sg = &c->segs[c->seg_head + i];
+        size_t skip = i == 0 ? c->seg_off : 0;
+        if (sg->len > skip)
+            c->iov[n++] = (struct iovec){(void *)(sg->ptr + skip), sg->len - skip};
     }
+    c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = (size_t)n};
     struct io_uring_sqe *sqe = server_sqe(c->srv);
-    io_uring_prep_send(sqe, c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, &c->send_op);
     c->send_busy = true;
     c->srv->sends_in_flight++;
@@ -182,15 +244,23 @@ static void parse_frames(struct conn *c)
         if (c->in.len - c->in_off < 4 + (size_t)size)
             break;
         struct reply *r = calloc(1, sizeof(*r));
-        uint8_t *frame = malloc(size ? (size_t)size : 1);
+        uint8_t *frame;
+        if (c->in_off == 0 && c->in.len == 4 + (size_t)size && !c->recv_busy) {
+            /* The buffer holds this frame alone (the usual case for a large one, which is read
+             * exactly to its end) and no receive is writing into it: hand the buffer over
+             * instead of copying it. */
+            frame = c->in.data;
+            buf_init(&c->in);
+        } else if ((frame = malloc(4 + (size_t)size)) != NULL) {
+            memcpy(frame, p, 4 + (size_t)size);
+            c->in_off += 4 + (size_t)size;
+        }
         if (!r || !frame) {
             free(r);
             free(frame);
             conn_close(c, "out of memory for a request");
             break;
         }
-        memcpy(frame, p + 4, (size_t)size);
-        c->in_off += 4 + (size_t)size;
         /* Queued first, so that replies keep arrival order whatever happens next. */
         r->conn = c;
         if (c->tail)
@@ -233,7 +303,7 @@ void conn_on_send(struct conn *c, int res)
         conn_unref(c);
         return;
     }
-    c->out_off += (size_t)res;
+    pop_sent(c, (size_t)res);
     if (!c->closing) {
         submit_send(c);
         /* Sent bytes may have been what held reading back. */
@@ -252,8 +322,9 @@ static void flush_replies(struct conn *c)
         if (!c->head)
             c->tail = NULL;
         if (r->state == REPLY_READY && !c->closing)
-            buf_append(&c->out_next, r->bytes.data, r->bytes.len);
-        reply_free(r);
+            queue_reply(c, r);
+        else
+            reply_free(r);
         c->refs--; /* cannot reach 0 here: the caller holds the connection */
     }
     if (!c->closing)
@@ -281,6 +352,16 @@ void reply_send(struct reply *r, struct buf *bytes)
     r->bytes = *bytes;
     buf_init(bytes);
     reply_finish(r, REPLY_READY);
+}
+
+void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
+                      void **owned, int nowned)
+{
+    memcpy(r->spans, spans, sizeof(*spans) * (size_t)nspans);
+    r->nspans = nspans;
+    r->owned = owned;
+    r->nowned = nowned;
+    reply_send(r, bytes);
 }
 
 void reply_none(struct reply *r)

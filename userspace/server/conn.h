@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "server/server.h"
 #include "util/buf.h"
@@ -14,12 +16,34 @@
  * once every earlier one is. */
 enum reply_state { REPLY_PENDING, REPLY_READY, REPLY_NONE };
 
+/* Bytes sent from memory outside a reply's buffer (a fetch answer's records), inserted at offset
+ * `at` of the buffer: large answers go to the socket without being copied into it. */
+struct reply_span {
+    size_t at;
+    const uint8_t *ptr;
+    size_t len;
+};
+#define REPLY_SPANS_MAX 64
+
 struct reply {
     struct conn *conn;
     struct reply *next;
     enum reply_state state;
     struct buf bytes;              /* REPLY_READY: what to send */
+    struct reply_span spans[REPLY_SPANS_MAX];
+    int nspans;
+    void **owned;                  /* memory the spans point into, freed once sent */
+    int nowned;
 };
+
+/* The send queue: pieces of replies, in order. The last piece of a reply carries it (`done`), so
+ * the reply's memory is freed only when every byte of it has been sent. */
+struct out_seg {
+    const uint8_t *ptr;
+    size_t len;
+    struct reply *done;
+};
+#define SEND_IOV_MAX 64
 
 struct conn {
     struct server *srv;
@@ -29,9 +53,12 @@ struct conn {
     int local_port;                /* the port the client dialled: bootstrap or a slot's */
     struct buf in;                 /* received bytes; in_off = start of the unparsed part */
     size_t in_off;
-    struct buf out;                /* bytes handed to the in-flight send (must not move) */
-    size_t out_off;
-    struct buf out_next;           /* replies ready while a send is in flight */
+    struct out_seg *segs;          /* the send queue; segs[seg_head] is sent first */
+    int seg_head, nsegs, seg_cap;
+    size_t seg_off;                /* bytes of segs[seg_head] already sent */
+    size_t unsent;                 /* bytes in the queue */
+    struct iovec iov[SEND_IOV_MAX]; /* of the in-flight send */
+    struct msghdr msg;
     struct io_op recv_op, send_op;
     bool recv_busy, send_busy, closing;
     bool held;                     /* the application asked to stop reading (back-pressure) */
@@ -64,6 +91,10 @@ void conn_hold(struct conn *c, bool hold);
 /* Finishing a reply: its bytes (taken from *bytes, which is left empty), or nothing at all. Either
  * may free the connection (when it closed and this was its last reply). */
 void reply_send(struct reply *r, struct buf *bytes);
+/* The same, with spans (at most REPLY_SPANS_MAX, in increasing `at`) sent from their own memory,
+ * and the malloc'd blocks they point into (taken over, freed once sent). */
+void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
+                      void **owned, int nowned);
 void reply_none(struct reply *r);
 bool reply_conn_open(const struct reply *r);
 

@@ -17,8 +17,9 @@ struct reply;
 /* What the application does with the loop's events. Every callback runs on the loop thread. */
 struct server_app {
     void *ctx;
-    /* A whole frame arrived on c (frame: its bytes after the length prefix, malloc'd; the
-     * application owns it). It must finish `reply` (reply_send or reply_none), now or later. */
+    /* A whole frame arrived on c (frame: a malloc'd block holding the 4-byte length prefix, then
+     * the len bytes of the frame; the application owns it and frees the block). It must finish
+     * `reply` (reply_send or reply_none), now or later. */
     void (*frame)(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len);
     /* c is closing: work parked for it can be dropped (its replies are discarded anyway). */
     void (*conn_closed)(void *ctx, struct conn *c);

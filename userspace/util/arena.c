@@ -12,7 +12,24 @@ struct arena_block {
 
 #define ARENA_BLOCK_MIN 4096
 
-void arena_init(struct arena *a) { a->head = NULL; }
+struct arena_adopted {
+    struct arena_adopted *next;
+    void *p;
+};
+
+void arena_init(struct arena *a)
+{
+    a->head = NULL;
+    a->adopted = NULL;
+}
+
+void arena_adopt(struct arena *a, void *p)
+{
+    struct arena_adopted *node = arena_alloc(a, sizeof(*node));
+    node->p = p;
+    node->next = a->adopted;
+    a->adopted = node;
+}
 
 void *arena_alloc(struct arena *a, size_t n)
 {
@@ -43,8 +60,37 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
     return p;
 }
 
+int arena_take(struct arena *a, void ***out)
+{
+    int n = 0;
+    for (struct arena_adopted *d = a->adopted; d; d = d->next)
+        n++;
+    for (struct arena_block *b = a->head; b; b = b->next)
+        n++;
+    *out = NULL;
+    if (!n)
+        return 0;
+    void **v = malloc(sizeof(*v) * (size_t)n);
+    if (!v) {
+        fprintf(stderr, "sluice: out of memory (arena hand-over)\n");
+        abort();
+    }
+    int i = 0;
+    for (struct arena_adopted *d = a->adopted; d; d = d->next) /* the nodes live in the blocks */
+        v[i++] = d->p;
+    for (struct arena_block *b = a->head; b; b = b->next)
+        v[i++] = b;
+    a->adopted = NULL;
+    a->head = NULL;
+    *out = v;
+    return n;
+}
+
 void arena_free(struct arena *a)
 {
+    for (struct arena_adopted *n = a->adopted; n; n = n->next)
+        free(n->p);
+    a->adopted = NULL;
     struct arena_block *b = a->head;
     while (b) {
         struct arena_block *next = b->next;

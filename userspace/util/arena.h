@@ -6,14 +6,23 @@
 #include <stddef.h>
 
 struct arena_block;
+struct arena_adopted;
 
 struct arena {
     struct arena_block *head;
+    struct arena_adopted *adopted; /* malloc'd memory freed with the arena */
 };
 
 void arena_init(struct arena *a);
 void *arena_alloc(struct arena *a, size_t n);   /* zeroed, 16-byte aligned; aborts on out-of-memory */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
+/* Frees p (from malloc) with the arena: a large buffer built elsewhere joins the request's memory
+ * without being copied into it. */
+void arena_adopt(struct arena *a, void *p);
+/* Hands over every malloc'd block of the arena (its own and adopted ones) as an array of pointers
+ * for the caller to free, leaving the arena empty: memory the encoded answer still points into
+ * outlives the request. Returns the count (*out NULL when 0). */
+int arena_take(struct arena *a, void ***out);
 void arena_free(struct arena *a);
 
 #endif
