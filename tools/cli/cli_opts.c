@@ -105,9 +105,14 @@ int cli_parse(const char *prog, const struct cli_opt *opts, int argc, char **arg
             value = argv[++i];
         }
         if (!set_value(o, value)) {
+            char shown[200]; /* the value as typed, control characters as '?': one line */
+            snprintf(shown, sizeof(shown), "%s", value);
+            for (char *c = shown; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = '?';
             if (o->hint)
-                return cli_error(prog, "bad --%s '%s' (%s)", o->name, value, o->hint);
-            return cli_error(prog, "bad --%s '%s'", o->name, value);
+                return cli_error(prog, "bad --%s '%s' (%s)", o->name, shown, o->hint);
+            return cli_error(prog, "bad --%s '%s'", o->name, shown);
         }
     }
     return 0;

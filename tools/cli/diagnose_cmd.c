@@ -62,7 +62,7 @@ struct probe {
     char host[256];
     int port;
     enum result result;
-    char detail[200];
+    char detail[320];
     char addr[INET6_ADDRSTRLEN]; /* the address connected to (or last tried) */
     bool have_addr;
     double resolve_ms, connect_ms, api_ms;
@@ -76,7 +76,7 @@ struct diag {
     struct probe boot;
     /* Metadata */
     enum result md_result;
-    char md_detail[200];
+    char md_detail[320];
     double md_ms;
     int md_version;
     char cluster_id[256];
@@ -203,7 +203,7 @@ static struct addrinfo *resolve(struct probe *p, uint64_t deadline)
     free(l);
     if (rc == 0 && res)
         return res;
-    char detail[200];
+    char detail[320];
     snprintf(detail, sizeof(detail), "%s: %s", p->host, gai_strerror(rc));
     set_result(p, rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_AGAIN || rc == EAI_FAIL ? DR_NO_NAME : DR_FAILED,
                detail);
@@ -277,7 +277,7 @@ static int connect_any(struct probe *p, struct addrinfo *res, uint64_t deadline)
         }
         close(fd);
     }
-    char detail[200];
+    char detail[320];
     if (timed_out) {
         snprintf(detail, sizeof(detail), "no answer to TCP connect within the timeout");
         set_result(p, DR_TIMEOUT, detail);
