@@ -142,9 +142,10 @@ def test_diagnose_hostname_override_that_does_not_resolve():
 
 
 class NotKafka:
-    """Listens on ports base..base+n-1 of 127.0.0.1 and answers every connection with an HTTP error."""
+    """Listens on ports base..base+n-1 of 127.0.0.1 and answers every connection with an HTTP error
+    (silent=True: never accepts, so connections complete and nothing ever answers)."""
 
-    def __init__(self, base, n):
+    def __init__(self, base, n, silent=False):
         self.socks = []
         for p in range(base, base + n):
             s = socket.socket()
@@ -153,7 +154,7 @@ class NotKafka:
             s.listen(16)
             s.settimeout(0.2)
             self.socks.append(s)
-        self.stop = False
+        self.stop = silent
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -218,3 +219,22 @@ def test_diagnose_bad_flags_exit_2_with_one_line():
     # A bootstrap host that never resolves, and nobody is asked.
     rc, j = diagnose_json(port, "--bootstrap-host", "nowhere.invalid")
     expect(rc == 1 and j["bootstrap"]["result"] == "name does not resolve", j)
+
+
+def test_diagnose_silent_ports_time_out_within_the_bound():
+    base = free_port_block(4)
+    nk = NotKafka(base, 4, silent=True)
+    a = Agent(env={"SLUICE_SLOTS": "4", "SLUICE_DISCOVERY_KAFKA_PORT_OVERRIDE": str(base)}).start()
+    try:
+        t0 = time.time()
+        rc, j = diagnose_json(a.port, "--timeout", "0.5")
+        secs = time.time() - t0
+        expect(rc == 1 and j["brokers_failed"] == 4, j)
+        for x in j["brokers"]:  # connected (the kernel's backlog), then no ApiVersions answer
+            expect(x["result"] == "timeout" and x["connect_ms"] is not None and x["api_versions_ms"] is None, x)
+            expect("no ApiVersions answer within the timeout" in x["detail"], x)
+        expect(secs < 5, "4 brokers probed with --timeout 0.5 took %.1fs" % secs)  # in parallel
+        expect(any("is not a broker of this cluster" in line for line in j["advice"]), j["advice"])
+    finally:
+        a.cleanup()
+        nk.close()

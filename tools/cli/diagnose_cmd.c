@@ -288,6 +288,7 @@ static int connect_any(struct probe *p, struct addrinfo *res, uint64_t deadline)
     return -1;
 }
 
+/* Sends all of data: 0, -1 on error, -2 on timeout. */
 static int send_all(int fd, const uint8_t *data, size_t len, uint64_t deadline)
 {
     while (len) {
@@ -296,8 +297,9 @@ static int send_all(int fd, const uint8_t *data, size_t len, uint64_t deadline)
             data += n;
             len -= (size_t)n;
         } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, deadline) != 1)
-                return -1;
+            int w = wait_fd(fd, POLLOUT, deadline);
+            if (w != 1)
+                return w == 0 ? -2 : -1;
         } else {
             return -1;
         }
@@ -339,11 +341,11 @@ static enum result exchange(int fd, const struct krequest_header *h, const struc
     kencode_request_header(&w, h, flex);
     kencode(api->request, h->api_version, flex, &w, body);
     be32_put(w.data, (uint32_t)(w.len - 4));
-    int rc = send_all(fd, w.data, w.len, deadline);
+    int rc = send_all(fd, w.data, w.len, deadline), err = errno;
     buf_free(&w);
     if (rc) {
-        snprintf(detail, dlen, "sending %s: %s", api->name, errno ? strerror(errno) : "timed out");
-        return errno ? DR_FAILED : DR_TIMEOUT;
+        snprintf(detail, dlen, "sending %s: %s", api->name, rc == -2 ? "timed out" : strerror(err));
+        return rc == -2 ? DR_TIMEOUT : errno_result(err);
     }
     uint8_t len_be[4];
     rc = recv_all(fd, len_be, 4, deadline);
@@ -635,7 +637,7 @@ static void explain(const struct diag *d, struct advice *a)
         advise(a, "Metadata lists no brokers: no worker of this agent group is serving yet (see the agent's log).");
         return;
     }
-    const struct probe *other = NULL, *same = NULL;
+    const struct probe *other = NULL, *same = NULL, *same_other_p = NULL;
     int nok = 0, nfail = 0, other_noname = 0, same_refused = 0, same_timeout = 0, same_other = 0;
     int lo = 65536, hi = 0;
     for (int i = 0; i < d->nbrokers; i++) {
@@ -651,9 +653,15 @@ static void explain(const struct diag *d, struct advice *a)
                 lo = p->port;
             if (p->port > hi)
                 hi = p->port;
+            /* a connect that times out is a firewall; a connection that never answers is not Kafka */
+            bool connect_timeout = p->result == DR_TIMEOUT && p->connect_ms < 0;
             same_refused += p->result == DR_REFUSED;
-            same_timeout += p->result == DR_TIMEOUT;
-            same_other += p->result != DR_REFUSED && p->result != DR_TIMEOUT;
+            same_timeout += connect_timeout;
+            if (p->result != DR_REFUSED && !connect_timeout) {
+                same_other++;
+                if (!same_other_p)
+                    same_other_p = p;
+            }
         } else {
             other = other ? other : p;
             other_noname += p->result == DR_NO_NAME;
@@ -700,7 +708,7 @@ static void explain(const struct diag *d, struct advice *a)
             advise(a, "Something at '%s' on the advertised %s is not a broker of this cluster (%s): check that the "
                       "balancer forwards port base+s to the agents' slot port s, or set "
                       "SLUICE_DISCOVERY_KAFKA_PORT_OVERRIDE to the ports it does forward.", B, ports,
-                   same->detail[0] ? same->detail : result_names[same->result]);
+                   same_other_p->detail[0] ? same_other_p->detail : result_names[same_other_p->result]);
     }
     if (nok)
         advise(a, "Some brokers answered and some did not: the balancer forwards only part of the slot ports, or "
