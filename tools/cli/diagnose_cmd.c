@@ -598,6 +598,14 @@ static void probe_brokers(struct diag *d)
 
 /* ---- the likely cause ---- */
 
+/* Host names from the wire are checked to HOST_CHARS before use; a rejected one prints as '?'s. */
+static void text_addr(char *out, size_t len, const struct probe *p)
+{
+    bool ok = *p->host && strspn(p->host, HOST_CHARS) == strlen(p->host);
+    snprintf(out, len, strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", ok ? p->host : "?", p->port);
+}
+
+
 struct advice {
     char lines[12][600];
     int n;
@@ -622,10 +630,12 @@ static bool same_host(const struct diag *d, const struct probe *p)
 static void explain(const struct diag *d, struct advice *a)
 {
     const char *B = d->o.host;
+    char boot[300];
+    text_addr(boot, sizeof(boot), &d->boot);
     if (d->boot.result != DR_OK) {
-        advise(a, "The bootstrap %s:%d did not answer (%s): check that an agent runs there and listens on that "
+        advise(a, "The bootstrap %s did not answer (%s): check that an agent runs there and listens on that "
                   "address (SLUICE_KAFKA_HOST, SLUICE_KAFKA_PORT), and that this network reaches it.",
-               B, d->o.port, result_names[d->boot.result]);
+               boot, result_names[d->boot.result]);
         return;
     }
     if (d->md_result != DR_OK) {
@@ -669,9 +679,9 @@ static void explain(const struct diag *d, struct advice *a)
     }
     if (!nfail)
         return;
-    advise(a, "The bootstrap %s:%d answered, but %d of the %d brokers it advertises did not. Clients bootstrap, "
+    advise(a, "The bootstrap %s answered, but %d of the %d brokers it advertises did not. Clients bootstrap, "
               "then talk only to the advertised brokers: they will fail or hang.",
-           B, d->o.port, nfail, d->nbrokers);
+           boot, nfail, d->nbrokers);
     if (other) {
         if (other_noname)
             advise(a, "The agent advertises host '%s', which does not resolve here: it advertises an address "
@@ -803,13 +813,6 @@ static void print_json(const struct diag *d, const struct advice *a, int nok)
         json_str(f, a->lines[i]);
     }
     fprintf(f, "]}\n");
-}
-
-/* Host names from the wire are checked to HOST_CHARS before use; a rejected one prints as '?'s. */
-static void text_addr(char *out, size_t len, const struct probe *p)
-{
-    bool ok = *p->host && strspn(p->host, HOST_CHARS) == strlen(p->host);
-    snprintf(out, len, strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", ok ? p->host : "?", p->port);
 }
 
 static void text_ms(char *out, size_t len, double v)
