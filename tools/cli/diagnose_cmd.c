@@ -85,7 +85,6 @@ struct diag {
     int nbrokers, nlisted; /* probed, listed in Metadata */
     struct probe *brokers;
     int next;              /* the next broker a probe thread takes (atomic) */
-    int32_t correlation;   /* bootstrap connection's next correlation id */
 };
 
 static uint64_t now_ns(void)
