@@ -6,12 +6,14 @@ off this machine."""
 import json
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
 
 from confluent_kafka.admin import AdminClient
 
+import kwire
 from harness import AGENT_BIN, Agent, expect, free_port, free_port_block
 
 PROG = "sluice diagnose-connection: "
@@ -238,3 +240,79 @@ def test_diagnose_silent_ports_time_out_within_the_bound():
     finally:
         a.cleanup()
         nk.close()
+
+
+class OldBroker:
+    """A hand-made Kafka broker that knows only ApiVersions v0-2 and Metadata v0-1, and advertises
+    itself as node 7: the KIP-511 path (v3 refused with a v0 body) and an old Metadata."""
+
+    def __init__(self, lying=False):
+        self.lying = lying  # Metadata claims 1,000,000 brokers in a few bytes
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []  # (api key, version) of every request, in order
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        with c:
+            while True:
+                head = c.recv(4, socket.MSG_WAITALL)
+                if len(head) < 4:
+                    return
+                frame = c.recv(struct.unpack(">i", head)[0], socket.MSG_WAITALL)
+                key, ver, corr = struct.unpack(">hhi", frame[:8])
+                self.seen.append((key, ver))
+                if key == 18 and ver > 2:  # KIP-511: UNSUPPORTED_VERSION, a v0 body with our range
+                    body = struct.pack(">hi", 35, 1) + struct.pack(">hhh", 18, 0, 2)
+                elif key == 18:
+                    body = struct.pack(">hi", 0, 2) + struct.pack(">hhhhhh", 18, 0, 2, 3, 0, 1)
+                    body += struct.pack(">i", 0) if ver >= 1 else b""
+                elif key == 3 and ver == 1:  # brokers [7 at us], controller 7, no topics
+                    body = (struct.pack(">ii", 1000000 if self.lying else 1, 7) + kwire.string("127.0.0.1") + struct.pack(">ih", self.port, -1)
+                            + struct.pack(">ii", 7, 0))
+                else:
+                    return
+                out = struct.pack(">i", corr) + body
+                c.sendall(struct.pack(">i", len(out)) + out)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_diagnose_old_broker_kip511_and_metadata_v1():
+    ob = OldBroker()
+    try:
+        rc, j = diagnose_json(ob.port)
+        expect(rc == 0, j)
+        b = j["bootstrap"]
+        expect(b["result"] == "ok" and b["api_versions_version"] == 2 and b["api_ranges"] == 2, b)
+        md = j["metadata"]
+        expect(md["version"] == 1 and md["cluster_id"] is None and md["controller_id"] == 7 and md["brokers"] == 1, md)
+        expect(len(j["brokers"]) == 1, j)
+        x = j["brokers"][0]
+        expect(x["node_id"] == 7 and x["port"] == ob.port and x["result"] == "ok" and x["api_versions_version"] == 2, x)
+        expect(ob.seen == [(18, 3), (18, 2), (3, 1), (18, 3), (18, 2)], ob.seen)
+    finally:
+        ob.close()
+
+
+def test_diagnose_metadata_that_lies_is_a_protocol_error():
+    ob = OldBroker(lying=True)
+    try:
+        rc, out, err, secs = diagnose(ob.port)
+        expect(rc == 1 and err == "", (rc, out, err))
+        expect(re.search(r"metadata v1: protocol error \(Metadata v1 answer: array count exceeds the remaining bytes\)",
+                         out), out)
+        expect("is it a Kafka broker?" in out, out)
+    finally:
+        ob.close()
