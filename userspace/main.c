@@ -26,6 +26,7 @@ static int cmd_agent(int argc, char **argv)
 
 int cmd_steer(int argc, char **argv); /* tools/cli/steer_cmd.c */
 int cmd_bench(int argc, char **argv); /* tools/cli/bench_cmd.c */
+int cmd_diagnose(int argc, char **argv); /* tools/cli/diagnose_cmd.c */
 
 static void usage(void)
 {
@@ -34,6 +35,7 @@ static void usage(void)
            "commands:\n"
            "  agent      run the agent (sluice agent --help lists its settings)\n"
            "  bench      produce|consume: a load generator (sluice bench --help)\n"
+           "  diagnose-connection  bootstrap, Metadata and every advertised broker, timed and explained\n"
            "  steer      status|remove: the kernel's connection steering (sluice steer --help)\n"
            "  version    print the version\n",
            SLUICE_VERSION);
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
         return cmd_agent(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "diagnose-connection"))
+        return cmd_diagnose(argc - 2, argv + 2);
     if (!strcmp(cmd, "steer"))
         return cmd_steer(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

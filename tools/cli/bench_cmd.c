@@ -5,8 +5,6 @@
  * latency is end to end, now minus each record's (producer's) timestamp. A progress line every
  * second on stderr; a summary (or one JSON object with --json) on stdout. Always bounded: a run
  * stops at --duration (default 60 s when no --records) or --timeout (default 300 s). */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -18,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/cli/cli_opts.h"
 #include "tools/cli/latency_hist.h"
 
 #define MAX_CLIENTS 64
@@ -28,7 +27,7 @@ struct bench_opts {
     bool produce, json;
     const char *host, *topic, *acks, *compression;
     int port, partitions, clients, linger_ms, batch_size;
-    long record_size;
+    int record_size;
     double rate, duration, timeout;
     long long records; /* -1: not given */
 };
@@ -101,162 +100,46 @@ static void usage(FILE *f)
             "consume without --records or --duration reads what the topic holds when it starts.\n");
 }
 
-/* One error line and exit status 2, for anything wrong on the command line. */
-static int bad(const char *fmt, const char *a, const char *b)
-{
-    fprintf(stderr, "sluice bench: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (try: sluice bench --help)\n");
-    return 2;
-}
-
-static bool parse_ll(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_d(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool one_of(const char *s, const char *const *list)
-{
-    for (; *list; list++)
-        if (!strcmp(s, *list))
-            return true;
-    return false;
-}
+#define PROG "sluice bench"
 
 static int parse_opts(struct bench_opts *o, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"bootstrap-host", 1, 0, 'H'}, {"bootstrap-port", 1, 0, 'P'}, {"topic", 1, 0, 't'},
-        {"partitions", 1, 0, 'p'},     {"clients", 1, 0, 'c'},        {"record-size", 1, 0, 's'},
-        {"rate", 1, 0, 'r'},           {"records", 1, 0, 'n'},        {"duration", 1, 0, 'd'},
-        {"timeout", 1, 0, 'T'},        {"acks", 1, 0, 'a'},           {"compression", 1, 0, 'z'},
-        {"linger-ms", 1, 0, 'l'},      {"batch-size", 1, 0, 'b'},     {"json", 0, 0, 'j'},
-        {"help", 0, 0, 'h'},           {0, 0, 0, 0},
-    };
     static const char *const acks[] = {"0", "1", "all", "-1", NULL};
     static const char *const codecs[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
     *o = (struct bench_opts){.host = "127.0.0.1", .port = 9092, .topic = "sluice-bench", .partitions = 8,
                              .clients = 1, .record_size = 1024, .records = -1, .acks = "all",
                              .compression = "none", .linger_ms = 5, .batch_size = 1000000, .timeout = 300};
+    const struct cli_opt opts[] = {
+        {"bootstrap-host", CLI_STRING, &o->host, 1, 253, NULL, NULL, NULL},
+        {"bootstrap-port", CLI_INT, &o->port, 1, 65535, "1..65535", NULL, NULL},
+        /* Kafka's legal topic names, which also keeps the JSON output plain */
+        {"topic", CLI_STRING, &o->topic, 1, 249, "letters, digits, '.', '_', '-'", TOPIC_CHARS, NULL},
+        {"partitions", CLI_INT, &o->partitions, 1, 10000, "1..10000", NULL, NULL},
+        {"clients", CLI_INT, &o->clients, 1, MAX_CLIENTS, "1..64", NULL, NULL},
+        {"record-size", CLI_INT, &o->record_size, 0, MAX_RECORD_SIZE, "0..16777216", NULL, NULL},
+        {"rate", CLI_DOUBLE, &o->rate, 0.001, 1e9, "records/s > 0", NULL, NULL},
+        {"records", CLI_INT64, &o->records, 1, 1e12, ">= 1", NULL, NULL},
+        {"duration", CLI_DOUBLE, &o->duration, 0.001, 86400, "seconds, > 0", NULL, NULL},
+        {"timeout", CLI_DOUBLE, &o->timeout, 0.001, 86400, "seconds, > 0", NULL, NULL},
+        {"acks", CLI_ENUM, &o->acks, 0, 0, "0, 1 or all", NULL, acks},
+        {"compression", CLI_ENUM, &o->compression, 0, 0, "none, gzip, snappy, lz4 or zstd", NULL, codecs},
+        {"linger-ms", CLI_INT, &o->linger_ms, 0, 900000, "0..900000", NULL, NULL},
+        {"batch-size", CLI_INT, &o->batch_size, 1, 2147483647, "1..2147483647", NULL, NULL},
+        {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL, NULL},
+        {NULL, CLI_FLAG, NULL, 0, 0, NULL, NULL, NULL},
+    };
     if (argc < 1)
-        return bad("%s%s", "missing produce|consume", "");
+        return cli_error(PROG, "missing produce|consume");
     if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h") || !strcmp(argv[0], "help")) {
         usage(stdout);
         return 1;
     }
     if (strcmp(argv[0], "produce") && strcmp(argv[0], "consume"))
-        return bad("unknown mode '%s'%s: want produce or consume", argv[0], "");
+        return cli_error(PROG, "unknown mode '%s': want produce or consume", argv[0]);
     o->produce = !strcmp(argv[0], "produce");
-    opterr = 0;
-    optind = 1; /* argv[0] is the mode, getopt starts after it */
-    int c, li = 0;
-    long long v;
-    double d;
-    char name[40];
-    while ((c = getopt_long(argc, argv, ":h", longopts, &li)) != -1) {
-        snprintf(name, sizeof(name), "--%s", longopts[li].name);
-        switch (c) {
-        case 'H':
-            if (!*optarg || strlen(optarg) > 253)
-                return bad("bad %s '%s'", name, optarg);
-            o->host = optarg;
-            break;
-        case 'P':
-            if (!parse_ll(optarg, 1, 65535, &v))
-                return bad("bad %s '%s' (1..65535)", name, optarg);
-            o->port = (int)v;
-            break;
-        case 't': /* Kafka's legal topic names, which also keeps the JSON output plain */
-            if (!*optarg || strlen(optarg) > 249 || strspn(optarg, TOPIC_CHARS) != strlen(optarg))
-                return bad("bad %s '%s' (letters, digits, '.', '_', '-')", name, optarg);
-            o->topic = optarg;
-            break;
-        case 'p':
-            if (!parse_ll(optarg, 1, 10000, &v))
-                return bad("bad %s '%s' (1..10000)", name, optarg);
-            o->partitions = (int)v;
-            break;
-        case 'c':
-            if (!parse_ll(optarg, 1, MAX_CLIENTS, &v))
-                return bad("bad %s '%s' (1..64)", name, optarg);
-            o->clients = (int)v;
-            break;
-        case 's':
-            if (!parse_ll(optarg, 0, MAX_RECORD_SIZE, &v))
-                return bad("bad %s '%s' (0..16777216)", name, optarg);
-            o->record_size = (long)v;
-            break;
-        case 'r':
-            if (!parse_d(optarg, 0.001, 1e9, &d))
-                return bad("bad %s '%s' (records/s > 0)", name, optarg);
-            o->rate = d;
-            break;
-        case 'n':
-            if (!parse_ll(optarg, 1, 1000000000000LL, &v))
-                return bad("bad %s '%s' (>= 1)", name, optarg);
-            o->records = v;
-            break;
-        case 'd':
-            if (!parse_d(optarg, 0.001, 86400, &d))
-                return bad("bad %s '%s' (seconds, > 0)", name, optarg);
-            o->duration = d;
-            break;
-        case 'T':
-            if (!parse_d(optarg, 0.001, 86400, &d))
-                return bad("bad %s '%s' (seconds, > 0)", name, optarg);
-            o->timeout = d;
-            break;
-        case 'a':
-            if (!one_of(optarg, acks))
-                return bad("bad %s '%s' (0, 1 or all)", name, optarg);
-            o->acks = optarg;
-            break;
-        case 'z':
-            if (!one_of(optarg, codecs))
-                return bad("bad %s '%s' (none, gzip, snappy, lz4 or zstd)", name, optarg);
-            o->compression = optarg;
-            break;
-        case 'l':
-            if (!parse_ll(optarg, 0, 900000, &v))
-                return bad("bad %s '%s' (0..900000)", name, optarg);
-            o->linger_ms = (int)v;
-            break;
-        case 'b':
-            if (!parse_ll(optarg, 1, 2147483647, &v))
-                return bad("bad %s '%s' (1..2147483647)", name, optarg);
-            o->batch_size = (int)v;
-            break;
-        case 'j':
-            o->json = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 1;
-        case ':':
-            return bad("%s needs a value%s", argv[optind - 1], "");
-        default:
-            return bad("unknown flag '%s'%s", argv[optind - 1], "");
-        }
-    }
-    if (optind < argc)
-        return bad("unexpected argument '%s'%s", argv[optind], "");
+    int rc = cli_parse(PROG, opts, argc - 1, argv + 1, usage); /* argv[0] is the mode */
+    if (rc)
+        return rc;
     if (o->produce && o->records < 0 && o->duration <= 0)
         o->duration = 60;
     return 0;
@@ -604,13 +487,13 @@ static void print_summary(struct bench *b, struct totals *t, double secs, bool t
             break;
         }
     if (b->o.json) {
-        printf("{\"mode\":\"%s\",\"topic\":\"%s\",\"partitions\":%d,\"clients\":%d,\"record_size\":%ld,"
+        printf("{\"mode\":\"%s\",\"topic\":\"%s\",\"partitions\":%d,\"clients\":%d,\"record_size\":%d,"
                "\"acks\":\"%s\",\"compression\":\"%s\",\"records\":%" PRIu64 ",\"errors\":%" PRIu64
                ",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.3f,"
                "\"timed_out\":%s,\"latency_ms\":{\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
                "\"p99\":%.3f,\"p99_9\":%.3f,\"max\":%.3f}}\n",
                b->o.produce ? "produce" : "consume", b->o.topic, b->topic_partitions, b->o.clients,
-               b->o.produce ? b->o.record_size : records ? (long)(t->bytes / records) : 0L, b->o.acks, b->o.compression, records, t->failed, t->bytes, secs, rps, mbps,
+               b->o.produce ? b->o.record_size : records ? (int)(t->bytes / records) : 0, b->o.acks, b->o.compression, records, t->failed, t->bytes, secs, rps, mbps,
                timed_out ? "true" : "false", hist_count(h) ? ms(h->min) : 0.0, hist_mean(h) / 1000.0,
                ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)), ms(hist_percentile(h, 99)),
                ms(hist_percentile(h, 99.9)), ms(h->max));
