@@ -966,6 +966,7 @@ static int sq_prune_members(struct metastore *m, int64_t older_than_ms)
 static sqlite3_stmt *prepare(struct sqlite_store *s, const char *sql)
 {
     sqlite3_stmt *q = NULL;
+    s->base.counters.statements++;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         db_error(s, "prepare");
         sqlite3_finalize(q);
