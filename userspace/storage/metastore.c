@@ -61,6 +61,8 @@ int metastore_commit_object(struct metastore *m, const char *object_key, uint64_
     return m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
 }
 
+void metastore_get_counters(struct metastore *m, struct metastore_counters *out) { *out = m->counters; }
+
 int metastore_init_producer(struct metastore *m, int64_t producer_id, int16_t epoch, int64_t *out_id,
                             int16_t *out_epoch)
 {

@@ -105,6 +105,17 @@ int metastore_update_topic_configs(struct metastore *m, const char *name, topic_
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks);
 
+/* What a handle has asked of its store since it was opened (tests and make bench check that a
+ * commit costs the same whatever its number of chunks). round_trips: waits for a server's answer
+ * (0 on SQLite, which runs in-process); statements: statements run; commits: transactions
+ * committed. */
+struct metastore_counters {
+    uint64_t round_trips;
+    uint64_t statements;
+    uint64_t commits;
+};
+void metastore_get_counters(struct metastore *m, struct metastore_counters *out);
+
 /* InitProducerId for an idempotent producer. producer_id < 0: a new id (shared by every agent of
  * the store), epoch 0. Otherwise the id's current epoch must be `epoch`: it is bumped (a new id,
  * epoch 0, once the epoch would pass 32766, and for an id the store does not know); the epoch

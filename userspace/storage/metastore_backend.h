@@ -52,6 +52,7 @@ struct metastore_ops {
 /* Every backend's handle starts with this. */
 struct metastore {
     const struct metastore_ops *ops;
+    struct metastore_counters counters; /* the backend counts, metastore_get_counters reads */
 };
 
 /* For the backends' offsets_fetch: n offsets whose topic and metadata are malloc'd strings, packed

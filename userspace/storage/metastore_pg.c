@@ -377,9 +377,17 @@ static void par_i64(struct params *p, int64_t x)
 
 static int64_t get_i64(const PGresult *r, int row, int col) { return strtoll(PQgetvalue(r, row, col), NULL, 10); }
 
+/* One wait for the server's answers to `statements` statements (metastore_get_counters). */
+static void count_trip(struct pg_store *s, int statements)
+{
+    s->base.counters.round_trips++;
+    s->base.counters.statements += (uint64_t)statements;
+}
+
 /* Runs a prepared statement: its result (the caller clears it), or NULL after reporting. */
 static PGresult *exec(struct pg_store *s, enum stmt_id id, const struct params *p, const char *what)
 {
+    count_trip(s, 1);
     PGresult *r = PQexecPrepared(s->conn, stmts[id].name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -404,6 +412,7 @@ static void rollback(struct pg_store *s)
     PGTransactionStatusType ts = PQtransactionStatus(s->conn);
     if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
         return;
+    count_trip(s, 1);
     PGresult *r = PQexec(s->conn, "ROLLBACK");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         check_conn(s, r);
@@ -430,6 +439,7 @@ static int commit(struct pg_store *s, const char *what)
         report(s, "%s: transaction rolled back", what);
         return -1;
     }
+    s->base.counters.commits++;
     return 0;
 }
 
@@ -471,6 +481,7 @@ static int pipe_finish(struct pg_store *s, struct pipe *pp, PGresult **res, cons
         rc = -1;
         goto out;
     }
+    count_trip(s, pp->n);
     for (int i = 0; i < pp->n; i++) {
         PGresult *r = PQgetResult(s->conn);
         if (!r) { /* the connection broke */
@@ -525,6 +536,7 @@ static void quiet_notice(void *arg, const char *msg)
 
 static int listen_now(struct pg_store *s)
 {
+    count_trip(s, 1);
     PGresult *r = PQexec(s->conn, "LISTEN " CHANNEL);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
@@ -541,6 +553,7 @@ static int setup_conn(struct pg_store *s)
     s->listening = false;
     /* An acknowledged produce is committed, whatever the server's or the role's default says
      * (synchronous_commit = off would lose the last commits in a server crash). */
+    count_trip(s, 1);
     PGresult *sync = PQexec(s->conn, "SET synchronous_commit = on");
     bool ok = sync && PQresultStatus(sync) == PGRES_COMMAND_OK;
     if (!ok)
@@ -1263,9 +1276,10 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
     sent = pp.n;
     if (pipe_finish(s, &pp, res, "commit object") == 0) {
         /* A transaction that failed earlier answers COMMIT with ROLLBACK. */
-        if (strcmp(PQcmdStatus(res[sent - 1]), "COMMIT") == 0)
+        if (strcmp(PQcmdStatus(res[sent - 1]), "COMMIT") == 0) {
             rc = 0;
-        else
+            s->base.counters.commits++;
+        } else
             report(s, "commit object: transaction rolled back");
     }
     clear_all(res, sent);
@@ -1577,6 +1591,7 @@ static PGresult *exec_sql(struct pg_store *s, const char *sql, int n, const char
             formats[i] = 1;
             lengths[i] = lens[i];
         }
+    count_trip(s, 1);
     PGresult *r = PQexecParams(s->conn, sql, n, NULL, v, lengths, formats, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)

@@ -237,6 +237,7 @@ static int db_error(struct sqlite_store *s, const char *what)
 static sqlite3_stmt *stmt(struct sqlite_store *s, enum stmt_id id)
 {
     sqlite3_stmt *q = s->stmt[id];
+    s->base.counters.statements++; /* every run of a prepared statement starts here */
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
     return q;
@@ -253,7 +254,13 @@ static int run(struct sqlite_store *s, sqlite3_stmt *q, const char *what)
 }
 
 static int begin(struct sqlite_store *s) { return run(s, stmt(s, S_BEGIN), "BEGIN IMMEDIATE"); }
-static int commit(struct sqlite_store *s) { return run(s, stmt(s, S_COMMIT), "COMMIT"); }
+static int commit(struct sqlite_store *s)
+{
+    if (run(s, stmt(s, S_COMMIT), "COMMIT") < 0)
+        return -1;
+    s->base.counters.commits++;
+    return 0;
+}
 
 static void rollback(struct sqlite_store *s)
 {
@@ -959,6 +966,7 @@ static int sq_prune_members(struct metastore *m, int64_t older_than_ms)
 static sqlite3_stmt *prepare(struct sqlite_store *s, const char *sql)
 {
     sqlite3_stmt *q = NULL;
+    s->base.counters.statements++;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         db_error(s, "prepare");
         sqlite3_finalize(q);
