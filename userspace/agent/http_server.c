@@ -191,11 +191,17 @@ static void accept_all(struct http_server *h, int64_t now_ms)
         for (int i = 0; i < HTTP_MAX_CONNS && !c; i++)
             if (h->conns[i].fd < 0)
                 c = &h->conns[i];
-        if (!c) { /* all busy: the client may retry */
-            close(fd);
-            continue;
+        /* All busy: the oldest connection makes room, so that idle or slow clients cannot keep
+         * everyone else out for longer than it takes to open new connections. */
+        if (!c) {
+            c = &h->conns[0];
+            for (int i = 1; i < HTTP_MAX_CONNS; i++)
+                if (h->conns[i].seq < c->seq)
+                    c = &h->conns[i];
+            conn_free(c);
         }
         c->fd = fd;
+        c->seq = ++h->accepted;
         c->deadline_ms = now_ms + HTTP_DEADLINE_MS;
         c->req_len = 0;
         c->sent = 0;

@@ -1,6 +1,6 @@
 /* A small HTTP/1.1 server for the supervisor's poll loop (/metrics, /v1/status). It never blocks:
  * sockets are non-blocking, a request is at most HTTP_MAX_REQUEST bytes, every connection has a
- * deadline, and at most HTTP_MAX_CONNS are open (more are closed at once). GET only (405
+ * deadline, and at most HTTP_MAX_CONNS are open (a new one closes the oldest). GET only (405
  * otherwise), one response per connection, then Connection: close. */
 #ifndef SLUICE_HTTP_SERVER_H
 #define SLUICE_HTTP_SERVER_H
@@ -22,6 +22,7 @@ typedef int (*http_handler)(void *arg, const char *path, struct buf *body, const
 struct http_conn {
     int fd;                    /* -1: free */
     int64_t deadline_ms;
+    uint64_t seq;              /* accept order: the oldest makes room when all are busy */
     char req[HTTP_MAX_REQUEST];
     size_t req_len;
     struct buf out;            /* the response, once there is one */
@@ -33,6 +34,7 @@ struct http_server {
     int listen_fd;             /* -1: off */
     http_handler handler;
     void *arg;
+    uint64_t accepted;
     struct http_conn conns[HTTP_MAX_CONNS];
 };
 
