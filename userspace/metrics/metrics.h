@@ -36,7 +36,7 @@
     X(H_FETCH_LATENCY, "sluice_fetch_latency_seconds", "Fetch requests, received to answered (long polls too)",   \
       SECONDS)                                                                                                     \
     X(H_FLUSH_SIZE, "sluice_flush_size_bytes", "Size of each object the flusher writes", BYTES)                    \
-    X(H_FLUSH_INTERVAL, "sluice_flush_interval_seconds", "Time between the starts of consecutive flushes",         \
+    X(H_FLUSH_INTERVAL, "sluice_flush_interval_seconds", "Time between consecutive committed flushes",         \
       SECONDS)                                                                                                     \
     X(H_OBJECT_PUT, "sluice_object_put_seconds", "Object store PUT latency", SECONDS)                               \
     X(H_OBJECT_GET, "sluice_object_get_seconds", "Object store ranged GET latency", SECONDS)                        \
