@@ -240,8 +240,10 @@ def test_status_503_while_draining():
         acked = []
         p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0})
         p.produce("drain", b"in flight", on_delivery=lambda err, msg: acked.append(err))
-        p.poll(0.3)
-        expect(not acked, "acked before the slow PUT finished")
+        deadline = time.time() + 10  # until its flush is waiting on the slow PUT
+        while not s3.stats().get("delayed") and time.time() < deadline:
+            p.poll(0.05)
+        expect(s3.stats().get("delayed") and not acked, "no flush waiting on the slow PUT (acked: %r)" % acked)
         a.proc.send_signal(signal.SIGTERM)
         st = wait_status(hp, 503, timeout=1.5)
         expect(st["draining"] is True and st["status"] == "draining", st)
@@ -342,3 +344,44 @@ def test_http_port_0_disables_and_bad_port_is_refused():
     p = subprocess.run([AGENT_BIN, "agent", "--http-port", "70000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=10)
     expect(p.returncode == 2 and "invalid value '70000' for --http-port" in p.stderr.decode(), p.stderr)
+
+
+def test_store_errors_are_counted():
+    # S3 refuses one PUT, then (after a restart: a cold read cache) one GET, with an error the agent
+    # does not retry. The client's retries succeed; the metrics count each failure once, under the
+    # answer's error code, and no record of the failed flush.
+    import s3server
+    s3 = s3server.S3Server()
+    hp = free_port()
+    env = {"SLUICE_WORKERS": "1", "SLUICE_HTTP_PORT": str(hp), **s3.agent_env("errs")}
+    a = Agent(env=env)
+    try:
+        a.start()
+        kcat(a, "-P", "-t", "e", "-p", "0", input=b"first\n")
+        s3.fail_next(1, status=403, code="AccessDenied", method="PUT")
+        kcat(a, "-P", "-t", "e", "-p", "0", input=b"second\n")
+        samples, _ = scrape(hp)
+        expect(total(samples, "sluice_object_put_errors_total") == 1, "PUT errors")
+        expect(total(samples, "sluice_requests_total", api="Produce", error="KAFKA_STORAGE_ERROR") == 1,
+               "produce answered KAFKA_STORAGE_ERROR")
+        expect(total(samples, "sluice_produce_records_total") == 2, "records: the failed flush counts none")
+        expect(total(samples, "sluice_object_put_seconds_count") == 3, "PUTs: the start-up probe is not a worker's")
+
+        a.stop()
+        a.remove_steering_pins()
+        a = Agent(workdir=a.workdir, env=env).start()
+        wait_status(hp, 200)
+        s3.fail_next(1, status=403, code="AccessDenied", method="GET")
+        got = kcat(a, "-C", "-t", "e", "-p", "0", "-o", "beginning", "-e", "-X", "fetch.error.backoff.ms=50")
+        expect(got.split() == [b"first", b"second"], "consumed %r" % got)
+        samples, _ = scrape(hp)
+        expect(total(samples, "sluice_object_get_errors_total") == 1, "GET errors")
+        expect(total(samples, "sluice_object_get_seconds_count") >= 2, "GETs")
+        expect(total(samples, "sluice_requests_total", api="Fetch", error="KAFKA_STORAGE_ERROR") >= 1,
+               "fetch answered KAFKA_STORAGE_ERROR")
+        expect(total(samples, "sluice_read_cache_misses_total") >= 1, "read cache misses")
+        expect(total(samples, "sluice_fetch_latency_seconds_count") == total(samples, "sluice_requests_total",
+                                                                               api="Fetch"), "fetch latency count")
+    finally:
+        a.cleanup()
+        s3.cleanup()
