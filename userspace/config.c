@@ -35,6 +35,8 @@ static const struct setting settings[] = {
     {"kafka-host", "SLUICE_KAFKA_HOST", SET_STRING, S(bind_host), "::",
      "address the Kafka listener binds (:: = every IPv4 and IPv6 address, 0.0.0.0 = every IPv4 address)"},
     {"kafka-port", "SLUICE_KAFKA_PORT", SET_PORT, S(kafka_port), "9092", "Kafka (bootstrap) port"},
+    {"http-port", "SLUICE_HTTP_PORT", SET_COUNT, S(http_port), "8080",
+     "/metrics and /v1/status, on the internal address (private-ip-override, else the advertised IP; 0: off)"},
     {"advertise-hostname-strategy", "SLUICE_ADVERTISE_HOSTNAME_STRATEGY", SET_STRING, S(advertise_strategy),
      "auto-ip4", "host advertised to clients: auto-ip4 (first non-loopback IPv4), local (127.0.0.1), custom"},
     {"advertise-hostname-custom", "SLUICE_ADVERTISE_HOSTNAME_CUSTOM", SET_STRING, S(advertise_custom), "",
@@ -391,6 +393,16 @@ static void derive(struct config *c)
         snprintf(c->advertised_host, sizeof(c->advertised_host), "%s", c->private_ip_override);
     else if (first_ipv4(c->advertised_host, sizeof(c->advertised_host)) != 0)
         snprintf(c->advertised_host, sizeof(c->advertised_host), "127.0.0.1"); /* no network: loopback */
+    /* HTTP (metrics, health) is for the inside: the private address, else the advertised one when
+     * it is an address (auto-ip4's detected one, local's 127.0.0.1); a custom host name gets the
+     * detected private IPv4. */
+    struct in6_addr any;
+    if (c->private_ip_override[0])
+        snprintf(c->http_host, sizeof(c->http_host), "%s", c->private_ip_override);
+    else if (inet_pton(AF_INET, c->advertised_host, &any) == 1 || inet_pton(AF_INET6, c->advertised_host, &any) == 1)
+        snprintf(c->http_host, sizeof(c->http_host), "%s", c->advertised_host);
+    else if (first_ipv4(c->http_host, sizeof(c->http_host)) != 0)
+        snprintf(c->http_host, sizeof(c->http_host), "127.0.0.1");
     uint8_t rnd[8];
     if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
         memset(rnd, 0x5a, sizeof(rnd));

@@ -9,6 +9,7 @@
 struct config {
     char bind_host[256];
     int kafka_port;
+    int http_port;                /* /metrics and /v1/status, served by the supervisor; 0 = off */
     char advertise_strategy[16];  /* auto-ip4 | local | custom */
     char advertise_custom[256];   /* host for strategy custom */
     char private_ip_override[64]; /* auto-ip4 advertises this instead of the detected address */
@@ -42,6 +43,7 @@ struct config {
 
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */
+    char http_host[256];          /* the internal address HTTP binds */
     char agent_id[40];            /* random per agent start; member ids are "<agent_id>-w<worker>" */
     char xdp_addr[46];            /* the xdp-interface's IPv4 address: where other hosts forward our slots */
     int tcp_max_segment;          /* MSS the listeners advertise (0: the route's); xdp-mode ipip leaves room for

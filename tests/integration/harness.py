@@ -78,6 +78,7 @@ class Agent:
             "SLUICE_KAFKA_PORT": str(self.port),
             "SLUICE_KAFKA_HOST": "127.0.0.1",
             "SLUICE_ADVERTISE_HOSTNAME_STRATEGY": "local",
+            "SLUICE_HTTP_PORT": str(free_port()),  # /metrics: not the default 8080, which agents would share
             "SLUICE_BUCKET_URL": "file://" + os.path.join(self.workdir, "objects"),
             "SLUICE_METADATA_URL": "sqlite://" + os.path.join(self.workdir, "metadata.db"),
         })

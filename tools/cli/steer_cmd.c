@@ -16,32 +16,10 @@
 
 #include "bpf/forward.h"
 #include "bpf/steer.h"
+#include "steer/counter_names.h"
 #include "steer/steer.h"
 
 #define PIN_ROOT "/sys/fs/bpf/sluice"
-
-static const char *const counter_names[STEER_COUNTER_MAX] = {
-    [STEER_SLOT_HIT] = "slot_hit",
-    [STEER_BOOTSTRAP_PICK] = "bootstrap_pick",
-    [STEER_NO_OWNER] = "no_owner",
-    [STEER_ASSIGN_ERROR] = "assign_error",
-    [STEER_NO_LIVE_WORKER] = "no_live_worker",
-    [STEER_SLOT_FALLBACK] = "slot_fallback",
-    [STEER_OTHER_ADDRESS] = "other_address",
-};
-
-static const char *const fwd_counter_names[FWD_COUNTER_MAX] = {
-    [FWD_FORWARDED] = "forwarded",
-    [FWD_SECOND_CHANCE] = "second_chance",
-    [FWD_PASSED_OWNER] = "passed_owner",
-    [FWD_PASSED_FLOW] = "passed_flow",
-    [FWD_NO_OWNER] = "no_owner",
-    [FWD_LOOP_STOP] = "loop_stop",
-    [FWD_NO_ROUTE] = "no_route",
-    [FWD_TOO_BIG] = "too_big",
-    [FWD_ENCAPSULATED] = "encapsulated",
-    [FWD_DECAPSULATED] = "decapsulated",
-};
 
 static int open_map(const char *name, const char *map)
 {
@@ -209,7 +187,7 @@ static int status(const char *name, bool json)
                linked ? "pinned (attached)" : "NOT pinned", cfg.bootstrap_port, cfg.nslots, cfg.slot_port_base,
                cfg.slot_port_base + cfg.nslots - 1, cfg.nworkers);
     for (uint32_t k = 0; k < STEER_COUNTER_MAX; k++)
-        printf(json ? "%s\"%s\":%llu" : " %s%s=%llu", json && k ? "," : "", counter_names[k],
+        printf(json ? "%s\"%s\":%llu" : " %s%s=%llu", json && k ? "," : "", steer_counter_names[k],
                (unsigned long long)percpu_sum(cnt_fd, k, ncpus));
     printf(json ? "},\"workers_detail\":[" : "\n  worker  live_conns  steered  slots\n");
     for (uint32_t w = 0; w < cfg.nworkers && w < STEER_MAX_WORKERS; w++) {

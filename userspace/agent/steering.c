@@ -157,6 +157,11 @@ struct steer *steering_kernel(struct steering *st)
     return st->kernel;
 }
 
+struct forward *steering_forward(struct steering *st)
+{
+    return st->fwd;
+}
+
 /* sk_lookup's slot -> local worker: rendezvous hashing over this agent's live workers, scored with
  * the member ids the whole group uses. When the group's table gives a slot to one of our workers,
  * that worker also wins here (the group's winner is the best score of all, hence of ours too); a

@@ -19,6 +19,7 @@
 
 struct steering;
 struct steer;
+struct forward;
 
 /* Opens what cfg asks for. Returns NULL only when the agent must not start (steering=on without
  * BPF, or an XDP interface that cannot be used); with steering=auto and no BPF it returns a
@@ -26,6 +27,8 @@ struct steer;
 struct steering *steering_open(const struct config *cfg);
 /* The sk_lookup maps the workers register with, or NULL when steering is off. */
 struct steer *steering_kernel(struct steering *st);
+/* The XDP forwarding program, or NULL without --xdp-interface. */
+struct forward *steering_forward(struct steering *st);
 
 /* Which of this agent's workers are live (own slots) changed. */
 void steering_workers_changed(struct steering *st, const bool *live, int nworkers);

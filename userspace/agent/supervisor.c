@@ -14,10 +14,14 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/http_server.h"
 #include "agent/report.h"
+#include "agent/steer_metrics.h"
 #include "agent/steering.h"
+#include "broker/broker_internal.h"
 #include "cluster/membership.h"
 #include "cluster/slots.h"
+#include "metrics/metrics.h"
 #include "steer/steer.h"
 #include "storage/metastore.h"
 #include "storage/objstore.h"
@@ -52,6 +56,7 @@ struct supervisor {
     int exit_status;
     bool all_served_once;       /* "all workers serving" logged */
     int reporter;               /* the worker whose membership reports steer XDP: the lowest live one */
+    struct http_server http;    /* /metrics and /v1/status; listen_fd -1: off */
 };
 
 static void publish_slot_owners(struct supervisor *sv)
@@ -98,9 +103,11 @@ static int start_worker(struct supervisor *sv, int id)
         for (int i = 0; i < sv->n; i++)
             if (sv->w[i].report_fd >= 0)
                 close(sv->w[i].report_fd);
+        http_server_close(&sv->http); /* the supervisor's sockets, not the worker's */
         _exit(worker_run(sv->cfg, id, sv->steer, pipefd[1]));
     }
     close(pipefd[1]);
+    metrics_worker_started(id);
     free(sv->w[id].last_members);
     sv->w[id] = (struct worker_slot){.pid = pid, .report_fd = pipefd[0], .started_ms = mono_ms()};
     return 0;
@@ -164,6 +171,7 @@ static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
         if (sv->w[id].pid != pid)
             continue;
         bool was_live = sv->w[id].live;
+        metrics_worker_exited(id);
         int failed_starts = was_live ? 0 : sv->w[id].failed_starts + 1;
         close_report(sv, id);
         int64_t ran = mono_ms() - sv->w[id].started_ms;
@@ -198,6 +206,67 @@ static void on_worker_exit(struct supervisor *sv, pid_t pid, int status)
         sv->w[id].restart_at_ms = mono_ms() + (ran < RESTART_BACKOFF_MS ? RESTART_BACKOFF_MS : 0);
         return;
     }
+}
+
+static int live_workers(const struct supervisor *sv)
+{
+    int live = 0;
+    for (int i = 0; i < sv->n; i++)
+        live += sv->w[i].live;
+    return live;
+}
+
+/* GET /metrics and /v1/status. */
+static int on_http(void *arg, const char *path, struct buf *body, const char **content_type)
+{
+    struct supervisor *sv = arg;
+    int live = live_workers(sv);
+    if (!strcmp(path, "/metrics")) {
+        int16_t keys[METRICS_MAX_API_KEYS];
+        int nkeys = 0;
+        for (int i = 0; i < api_handlers_len && nkeys < METRICS_MAX_API_KEYS; i++)
+            keys[nkeys++] = api_handlers[i].key;
+        metrics_render(body, keys, nkeys);
+        metrics_family(body, "sluice_worker_up", "gauge", "1 while the worker serves (owns slots)");
+        for (int i = 0; i < sv->n; i++) {
+            char labels[32];
+            snprintf(labels, sizeof(labels), "worker=\"%d\"", i);
+            metrics_sample(body, "sluice_worker_up", labels, sv->w[i].live);
+        }
+        metrics_family(body, "sluice_draining", "gauge", "1 once the agent was asked to stop");
+        metrics_sample(body, "sluice_draining", "", sv->stopping);
+        steer_metrics_render(sv->steering, sv->n, body);
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return 200;
+    }
+    if (!strcmp(path, "/v1/status")) {
+        bool ready = live == sv->n && !sv->stopping;
+        char json[160];
+        int n = snprintf(json, sizeof(json), "{\"status\":\"%s\",\"workers\":%d,\"workers_serving\":%d,"
+                                             "\"draining\":%s}\n",
+                         ready ? "ready" : sv->stopping ? "draining" : "starting", sv->n, live,
+                         sv->stopping ? "true" : "false");
+        buf_append(body, json, (size_t)n);
+        *content_type = "application/json";
+        return ready ? 200 : 503;
+    }
+    buf_append(body, "not found\n", 10);
+    return 404;
+}
+
+static void open_http(struct supervisor *sv)
+{
+    sv->http.listen_fd = -1;
+    for (int i = 0; i < HTTP_MAX_CONNS; i++)
+        sv->http.conns[i].fd = -1;
+    if (sv->cfg->http_port == 0)
+        return;
+    if (http_server_open(&sv->http, sv->cfg->http_host, sv->cfg->http_port, on_http, sv) != 0)
+        log_warn("supervisor: cannot listen for HTTP on %s:%d (%s): /metrics and /v1/status are not served",
+                 sv->cfg->http_host, sv->cfg->http_port, strerror(errno));
+    else
+        log_info("supervisor: /metrics and /v1/status at http://%s%s%s:%d/", strchr(sv->cfg->http_host, ':') ? "[" : "",
+                 sv->cfg->http_host, strchr(sv->cfg->http_host, ':') ? "]" : "", sv->cfg->http_port);
 }
 
 /* Opens both stores once before any worker starts, so a bad URL or an unreachable store is one
@@ -245,6 +314,12 @@ int agent_run(const struct config *cfg)
         return 1;
     for (int i = 0; i < sv.n; i++)
         sv.w[i].report_fd = -1;
+    /* Before the first fork: every worker inherits the mapping of the counter blocks. */
+    if (metrics_init(sv.n) != 0) {
+        log_error("supervisor: cannot map the metrics blocks: %s", strerror(errno));
+        return 1;
+    }
+    open_http(&sv);
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -266,7 +341,7 @@ int agent_run(const struct config *cfg)
 
     int running = sv.n;
     while (running > 0) {
-        struct pollfd pfds[1 + STEER_MAX_WORKERS];
+        struct pollfd pfds[1 + STEER_MAX_WORKERS + 1 + HTTP_MAX_CONNS];
         int ids[1 + STEER_MAX_WORKERS];
         int np = 0;
         pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
@@ -284,6 +359,12 @@ int agent_run(const struct config *cfg)
                 wait = wait < 0 || d < wait ? (d < 0 ? 0 : d) : wait;
             }
         }
+        int nworker_fds = np;
+        int nhttp = http_server_pollfds(&sv.http, pfds + np);
+        int64_t hd = http_server_next_deadline(&sv.http);
+        if (hd >= 0)
+            wait = wait < 0 || hd - now < wait ? (hd > now ? hd - now : 0) : wait;
+        np += nhttp;
         if (poll(pfds, (nfds_t)np, (int)wait) < 0 && errno != EINTR) {
             log_error("supervisor: poll: %s", strerror(errno));
             break;
@@ -306,10 +387,11 @@ int agent_run(const struct config *cfg)
                 }
             }
         }
-        for (int p = 1; p < np; p++)
+        for (int p = 1; p < nworker_fds; p++)
             if (pfds[p].revents)
                 on_worker_report(&sv, ids[p]);
         now = mono_ms();
+        http_server_handle(&sv.http, pfds + nworker_fds, nhttp, now);
         running = 0;
         for (int i = 0; i < sv.n; i++) {
             if (!sv.stopping && sv.w[i].restart_at_ms && now >= sv.w[i].restart_at_ms) {
@@ -324,6 +406,7 @@ int agent_run(const struct config *cfg)
     steering_close(sv.steering);
     for (int i = 0; i < sv.n; i++)
         close_report(&sv, i);
+    http_server_close(&sv.http);
     free(sv.w);
     close(sfd);
     log_info("supervisor: all workers stopped, exiting");

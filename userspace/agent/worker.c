@@ -16,6 +16,7 @@
 #include "agent/report.h"
 #include "broker/broker.h"
 #include "cluster/membership.h"
+#include "metrics/metrics.h"
 #include "server/server.h"
 #include "steer/steer.h"
 #include "util/log.h"
@@ -29,11 +30,13 @@ struct worker {
     bool too_many_logged;
 };
 
-/* Keeps the kernel's bootstrap choice (least-loaded worker) current. */
+/* Keeps the kernel's bootstrap choice (least-loaded worker) and the connections gauge current. */
 static void publish_load(struct server *s, void *arg)
 {
     struct worker *w = arg;
-    steer_set_worker_load(w->steer, (uint32_t)w->id, (uint32_t)s->nconns);
+    metrics_set(M_CONNECTIONS, s->nconns);
+    if (w->steer)
+        steer_set_worker_load(w->steer, (uint32_t)w->id, (uint32_t)s->nconns);
 }
 
 /* The group's membership, as this worker's heartbeat just read it, goes to the supervisor, which
@@ -133,6 +136,7 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int report
     if (getppid() == 1)
         return 1;
     struct worker w = {.steer = steer, .id = id, .report_fd = report_fd};
+    metrics_attach_worker(id);
     pin_to_core(id);
     bound_heap();
 
@@ -152,11 +156,9 @@ int worker_run(const struct config *cfg, int id, struct steer *steer, int report
     }
     free(fds);
     broker_started(b);
-    if (steer) {
-        w.srv.conns_changed = publish_load;
-        w.srv.conns_changed_arg = &w;
-        publish_load(&w.srv, &w);
-    }
+    w.srv.conns_changed = publish_load;
+    w.srv.conns_changed_arg = &w;
+    publish_load(&w.srv, &w);
     log_info("worker %d (pid %d) serving", id, (int)getpid());
     struct report_header ready = {.type = REPORT_READY};
     if (send(report_fd, &ready, sizeof(ready), MSG_NOSIGNAL) != (ssize_t)sizeof(ready))

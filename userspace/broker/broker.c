@@ -6,6 +6,7 @@
 
 #include "broker/broker_internal.h"
 #include "broker/notify.h"
+#include "metrics/metrics.h"
 #include "server/conn.h"
 #include "server/server.h"
 #include "util/clock.h"
@@ -296,6 +297,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     groups_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
+    metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);
     /* Last, before the loop sleeps: the object reads this turn's requests asked for, coalesced. */
     chunks_submit(b);
 }
@@ -316,6 +318,7 @@ static void broker_on_wakeup(struct broker *b)
         done = next;
     }
     produce_unpark(b);
+    metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);
     /* A flush finished: room in the queue, so a due batch can go now. */
     produce_maybe_flush(b, mono_ms(), b->draining);
     if (committed)

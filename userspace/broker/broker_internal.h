@@ -179,6 +179,8 @@ void flusher_submit(struct flusher *f, struct flush_batch *fb);
 struct flush_batch *flusher_take_done(struct flusher *f);
 
 void flush_batch_free(struct flush_batch *fb);
+/* Counts a committed flush in the worker's metrics (flush_metrics.c). */
+void flush_metrics_committed(const struct flush_batch *fb, uint64_t object_size);
 /* Seals the current batch and hands it over if due (or if force). */
 void produce_maybe_flush(struct broker *b, int64_t now_ms, bool force);
 /* Buffered data and an idle store: the loop must not sleep (its tick flushes). */

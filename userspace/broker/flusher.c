@@ -72,6 +72,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             fb->chunks[i].error = cc[i].error;
             fb->chunks[i].duplicate = cc[i].duplicate;
         }
+        flush_metrics_committed(fb, (uint64_t)ow.size);
         log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, (size_t)ow.size,
                   fb->nchunks, (long long)(t1 - t0), (long long)(mono_ms() - t1));
     }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/metrics.h"
+
 struct cache_entry {
     struct cache_entry *hash_next;
     struct cache_entry *prev, *next; /* LRU list */
@@ -99,10 +101,12 @@ const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t
     struct cache_entry *e = find(c, key, pos, len);
     if (!e) {
         c->misses++;
+        metrics_add(M_READ_CACHE_MISSES, 1);
         return NULL;
     }
     touch(c, e);
     c->hits++;
+    metrics_add(M_READ_CACHE_HITS, 1);
     return &e->data;
 }
 
@@ -178,8 +182,10 @@ struct cache_entry *read_cache_pin(struct read_cache *c, const char *key, uint64
         touch(c, e);
         e->pins++;
         c->hits++;
+        metrics_add(M_READ_CACHE_HITS, 1);
     } else {
         c->misses++;
+        metrics_add(M_READ_CACHE_MISSES, 1);
     }
     return e;
 }

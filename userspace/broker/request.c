@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "broker/broker.h"
+#include "metrics/metrics.h"
 #include "server/conn.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -16,6 +17,17 @@ static void request_free(struct request *rq)
     arena_free(&rq->arena);
     free(rq->frame);
     free(rq);
+}
+
+/* The request metrics: API, first error in the answer, frame sizes (with their length prefix), and
+ * the latency of produce and fetch. */
+static void count_answer(const struct request *rq, int16_t error, size_t out_len)
+{
+    metrics_request(rq->hdr.api_key, error, rq->frame_len + 4, out_len);
+    if (rq->hdr.api_key == 0)
+        metrics_observe_since(H_PRODUCE_LATENCY, rq->received_us);
+    else if (rq->hdr.api_key == 1)
+        metrics_observe_since(H_FETCH_LATENCY, rq->received_us);
 }
 
 /* A frame that will never be handled: close the connection, keep the reply order. */
@@ -42,6 +54,7 @@ void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uin
     rq->frame = frame;
     rq->frame_len = len;
     rq->received_ms = mono_ms();
+    rq->received_us = metrics_now_us();
     arena_init(&rq->arena);
 
     struct kreader r = {frame + 4, frame + 4 + len, NULL}; /* after the length prefix */
@@ -100,6 +113,7 @@ void request_respond(struct request *rq, const void *resp_body)
         total += kspans[i].len;
     }
     be32_put(out.data, (uint32_t)(total - 4));
+    count_answer(rq, kfirst_error(rq->api->response, rq->hdr.api_version, resp_body), total);
     struct reply *reply = rq->reply;
     void **owned = NULL;
     int nowned = nspans ? arena_take(&rq->arena, &owned) : 0;
@@ -107,7 +121,7 @@ void request_respond(struct request *rq, const void *resp_body)
     reply_send_spans(reply, &out, spans, nspans, owned, nowned);
 }
 
-void request_finish_silent(struct request *rq)
+static void finish_unanswered(struct request *rq)
 {
     if (rq->reads_pending > 0) {
         log_error("BUG: %s finished with %d reads pending; aborting the worker", rq->api->name, rq->reads_pending);
@@ -118,13 +132,19 @@ void request_finish_silent(struct request *rq)
     reply_none(reply);
 }
 
+void request_finish_silent(struct request *rq)
+{
+    count_answer(rq, 0, 0);
+    finish_unanswered(rq);
+}
+
 void request_close_conn(struct request *rq, const char *why)
 {
     char line[256];
     snprintf(line, sizeof(line), "%s (%s)", why, request_who(rq));
     struct conn *c = rq->conn;
     conn_close(c, line);
-    request_finish_silent(rq);
+    finish_unanswered(rq);
 }
 
 void request_drop_frame(struct request *rq)

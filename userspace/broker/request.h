@@ -27,6 +27,7 @@ struct request {
     void *body;                    /* the decoded request struct (arena) */
     struct arena arena;            /* everything decoded or built for this request */
     int64_t received_ms;
+    uint64_t received_us;          /* for the latency metrics */
     /* A handler waiting for work done on other threads (object reads, store calls) sets resume;
      * it runs in the loop once reads_pending drops to 0. */
     void (*resume)(void *broker, struct request *rq);

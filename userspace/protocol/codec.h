@@ -124,6 +124,9 @@ int64_t kread_i64(struct kreader *r);
 uint64_t kread_uvarint(struct kreader *r);
 int64_t kread_varint(struct kreader *r);
 
+/* The first non-zero error_code field of a message (depth first, fields in order), or 0. */
+int16_t kfirst_error(const struct kmsg_desc *d, int16_t ver, const void *msg);
+
 /* Debug: dump a decoded message as JSON-ish text into w (used by tests and `sluice` tools). */
 void kdump(const struct kmsg_desc *d, int16_t ver, const void *msg, struct buf *w);
 

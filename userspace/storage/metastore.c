@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/metrics.h"
 #include "storage/metastore_backend.h"
 
 struct metastore *metastore_open(const char *url, char *err, size_t errlen)
@@ -58,7 +59,12 @@ int metastore_update_topic_configs(struct metastore *m, const char *name, topic_
 int metastore_commit_object(struct metastore *m, const char *object_key, uint64_t object_size,
                             struct commit_chunk *chunks, int nchunks)
 {
-    return m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
+    uint64_t t0 = metrics_now_us();
+    int rc = m->ops->commit_object(m, object_key, object_size, chunks, nchunks);
+    metrics_observe_since(H_METADATA_COMMIT, t0);
+    if (rc != 0)
+        metrics_add(M_METADATA_COMMIT_ERRORS, 1);
+    return rc;
 }
 
 void metastore_get_counters(struct metastore *m, struct metastore_counters *out) { *out = m->counters; }

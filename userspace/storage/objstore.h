@@ -39,17 +39,12 @@ struct objstore *objstore_open(const char *url, char *err, size_t errlen);
 /* Backends, for objstore_open (dir: the folder part of a file:// URL). */
 struct objstore *objstore_file_open(const char *dir, char *err, size_t errlen);
 
-static inline int objstore_put(struct objstore *s, const char *key, const void *data, size_t len)
-{
-    return s->ops->put(s, key, data, len);
-}
+/* put, putv and get_range count their latency and errors in the worker's metrics (metrics/). */
+int objstore_put(struct objstore *s, const char *key, const void *data, size_t len);
 /* Stores the slices as one object: file:// writes them with writev (no copy into one buffer);
  * a store without putv (S3: the request body is one buffer) gets them gathered once. */
 int objstore_putv(struct objstore *s, const char *key, const struct iovec *iov, int n);
-static inline int objstore_get_range(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out)
-{
-    return s->ops->get_range(s, key, off, len, out);
-}
+int objstore_get_range(struct objstore *s, const char *key, uint64_t off, size_t len, struct buf *out);
 static inline int objstore_delete(struct objstore *s, const char *key) { return s->ops->del(s, key); }
 static inline int objstore_list(struct objstore *s, const char *prefix,
                                 void (*cb)(const char *key, uint64_t size, void *arg), void *arg)
