@@ -16,7 +16,7 @@ struct buf {
  * requests come and go at hundreds per second, and a fresh mapping would cost a page fault per
  * 4 KiB every time. */
 #define BUF_BIG (1u << 20)
-#define BUF_BIG_KEPT (16u << 20)
+#define BUF_BIG_KEPT (8u << 20)
 
 /* A buffer's memory taken out of its struct buf, with its capacity, to be freed later. */
 struct buf_mem {
