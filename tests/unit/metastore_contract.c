@@ -9,15 +9,7 @@
 #include "protocol/errors.h"
 #include "storage/metastore.h"
 #include "storage/producer_state.h"
-
-static struct metastore *open_url(const char *url)
-{
-    char err[256] = "";
-    struct metastore *m = metastore_open(url, err, sizeof(err));
-    if (!m)
-        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
-    return m;
-}
+#include "test_util.h"
 
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts)
 {
@@ -56,7 +48,7 @@ static int edit_retention(void *arg, struct topic_config **cfgs, int *n)
 
 void metastore_contract_topic_changes(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -120,7 +112,7 @@ void metastore_contract_topic_changes(const char *url, int *failed_)
 
 void metastore_contract_topics(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -206,7 +198,7 @@ void metastore_contract_topics(const char *url, int *failed_)
 
 void metastore_contract_commits(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -309,7 +301,7 @@ void metastore_contract_commits(const char *url, int *failed_)
     metastore_close(m);
 
     /* Persistence across close/open, and offsets continue where they were. */
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         struct topic_info got;
@@ -443,7 +435,7 @@ static int64_t hwm(struct metastore *m, int64_t topic_id, int32_t partition)
 
 void metastore_contract_producers(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -542,7 +534,7 @@ void metastore_contract_producers(const char *url, int *failed_)
     metastore_close(m);
 
     /* The state is in the store: a new handle (a restart, another agent) sees it. */
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;

@@ -35,15 +35,6 @@
         }                                                                        \
     } while (0)
 
-static struct metastore *open_url(const char *url)
-{
-    char err[256] = "";
-    struct metastore *m = metastore_open(url, err, sizeof(err));
-    if (!m)
-        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
-    return m;
-}
-
 /* The first value of a query's first row in store NAME's schema, as a number; -1 on error. */
 static long long query_num(const char *name, const char *sql)
 {
@@ -113,7 +104,7 @@ TEST(pg_metastore_groups)
 TEST(pg_metastore_group_notifications)
 {
     PG_DB("t_group_notify", url);
-    struct metastore *a = open_url(url), *b = open_url(url);
+    struct metastore *a = test_open_meta(url), *b = test_open_meta(url);
     CHECK(a != NULL && b != NULL);
     if (!a || !b) {
         metastore_close(a);
@@ -251,7 +242,7 @@ static int by_base(const void *a, const void *b)
 TEST(pg_metastore_concurrent_commits_from_processes)
 {
     PG_DB("t_concurrent", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -447,7 +438,7 @@ static void members_checks(struct metastore *m, int *failed_)
 TEST(pg_metastore_members)
 {
     PG_DB("t_members", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -462,7 +453,7 @@ TEST(metastore_sqlite_members)
     if (!dir)
         return;
     snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         members_checks(m, failed_);
@@ -485,7 +476,7 @@ TEST(metastore_sqlite_migrates_to_members)
         return;
     snprintf(path, sizeof(path), "%s/meta.db", dir);
     snprintf(url, sizeof(url), "sqlite://%s", path);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     struct topic_info t;
     CHECK(m && metastore_create_topic(m, "old", 1, NULL, 0, &t) == 0);
@@ -499,7 +490,7 @@ TEST(metastore_sqlite_migrates_to_members)
              SQLITE_OK);
     sqlite3_close(db);
 
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         struct member_info a = member("x", "g", "h", 1, 0);
@@ -530,7 +521,7 @@ TEST(metastore_sqlite_migrates_to_members)
 TEST(pg_metastore_notifications)
 {
     PG_DB("t_notify", url);
-    struct metastore *a = open_url(url), *b = open_url(url);
+    struct metastore *a = test_open_meta(url), *b = test_open_meta(url);
     CHECK(a != NULL && b != NULL);
     if (!a || !b) {
         metastore_close(a);
@@ -624,7 +615,7 @@ static void capture_stop(struct capture *c)
 TEST(pg_metastore_reconnects_after_server_restart)
 {
     PG_DB("t_restart", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -698,7 +689,7 @@ static const char *const kill_sql =
 TEST(pg_metastore_survives_dropped_idle_connection)
 {
     PG_DB("t_stale", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -735,7 +726,7 @@ static void *kill_sleeper(void *arg)
 TEST(pg_metastore_commit_with_lost_answer_fails)
 {
     PG_DB("t_unknown", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
