@@ -101,8 +101,8 @@ void authz_free(struct broker *b)
     b->authz.n = 0;
 }
 
-bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
-                 int32_t len)
+static bool decide(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
+                   int32_t len, bool count)
 {
     if (!authz_enabled(b))
         return true;
@@ -117,7 +117,7 @@ bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t r
     struct acl_policy p = policy_of(b);
     bool ok = acl_authorize(&p, b->authz.acls, b->authz.n, principal_of(rq), principal_host(rq, host, sizeof(host)),
                             op, resource_type, s);
-    if (!ok) {
+    if (!ok && count) {
         metrics_authz_denied(op, resource_type);
         log_debug("denied %s on %s %s to %s from %s", acl_operation_name(op), acl_resource_type_name(resource_type), s,
                   principal_of(rq), host);
@@ -125,6 +125,18 @@ bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t r
     if (s != small)
         free(s);
     return ok;
+}
+
+bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
+                 int32_t len)
+{
+    return decide(b, rq, op, resource_type, name, len, true);
+}
+
+bool authz_allow_quiet(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
+                       int32_t len)
+{
+    return decide(b, rq, op, resource_type, name, len, false);
 }
 
 bool authz_allow_cluster(struct broker *b, const struct request *rq, int8_t op)

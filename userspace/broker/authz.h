@@ -38,6 +38,9 @@ bool authz_enabled(const struct broker *b);
  * counted in sluice_authorization_denied_total. */
 bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
                  int32_t len);
+/* The same without counting a refusal (filtering a listing, or a first of two alternatives). */
+bool authz_allow_quiet(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
+                       int32_t len);
 /* The cluster resource. */
 bool authz_allow_cluster(struct broker *b, const struct request *rq, int8_t op);
 
