@@ -118,6 +118,9 @@ TEST(acl_authorize_rules)
     struct acl_policy su = {.enabled = true, .super_users = "User:x; User:ANONYMOUS"};
     CHECK(acl_authorize(&su, v, n, anon, "h", ACL_OP_READ, ACL_RES_TOPIC, "ok-denied"));
     CHECK(!acl_authorize(&su, v, n, "User:ANONYMOUSX", "h", ACL_OP_READ, ACL_RES_TOPIC, "ok-1"));
+    /* idempotent producers: WRITE on some topic */
+    CHECK(acl_allows_any(&ON, v, n, anon, "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(!acl_allows_any(&ON, v, n, "User:b", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
     struct acl_policy off = {.enabled = false};
     CHECK(acl_authorize(&off, v, n, anon, "h", ACL_OP_READ, ACL_RES_TOPIC, "ok-denied"));
 }

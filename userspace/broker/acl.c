@@ -176,3 +176,18 @@ bool acl_authorize(const struct acl_policy *p, const struct acl_entry *v, int n,
     }
     return allowed || (!any_for_resource && p->allow_if_no_acl);
 }
+
+bool acl_allows_any(const struct acl_policy *p, const struct acl_entry *v, int n, const char *principal,
+                    const char *host, int8_t op, int8_t resource_type)
+{
+    if (!p->enabled || acl_is_super_user(p, principal))
+        return true;
+    for (int i = 0; i < n; i++) {
+        const struct acl_entry *e = &v[i];
+        if (e->resource_type == resource_type && e->permission == ACL_PERM_ALLOW && allow_covers(e->operation, op) &&
+            (strcmp(e->principal, principal) == 0 || strcmp(e->principal, "User:*") == 0) &&
+            (strcmp(e->host, ACL_WILDCARD) == 0 || strcmp(e->host, host) == 0))
+            return true;
+    }
+    return false;
+}

@@ -81,4 +81,9 @@ bool acl_is_super_user(const struct acl_policy *p, const char *principal);
 bool acl_authorize(const struct acl_policy *p, const struct acl_entry *v, int n, const char *principal,
                    const char *host, int8_t op, int8_t resource_type, const char *name);
 
+/* Could principal do op on some resource of this type (Kafka's authorizeByResourceType, without
+ * the DENY patterns cancelling ALLOW ones)? For idempotent producers: WRITE on any topic. */
+bool acl_allows_any(const struct acl_policy *p, const struct acl_entry *v, int n, const char *principal,
+                    const char *host, int8_t op, int8_t resource_type);
+
 #endif

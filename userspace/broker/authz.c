@@ -143,3 +143,18 @@ bool authz_allow_cluster(struct broker *b, const struct request *rq, int8_t op)
 {
     return authz_allow(b, rq, op, ACL_RES_CLUSTER, ACL_CLUSTER_NAME, (int32_t)strlen(ACL_CLUSTER_NAME));
 }
+
+bool authz_allow_idempotent(struct broker *b, const struct request *rq)
+{
+    if (!authz_enabled(b))
+        return true;
+    char host[64];
+    struct acl_policy p = policy_of(b);
+    principal_host(rq, host, sizeof(host));
+    if (acl_authorize(&p, b->authz.acls, b->authz.n, principal_of(rq), host, ACL_OP_IDEMPOTENT_WRITE, ACL_RES_CLUSTER,
+                      ACL_CLUSTER_NAME) ||
+        acl_allows_any(&p, b->authz.acls, b->authz.n, principal_of(rq), host, ACL_OP_WRITE, ACL_RES_TOPIC))
+        return true;
+    metrics_authz_denied(ACL_OP_IDEMPOTENT_WRITE, ACL_RES_CLUSTER);
+    return false;
+}

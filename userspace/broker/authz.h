@@ -41,6 +41,9 @@ bool authz_allow(struct broker *b, const struct request *rq, int8_t op, int8_t r
 /* The same without counting a refusal (filtering a listing, or a first of two alternatives). */
 bool authz_allow_quiet(struct broker *b, const struct request *rq, int8_t op, int8_t resource_type, const char *name,
                        int32_t len);
+/* Idempotent producers (InitProducerId without a transactional id): IDEMPOTENT_WRITE on the
+ * cluster, or WRITE on any topic (Kafka 3.x). */
+bool authz_allow_idempotent(struct broker *b, const struct request *rq);
 /* The cluster resource. */
 bool authz_allow_cluster(struct broker *b, const struct request *rq, int8_t op);
 
