@@ -256,8 +256,9 @@ def test_acls_enforced_for_produce_fetch_metadata_and_groups():
     admin = client = None
     try:
         # The admin agent treats ANONYMOUS as a super user; the client agent enforces the ACLs.
-        admin = Agent(env=dict(shared, SLUICE_SUPER_USERS="User:other;" + ANON)).start()
-        client = Agent(env=shared).start()
+        # Separate agent groups: each advertises only its own slots, so clients stay on their agent.
+        admin = Agent(env=dict(shared, SLUICE_SUPER_USERS="User:other;" + ANON, SLUICE_AGENT_GROUP="admin")).start()
+        client = Agent(env=dict(shared, SLUICE_AGENT_GROUP="clients")).start()
         for t in ("ok-1", "secret", "ok-denied"):
             kcat(admin, "-P", "-t", t, input=b"first\n")
         # No ACL yet: everything denied on the client agent.
@@ -293,6 +294,24 @@ def test_acls_enforced_for_produce_fetch_metadata_and_groups():
         expect('topic "ok-1"' in listing and '"secret"' not in listing, "all-topics metadata: %s" % listing)
         named = kcat(client, "-L", "-t", "secret").decode()
         expect("authorization failed" in named.lower(), "metadata for secret: %s" % named)
+        # Admin APIs: creating, deleting and describing the configs of topics not allowed.
+        from confluent_kafka import KafkaError, Producer
+        from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+        ac = AdminClient({"bootstrap.servers": client.bootstrap})
+        for fut in ac.create_topics([NewTopic("secret2", 1, 1)]).values():
+            e = fut.exception(30)
+            expect(e and e.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, "CreateTopics: %r" % e)
+        for fut in ac.delete_topics(["secret"]).values():
+            e = fut.exception(30)
+            expect(e and e.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, "DeleteTopics: %r" % e)
+        for fut in ac.describe_configs([ConfigResource("topic", "secret")]).values():
+            e = fut.exception(30)
+            expect(e is not None, "DescribeConfigs of secret answered")
+        # An idempotent producer needs WRITE on some topic (it has ok-*).
+        delivered = []
+        p = Producer({"bootstrap.servers": client.bootstrap, "enable.idempotence": True})
+        p.produce("ok-1", b"idem", on_delivery=lambda err, m: delivered.append(err))
+        expect(p.flush(30) == 0 and delivered == [None], "idempotent produce to ok-1: %r" % delivered)
         # The super user may do everything.
         expect(produce_error(admin, "secret") == 0 and fetch_error(admin, "secret") == 0, "super user denied")
 
