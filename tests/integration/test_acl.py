@@ -350,6 +350,25 @@ def test_acls_enforced_for_produce_fetch_metadata_and_groups():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_kafkajs_acl_admin():
+    """kafkajs' createAcls / describeAcls (MATCH) / deleteAcls against the agent."""
+    import json
+    import os
+    node = os.path.join(harness.ROOT, "tests", "js", "node_modules", ".bin", "node")
+    a = Agent(env={"SLUICE_WORKERS": "1"}).start()
+    try:
+        p = subprocess.run([node, os.path.join(harness.ROOT, "tests", "js", "kafkajs_acl.js"), a.bootstrap],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        expect(p.returncode == 0, "kafkajs: %s" % p.stderr.decode()[-2000:])
+        out = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        expect(out["bad"] == "INVALID_REQUEST", "invalid principal: %r" % out["bad"])
+        expect(out["match"] == [["js-", PREFIXED, 1], ["js-secret", LITERAL, 1]], "MATCH js-secret: %r" % out["match"])
+        expect(out["deleted"] == [["js-secret"]], "deleted: %r" % out["deleted"])
+        expect(out["after"] == [["js-", PREFIXED, 1]], "after: %r" % out["after"])
+    finally:
+        a.cleanup()
+
+
 def test_authorizer_off_allows_everything():
     """Today's behaviour: with the authorizer off, ACLs are stored but nothing is refused."""
     a = Agent(env={"SLUICE_WORKERS": "1"}).start()
