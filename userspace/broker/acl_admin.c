@@ -102,7 +102,8 @@ static void acl_job_done(struct broker *b, struct job *job)
             struct acl_entry *copy = malloc(sizeof(*copy) * (size_t)(j->st->nacls > 0 ? j->st->nacls : 1));
             if (!copy)
                 abort();
-            memcpy(copy, j->st->acls, sizeof(*copy) * (size_t)j->st->nacls);
+            if (j->st->nacls > 0) /* none: acls may be NULL */
+                memcpy(copy, j->st->acls, sizeof(*copy) * (size_t)j->st->nacls);
             authz_apply(b, copy, j->st->nacls, j->gen);
         }
         broker_release(b, j->rq);
