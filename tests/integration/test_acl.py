@@ -172,6 +172,15 @@ def fetch_error(agent, topic):
         s.close()
 
 
+def list_offsets_error(agent, topic):
+    s = kwire.connect(agent.port)
+    try:
+        s.sendall(kwire.request(2, 1, 9, kwire.list_offsets_v1_body(topic, 0, -1)))
+        return kwire.parse_list_offsets_v1_response(kwire.read_frame(s))[0]
+    finally:
+        s.close()
+
+
 def kcat_run(agent, *args, input=None):
     """(returncode, stdout + stderr) of a kcat that may fail."""
     return subprocess.run(["kcat", "-b", agent.bootstrap, "-X", "broker.address.family=v4"] + list(args),
@@ -284,6 +293,10 @@ def test_acls_enforced_for_produce_fetch_metadata_and_groups():
         # Fetch
         expect(fetch_error(client, "secret") == TOPIC_AUTHORIZATION_FAILED, "fetch from secret")
         expect(fetch_error(client, "ok-1") == 0, "fetch from ok-1")
+        expect(list_offsets_error(client, "secret") == TOPIC_AUTHORIZATION_FAILED, "ListOffsets of secret")
+        expect(list_offsets_error(client, "ok-1") == 0, "ListOffsets of ok-1")
+        expect(describe_acls(client, (ANY, None, ANY, None, None, OP_ANY, ANY))[0] == 31,
+               "DescribeAcls without DESCRIBE on the cluster")
         got = kcat(client, "-C", "-t", "ok-1", "-o", "beginning", "-e", "-q").split()
         expect(got == [b"first", b"x", b"second"], "consumed from ok-1: %r" % got)
         # DENY beats ALLOW (READ on ok-* allowed, READ on ok-denied denied; WRITE still allowed)
