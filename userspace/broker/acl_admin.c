@@ -363,11 +363,12 @@ void handle_delete_acls(struct broker *b, struct request *rq)
         out->error_message = why_of(rq, it);
         int nm = it->err ? 0 : it->nmatched;
         out->matching_acls = RQ_ALLOC(rq, match_t, nm);
-        out->matching_acls_count = nm;
         for (int k = 0; k < nm; k++) {
-            int x = find_acl(st->acls, st->nacls, it->matched[k]);
-            const struct acl_entry *e = &st->acls[x]; /* matched ids come from this listing */
-            match_t *m = &out->matching_acls[k];
+            int x = find_acl(st->acls, st->nacls, it->matched[k]); /* matched ids come from this listing */
+            if (x < 0)
+                continue;
+            const struct acl_entry *e = &st->acls[x];
+            match_t *m = &out->matching_acls[out->matching_acls_count++];
             m->error_message = (struct kstr){NULL, -1};
             m->resource_type = e->resource_type;
             m->resource_name = kstr_of(rq, e->resource_name);
