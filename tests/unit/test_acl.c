@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "broker/acl.h"
+#include "broker/principal.h"
 #include "check.h"
 #include "protocol/errors.h"
 
@@ -123,4 +124,14 @@ TEST(acl_authorize_rules)
     CHECK(!acl_allows_any(&ON, v, n, "User:b", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
     struct acl_policy off = {.enabled = false};
     CHECK(acl_authorize(&off, v, n, anon, "h", ACL_OP_READ, ACL_RES_TOPIC, "ok-denied"));
+}
+
+TEST(acl_principal_host_from_peer)
+{
+    char h[64];
+    CHECK(!strcmp(principal_host_of_peer("127.0.0.1:5555", h, sizeof(h)), "127.0.0.1"));
+    CHECK(!strcmp(principal_host_of_peer("[::1]:5555", h, sizeof(h)), "::1"));
+    CHECK(!strcmp(principal_host_of_peer("[::ffff:10.0.0.7]:80", h, sizeof(h)), "10.0.0.7"));
+    CHECK(!strcmp(principal_host_of_peer("[fe80::1]:80", h, sizeof(h)), "fe80::1"));
+    CHECK(!strcmp(principal_host_of_peer("", h, sizeof(h)), ""));
 }

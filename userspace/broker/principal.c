@@ -14,7 +14,11 @@ const char *principal_of(const struct request *rq)
 
 const char *principal_host(const struct request *rq, char *out, size_t outlen)
 {
-    const char *peer = rq->conn->peer; /* "1.2.3.4:5" or "[::1]:5" */
+    return principal_host_of_peer(rq->conn->peer, out, outlen);
+}
+
+const char *principal_host_of_peer(const char *peer, char *out, size_t outlen)
+{
     const char *start = peer, *end;
     if (*peer == '[') {
         start = peer + 1;

@@ -14,5 +14,7 @@ const char *principal_of(const struct request *rq);
 /* The client's address without its port ("127.0.0.1", "::1"; IPv4-mapped IPv6 as IPv4), as
  * host-based ACLs name it. Returns out. */
 const char *principal_host(const struct request *rq, char *out, size_t outlen);
+/* The same from a "1.2.3.4:5" / "[::1]:5" peer string. */
+const char *principal_host_of_peer(const char *peer, char *out, size_t outlen);
 
 #endif
