@@ -95,6 +95,12 @@ static const struct setting settings[] = {
      "uplink interface: XDP forwards each slot connection to the host that owns the slot (unset: no XDP)"},
     {"xdp-mode", "SLUICE_XDP_MODE", SET_STRING, S(xdp_mode), "l2",
      "how XDP reaches the owner host: l2 (same segment: rewrite MACs) or ipip (routed: encapsulate)"},
+    {"authorizer-enabled", "SLUICE_AUTHORIZER_ENABLED", SET_BOOL, S(authorizer_enabled), "false",
+     "enforce Kafka ACLs (false: every principal may do everything)"},
+    {"super-users", "SLUICE_SUPER_USERS", SET_STRING, S(super_users), "",
+     "principals allowed everything when the authorizer is on, e.g. User:admin;User:ops"},
+    {"allow-everyone-if-no-acl-found", "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", SET_BOOL, S(allow_if_no_acl),
+     "false", "with the authorizer on, allow access to a resource no ACL matches"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -40,6 +40,9 @@ struct config {
     char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<netns inode>-<kafka_port> */
     char xdp_interface[16];       /* uplink for XDP forwarding of slot connections to their owner host; "" = none */
     char xdp_mode[8];             /* l2 (same segment: rewrite MACs) | ipip (routed: encapsulate) */
+    bool authorizer_enabled;      /* ACLs enforced (false: everything allowed) */
+    char super_users[1024];       /* "User:a;User:b": allowed everything */
+    bool allow_if_no_acl;         /* a resource no ACL matches is allowed */
 
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */

@@ -595,3 +595,50 @@ void metastore_contract_producers(const char *url, int *failed_)
     CHECK_EQ(epoch, 0);
     metastore_close(m);
 }
+
+static struct acl_entry contract_acl(int8_t rt, const char *name, int8_t pat, const char *principal, int8_t op,
+                                     int8_t perm)
+{
+    struct acl_entry e = {.resource_type = rt, .pattern_type = pat, .operation = op, .permission = perm};
+    snprintf(e.resource_name, sizeof(e.resource_name), "%s", name);
+    snprintf(e.principal, sizeof(e.principal), "%s", principal);
+    snprintf(e.host, sizeof(e.host), "*");
+    return e;
+}
+
+void metastore_contract_acls(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct acl_entry a = contract_acl(2, "ok-", 4, "User:ANONYMOUS", 4, 3);
+    struct acl_entry b = contract_acl(3, "g\xc3\xa9", 3, "User:*", 2, 2);
+    CHECK_EQ(metastore_acl_add(m, &a), 0);
+    CHECK_EQ(metastore_acl_add(m, &b), 0);
+    CHECK_EQ(metastore_acl_add(m, &a), 0); /* stored once */
+    struct acl_entry *v = NULL;
+    int n = 0;
+    CHECK_EQ(metastore_acl_list(m, &v, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK(v[0].resource_type == 2 && v[0].pattern_type == 4 && v[0].operation == 4 && v[0].permission == 3);
+        CHECK(!strcmp(v[0].resource_name, "ok-") && !strcmp(v[0].principal, "User:ANONYMOUS") &&
+              !strcmp(v[0].host, "*"));
+        CHECK(v[1].resource_type == 3 && !strcmp(v[1].resource_name, "g\xc3\xa9") && v[1].permission == 2);
+        CHECK(v[0].id != v[1].id);
+        CHECK_EQ(metastore_acl_delete(m, v[0].id), 0);
+        CHECK_EQ(metastore_acl_delete(m, v[0].id), 0); /* gone already */
+    }
+    free(v);
+    metastore_close(m);
+    m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ(metastore_acl_list(m, &v, &n), 0);
+    CHECK(n == 1 && !strcmp(v[0].principal, "User:*"));
+    free(v);
+    metastore_close(m);
+}

@@ -41,6 +41,9 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_CLUSTER, 1, handle_describe_cluster},
     {KAPI_INIT_PRODUCER_ID, 5, handle_init_producer_id},
     {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
+    {KAPI_DESCRIBE_ACLS, 3, handle_describe_acls},
+    {KAPI_CREATE_ACLS, 3, handle_create_acls},
+    {KAPI_DELETE_ACLS, 3, handle_delete_acls},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
@@ -156,6 +159,8 @@ static int load_startup_state(struct broker *b, char *err, size_t errlen)
     int rc = topics_load(b, m);
     if (rc != 0)
         snprintf(err, errlen, "cannot list topics");
+    else if ((rc = authz_load(b, m)) != 0)
+        snprintf(err, errlen, "cannot list ACLs");
     else
         membership_refresh(&b->members, m, b->cfg);
     metastore_close(m);
@@ -236,6 +241,7 @@ void broker_destroy(struct broker *b)
     if (b->objects)
         objstore_close(b->objects);
     topics_free(b);
+    authz_free(b);
     free(b->parked.v);
     membership_free(&b->members);
     if (b->cache.slots)
@@ -277,6 +283,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = produce_next_deadline(b);
     if (groups_next_deadline(b) < d)
         d = groups_next_deadline(b);
+    if (authz_enabled(b) && !b->authz.refreshing && b->authz.next_refresh_ms < d)
+        d = b->authz.next_refresh_ms;
     return d;
 }
 
@@ -295,6 +303,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     fetch_wake(b, now_ms, false);
     topics_tick(b, now_ms);
     groups_tick(b, now_ms);
+    authz_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
     metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);

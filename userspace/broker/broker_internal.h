@@ -12,6 +12,7 @@
 #include "broker/waiters.h"
 #include "broker/notify.h"
 #include "broker/jobs.h"
+#include "broker/authz.h"
 #include "util/buf_pool.h"
 #include "cluster/membership.h"
 #include "config.h"
@@ -329,6 +330,7 @@ struct broker {
     uint64_t heartbeats;
     bool draining;
     struct group_parked group_parked;
+    struct authz authz;          /* the ACLs, in memory */
 };
 
 /* Handlers, one per API (api_*.c). */
@@ -359,6 +361,9 @@ void handle_describe_cluster(struct broker *b, struct request *rq);
 void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp);
 void handle_init_producer_id(struct broker *b, struct request *rq);
 void handle_describe_producers(struct broker *b, struct request *rq);
+void handle_create_acls(struct broker *b, struct request *rq);
+void handle_describe_acls(struct broker *b, struct request *rq);
+void handle_delete_acls(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

@@ -257,6 +257,10 @@ static struct partition_state *offsets_for(struct broker *b, struct request *rq,
                                            resp_part_t *pout, struct topic_entry **tp, bool *waits)
 {
     int err;
+    if (!authz_allow(b, rq, ACL_OP_READ, ACL_RES_TOPIC, fp->tin->topic.ptr, fp->tin->topic.len)) {
+        pout->error_code = KERR_TOPIC_AUTHORIZATION_FAILED;
+        return NULL;
+    }
     struct topic_entry *t = topics_need(b, rq, fp->tin->topic.ptr, fp->tin->topic.len, &err);
     if (!t) {
         *waits |= err == 0;
