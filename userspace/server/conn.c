@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/tls.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 
@@ -24,6 +26,8 @@
 #define MAX_PENDING_REPLIES 128
 /* Reply bytes waiting for the socket: beyond this, the connection is not read either. */
 #define MAX_UNSENT_BYTES (16u << 20)
+/* TLS: ciphertext received at a time (a TLS record is at most 16 KiB + overhead). */
+#define TLS_RX_SIZE (17 * 1024)
 
 static void reply_free(struct reply *r)
 {
@@ -48,13 +52,57 @@ static void push_seg(struct conn *c, const uint8_t *ptr, size_t len, struct repl
                 abort();
         }
     }
-    c->segs[c->seg_head + c->nsegs++] = (struct out_seg){ptr, len, done};
+    c->segs[c->seg_head + c->nsegs++] = (struct out_seg){ptr, len, done, NULL};
     c->unsent += len;
+}
+
+/* TLS: the ciphertext OpenSSL produced (handshake messages, encrypted replies) joins the queue. */
+static void push_tls_output(struct conn *c)
+{
+    size_t len = 0;
+    uint8_t *p = tls_conn_take_output(c->tls, &len);
+    if (!p)
+        return;
+    if (len == 0) {
+        free(p);
+        return;
+    }
+    push_seg(c, p, len, NULL);
+    c->segs[c->seg_head + c->nsegs - 1].owned = p;
+}
+
+/* TLS: a ready reply's pieces (its buffer cut at its spans) are encrypted into one ciphertext
+ * segment; the plaintext is freed at once. */
+static void queue_reply_tls(struct conn *c, struct reply *r)
+{
+    char why[256];
+    size_t from = 0;
+    int rc = 0;
+    for (int i = 0; i < r->nspans && rc == 0; i++) {
+        const struct reply_span *sp = &r->spans[i];
+        if (sp->at > from)
+            rc = tls_conn_write(c->tls, r->bytes.data + from, sp->at - from, why, sizeof(why));
+        if (rc == 0)
+            rc = tls_conn_write(c->tls, sp->ptr, sp->len, why, sizeof(why));
+        from = sp->at;
+    }
+    if (rc == 0)
+        rc = tls_conn_write(c->tls, r->bytes.data + from, r->bytes.len - from, why, sizeof(why));
+    reply_free(r);
+    if (rc != 0) {
+        conn_close(c, why);
+        return;
+    }
+    push_tls_output(c);
 }
 
 /* A ready reply joins the send queue without being copied: its buffer cut at its spans. */
 static void queue_reply(struct conn *c, struct reply *r)
 {
+    if (c->tls) {
+        queue_reply_tls(c, r);
+        return;
+    }
     size_t from = 0;
     for (int i = 0; i < r->nspans; i++) {
         const struct reply_span *sp = &r->spans[i];
@@ -80,6 +128,7 @@ static void pop_sent(struct conn *c, size_t n)
         n -= left;
         if (sg->done)
             reply_free(sg->done);
+        free(sg->owned);
         c->seg_head++;
         c->nsegs--;
         c->seg_off = 0;
@@ -108,6 +157,8 @@ void conn_destroy(struct conn *c)
     buf_free(&c->in);
     pop_sent(c, c->unsent);
     free(c->segs);
+    tls_conn_free(c->tls);
+    free(c->tls_rx);
     free(c);
 }
 
@@ -144,12 +195,17 @@ static void submit_recv(struct conn *c)
         if (frame > c->in.len && frame >= RECV_EXACT_MIN)
             limit = want;
     }
-    buf_reserve(&c->in, want);
-    size_t len = c->in.cap - c->in.len;
-    if (limit && len > limit)
-        len = limit;
     struct io_uring_sqe *sqe = server_sqe(c->srv);
-    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, len, 0);
+    if (c->tls) {
+        /* Ciphertext goes to its own buffer; conn_on_recv decrypts it into `in`. */
+        io_uring_prep_recv(sqe, c->fd, c->tls_rx, TLS_RX_SIZE, 0);
+    } else {
+        buf_reserve(&c->in, want);
+        size_t len = c->in.cap - c->in.len;
+        if (limit && len > limit)
+            len = limit;
+        io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, len, 0);
+    }
     io_uring_sqe_set_data(sqe, &c->recv_op);
     c->recv_busy = true;
     c->refs++;
@@ -197,6 +253,17 @@ struct conn *conn_new(struct server *s, int fd)
         c->local_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                                  : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     log_debug("worker %d accepted %s on port %d", s->worker_id, c->peer, c->local_port);
+    if (s->tls_ctx) {
+        c->tls = tls_conn_new(s->tls_ctx, c->peer);
+        c->tls_rx = malloc(TLS_RX_SIZE);
+        c->accepted_ms = mono_ms();
+        if (!c->tls || !c->tls_rx) {
+            tls_conn_free(c->tls);
+            free(c->tls_rx);
+            free(c);
+            return NULL;
+        }
+    }
     s->nconns++;
     c->next = s->conns;
     if (s->conns)
@@ -276,6 +343,48 @@ static void parse_frames(struct conn *c)
     conn_unref(c);
 }
 
+/* TLS: decrypts what arrived into `in` and queues what OpenSSL answers (handshake messages).
+ * A plaintext client, a failed handshake or a closed session closes c: -1. */
+static int tls_received(struct conn *c, size_t n)
+{
+    char why[300];
+    enum tls_input_result st = tls_conn_input(c->tls, c->tls_rx, n, &c->in, why, sizeof(why));
+    if (st == TLS_OK) {
+        push_tls_output(c);
+        submit_send(c);
+        return 0;
+    }
+    if (st == TLS_FAILED && !c->send_busy) {
+        /* Best effort: the alert tells the client why before the connection goes. */
+        size_t len = 0;
+        uint8_t *alert = tls_conn_take_output(c->tls, &len);
+        if (alert && len && send(c->fd, alert, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_debug("cannot send the TLS alert to %s: %s", c->peer, strerror(errno));
+        free(alert);
+    }
+    if (st == TLS_PLAINTEXT) {
+        log_warn("plaintext Kafka request on a TLS listener from %s: closing", c->peer);
+        conn_close(c, NULL);
+    } else if (st == TLS_FAILED) {
+        conn_close(c, why);
+    } else {
+        conn_close(c, NULL);
+    }
+    return -1;
+}
+
+void conn_check_handshake(struct conn *c, int64_t now_ms)
+{
+    if (c->tls && !c->closing && !tls_conn_established(c->tls) &&
+        now_ms - c->accepted_ms >= TLS_HANDSHAKE_TIMEOUT_MS)
+        conn_close(c, "TLS handshake not finished within 10 s");
+}
+
+const char *conn_tls_principal(const struct conn *c)
+{
+    return c->tls ? tls_conn_principal(c->tls) : NULL;
+}
+
 void conn_on_recv(struct conn *c, int res)
 {
     c->recv_busy = false;
@@ -286,7 +395,14 @@ void conn_on_recv(struct conn *c, int res)
         conn_unref(c);
         return;
     }
-    c->in.len += (size_t)res;
+    if (c->tls) {
+        if (tls_received(c, (size_t)res) != 0) {
+            conn_unref(c);
+            return;
+        }
+    } else {
+        c->in.len += (size_t)res;
+    }
     parse_frames(c);
     submit_recv(c);
     conn_unref(c);
