@@ -44,8 +44,12 @@ SSL_CTX *tls_ctx_load(const struct config *cfg, char *err, size_t errlen)
     }
     char what[1200];
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* Replies are written whole into a memory BIO: no partial writes to track. */
+    /* Idle connections give their record buffers back. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Handshake work stays bounded: one handshake per connection, and a bounded session cache
+     * (the worker's memory budget). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_sess_set_cache_size(ctx, 1024);
     if (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0]) {
         snprintf(err, errlen, "tls-enabled needs tls-server-cert-file and tls-server-private-key-file");
         goto fail;
