@@ -147,6 +147,28 @@ def test_tls_kcat_and_confluent_kafka_produce_consume():
                 got.append(m.value())
         c.close()
         expect(got == values, "consumed %d of %d records over TLS, or not the same bytes" % (len(got), len(values)))
+        # A fetch answer with several partitions: headers and record spans encrypted in order.
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient(conf)
+        fs = admin.create_topics([NewTopic("tls-multi", num_partitions=4, replication_factor=1)])
+        fs["tls-multi"].result(30)
+        want = {}
+        for i in range(4000):
+            v = b"multi-%d-" % i + os.urandom(i % 300)
+            p.produce("tls-multi", v, partition=i % 4)
+            want.setdefault(i % 4, []).append(v)
+        expect(p.flush(30) == 0, "producer over TLS did not deliver the 4-partition records")
+        c = Consumer(dict(conf, **{"group.id": "tls-m", "enable.auto.commit": False, "fetch.wait.max.ms": 100}))
+        c.assign([TopicPartition("tls-multi", q, 0) for q in range(4)])
+        have = {}
+        deadline = time.time() + 30
+        while sum(len(v) for v in have.values()) < 4000 and time.time() < deadline:
+            for m in c.consume(1000, timeout=0.5):
+                expect(m.error() is None, "consume error %r" % m.error())
+                have.setdefault(m.partition(), []).append(m.value())
+        c.close()
+        expect(have == want, "4 partitions over TLS: got %r records per partition" %
+               {q: len(v) for q, v in have.items()})
         # Both TLS versions are served.
         for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             ctx = ssl.create_default_context(cafile=certs.p("ca.pem"))

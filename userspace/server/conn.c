@@ -71,23 +71,51 @@ static void push_tls_output(struct conn *c)
     c->segs[c->seg_head + c->nsegs - 1].owned = p;
 }
 
+/* TLS: a reply's pieces smaller than this are gathered before encryption, so that a fetch answer's
+ * small headers between its record spans do not each become a TLS record of their own. */
+#define TLS_GATHER_MAX 4096
+
+/* Encrypts one piece of a reply, in order: a small one is gathered (while the gathered bytes stay
+ * small), otherwise what was gathered goes first. len 0 encrypts what is still gathered. */
+static int tls_put_piece(struct conn *c, struct buf *gather, const uint8_t *p, size_t len, char *why, size_t whylen)
+{
+    if (len > 0 && len < TLS_GATHER_MAX && gather->len + len <= 4 * TLS_GATHER_MAX) {
+        buf_append(gather, p, len);
+        return 0;
+    }
+    if (gather->len > 0) {
+        if (tls_conn_write(c->tls, gather->data, gather->len, why, whylen) != 0)
+            return -1;
+        buf_reset(gather);
+    }
+    if (len >= TLS_GATHER_MAX)
+        return tls_conn_write(c->tls, p, len, why, whylen);
+    if (len > 0)
+        buf_append(gather, p, len);
+    return 0;
+}
+
 /* TLS: a ready reply's pieces (its buffer cut at its spans) are encrypted into one ciphertext
  * segment; the plaintext is freed at once. */
 static void queue_reply_tls(struct conn *c, struct reply *r)
 {
+    static struct buf gather; /* the loop's thread only; kept for the next reply */
     char why[256];
     size_t from = 0;
     int rc = 0;
+    buf_reset(&gather);
     for (int i = 0; i < r->nspans && rc == 0; i++) {
         const struct reply_span *sp = &r->spans[i];
         if (sp->at > from)
-            rc = tls_conn_write(c->tls, r->bytes.data + from, sp->at - from, why, sizeof(why));
+            rc = tls_put_piece(c, &gather, r->bytes.data + from, sp->at - from, why, sizeof(why));
         if (rc == 0)
-            rc = tls_conn_write(c->tls, sp->ptr, sp->len, why, sizeof(why));
+            rc = tls_put_piece(c, &gather, sp->ptr, sp->len, why, sizeof(why));
         from = sp->at;
     }
+    if (rc == 0 && r->bytes.len > from)
+        rc = tls_put_piece(c, &gather, r->bytes.data + from, r->bytes.len - from, why, sizeof(why));
     if (rc == 0)
-        rc = tls_conn_write(c->tls, r->bytes.data + from, r->bytes.len - from, why, sizeof(why));
+        rc = tls_put_piece(c, &gather, NULL, 0, why, sizeof(why)); /* what is still gathered */
     reply_free(r);
     if (rc != 0) {
         conn_close(c, why);
@@ -138,6 +166,15 @@ static void pop_sent(struct conn *c, size_t n)
 
 void conn_destroy(struct conn *c)
 {
+    if (c->tls && !c->closing && c->unsent == 0 && tls_conn_established(c->tls)) {
+        /* The worker exits with the connection open: say goodbye as TLS expects (best effort). */
+        size_t len = 0;
+        tls_conn_close_notify(c->tls);
+        uint8_t *bye = tls_conn_take_output(c->tls, &len);
+        if (bye && len && send(c->fd, bye, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_debug("cannot send close_notify to %s: %s", c->peer, strerror(errno));
+        free(bye);
+    }
     while (c->head) {
         struct reply *r = c->head;
         c->head = r->next;

@@ -223,6 +223,12 @@ uint8_t *tls_conn_take_output(struct tls_conn *t, size_t *len)
     return p;
 }
 
+void tls_conn_close_notify(struct tls_conn *t)
+{
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
 bool tls_conn_established(const struct tls_conn *t)
 {
     return t->established;

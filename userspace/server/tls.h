@@ -36,6 +36,8 @@ enum tls_input_result tls_conn_input(struct tls_conn *t, const uint8_t *data, si
 int tls_conn_write(struct tls_conn *t, const uint8_t *data, size_t len, char *why, size_t whylen);
 /* The ciphertext waiting to be sent, as a malloc'd block the caller frees; NULL when none. */
 uint8_t *tls_conn_take_output(struct tls_conn *t, size_t *len);
+/* Queues a close_notify alert (take it with tls_conn_take_output). */
+void tls_conn_close_notify(struct tls_conn *t);
 bool tls_conn_established(const struct tls_conn *t);
 /* "User:<subject CN>" of a verified client certificate, or NULL. */
 const char *tls_conn_principal(const struct tls_conn *t);
