@@ -198,6 +198,21 @@ def test_mtls_client_certificates():
         a.cleanup()
 
 
+def test_kafkajs_over_mtls():
+    """Node's TLS stack (kafkajs): produce and consume in a group with a client certificate."""
+    certs = Certs()
+    a = tls_agent(certs, mtls=True)
+    try:
+        js = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js")
+        node = os.path.join(js, "node_modules", ".bin", "node")
+        out = run([node, os.path.join(js, "kafkajs_tls.js"), a.bootstrap, "kjs-tls", "1000", certs.p("ca.pem"),
+                   certs.p("alice.pem"), certs.p("alice.key")], timeout=120).decode()
+        expect("ok 1000" in out, out)
+        a.wait_log("principal User:alice")
+    finally:
+        a.cleanup()
+
+
 def test_tls_refuses_to_start_on_bad_files():
     certs = Certs()
     base = dict(os.environ, SLUICE_TLS_ENABLED="true", SLUICE_KAFKA_HOST="127.0.0.1",
