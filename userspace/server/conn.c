@@ -26,8 +26,10 @@
 #define MAX_PENDING_REPLIES 128
 /* Reply bytes waiting for the socket: beyond this, the connection is not read either. */
 #define MAX_UNSENT_BYTES (16u << 20)
-/* TLS: ciphertext received at a time (a TLS record is at most 16 KiB + overhead). */
-#define TLS_RX_SIZE (17 * 1024)
+/* TLS: ciphertext received at a time. Small while the connection is quiet (idle clients cost
+ * little), a whole TLS record (16 KiB + overhead) once a receive has filled it. */
+#define TLS_RX_IDLE 4096
+#define TLS_RX_MAX (17 * 1024)
 
 static void reply_free(struct reply *r)
 {
@@ -235,7 +237,7 @@ static void submit_recv(struct conn *c)
     struct io_uring_sqe *sqe = server_sqe(c->srv);
     if (c->tls) {
         /* Ciphertext goes to its own buffer; conn_on_recv decrypts it into `in`. */
-        io_uring_prep_recv(sqe, c->fd, c->tls_rx, TLS_RX_SIZE, 0);
+        io_uring_prep_recv(sqe, c->fd, c->tls_rx, c->tls_rx_cap, 0);
     } else {
         buf_reserve(&c->in, want);
         size_t len = c->in.cap - c->in.len;
@@ -292,7 +294,8 @@ struct conn *conn_new(struct server *s, int fd)
     log_debug("worker %d accepted %s on port %d", s->worker_id, c->peer, c->local_port);
     if (s->tls_ctx) {
         c->tls = tls_conn_new(s->tls_ctx, c->peer);
-        c->tls_rx = malloc(TLS_RX_SIZE);
+        c->tls_rx_cap = TLS_RX_IDLE;
+        c->tls_rx = malloc(c->tls_rx_cap);
         c->accepted_ms = mono_ms();
         if (!c->tls || !c->tls_rx) {
             tls_conn_free(c->tls);
@@ -386,6 +389,14 @@ static int tls_received(struct conn *c, size_t n)
 {
     char why[300];
     enum tls_input_result st = tls_conn_input(c->tls, c->tls_rx, n, &c->in, why, sizeof(why));
+    if (n == c->tls_rx_cap && c->tls_rx_cap < TLS_RX_MAX) {
+        /* Traffic: receive whole records from now on (no receive is in flight here). */
+        uint8_t *bigger = realloc(c->tls_rx, TLS_RX_MAX);
+        if (bigger) {
+            c->tls_rx = bigger;
+            c->tls_rx_cap = TLS_RX_MAX;
+        }
+    }
     if (st == TLS_OK) {
         push_tls_output(c);
         submit_send(c);

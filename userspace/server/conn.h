@@ -71,6 +71,7 @@ struct conn {
     void *app_data;                /* the application's, per connection */
     struct tls_conn *tls;          /* NULL: plaintext */
     uint8_t *tls_rx;               /* TLS: ciphertext is received here, decrypted into `in` */
+    size_t tls_rx_cap;
     int64_t accepted_ms;           /* TLS: the handshake must finish within TLS_HANDSHAKE_TIMEOUT_MS */
 };
 
