@@ -165,8 +165,9 @@ def run_suite(bootstrap, name):
 
 
 def tls_produce(work):
-    """Produce acks=1 over TLS (a self-signed P-256 certificate, TLS 1.3), then the same run in
-    plaintext against a fresh agent of the same kind: what TLS costs the agent and the client."""
+    """Produce acks=1 over TLS (a self-signed P-256 certificate, TLS 1.3) and consume it back, then
+    the same runs in plaintext against a fresh agent of the same kind: what TLS costs the agent and
+    the client."""
     cert, key = os.path.join(work, "tls.pem"), os.path.join(work, "tls.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                     "-keyout", key, "-out", cert, "-subj", "/CN=localhost", "-addext",
@@ -188,6 +189,7 @@ def tls_produce(work):
             time.sleep(2)
             out[name] = bench(bs, "produce", "--topic", "tp-tls", "--partitions", str(PARTITIONS), "--records",
                               str(BURST), "--acks", "1", *CLIENT, *flags)
+            out[name + "_consume"] = bench(bs, "consume", "--topic", "tp-tls", *flags)
         finally:
             agent.stop()
     return out
@@ -277,6 +279,8 @@ def main():
     sv, pv = get(tls, "tls", "mb_per_sec"), get(tls, "plain", "mb_per_sec")
     r = ratio(sv, pv)
     row("produce acks=1 over TLS vs plaintext (MB/s)", sv, pv, r, ">= 0.70x plaintext", None if r is None else r >= 0.7)
+    sv, pv = get(tls, "tls_consume", "mb_per_sec"), get(tls, "plain_consume", "mb_per_sec")
+    row("consume 8 partitions over TLS vs plaintext (MB/s)", sv, pv, ratio(sv, pv))
     peak = max(rss) if rss else None
     row("peak RSS per worker, VmHWM (MiB; %s)" % ", ".join("%.0f" % x for x in rss), peak, "-", None,
         "< 100 MiB", None if peak is None else peak < 100)
