@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 
+#include "server/server.h"
 #include "server/tls.h"
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -100,7 +101,7 @@ static int start_worker(struct supervisor *sv, int id)
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
-        signal(SIGHUP, SIG_IGN); /* until the worker's loop takes SIGHUP as "reload TLS" */
+        server_catch_reload(); /* SIGHUP: reload TLS, even one that comes while the worker starts */
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(pipefd[0]);
         for (int i = 0; i < sv->n; i++)

@@ -277,14 +277,20 @@ int server_turn(struct server *s, int64_t max_wait_ms)
     return 0;
 }
 
+void server_catch_reload(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_reload_signal;
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int server_run(struct server *s)
 {
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal; /* no SA_RESTART: the wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_reload_signal;
-    sigaction(SIGHUP, &sa, NULL);
+    server_catch_reload();
     signal(SIGPIPE, SIG_IGN);
 
     int64_t drain_deadline = INT64_MAX;

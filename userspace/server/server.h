@@ -95,6 +95,9 @@ int server_run(struct server *s);
  * 0, or -1 if the ring failed. */
 int server_turn(struct server *s, int64_t max_wait_ms);
 void server_destroy(struct server *s);
+/* From now on SIGHUP asks server_run for server_reload_tls (a worker calls it before it can
+ * receive signals, so that a reload asked while it starts is not lost). */
+void server_catch_reload(void);
 /* SIGHUP: loads the TLS certificate and key again for new connections; existing ones keep theirs.
  * A failed load logs one line and keeps the old context. */
 void server_reload_tls(struct server *s);
