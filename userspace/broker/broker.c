@@ -349,9 +349,9 @@ static bool broker_drained(struct broker *b)
 
 /* ---- the loop's callbacks (server/server.h) ---- */
 
-static void app_frame(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len)
+static void app_frame(void *ctx, struct conn *c, struct reply *reply, struct buf *frame)
 {
-    request_dispatch(ctx, c, reply, frame, len);
+    request_dispatch(ctx, c, reply, frame);
 }
 
 static void app_conn_closed(void *ctx, struct conn *c)

@@ -35,7 +35,7 @@ static void reply_free(struct reply *r)
 {
     buf_free(&r->bytes);
     for (int i = 0; i < r->nowned; i++)
-        free(r->owned[i]);
+        buf_mem_release(&r->owned[i]);
     free(r->owned);
     free(r);
 }
@@ -351,22 +351,21 @@ static void parse_frames(struct conn *c)
         if (c->in.len - c->in_off < 4 + (size_t)size)
             break;
         struct reply *r = calloc(1, sizeof(*r));
-        uint8_t *frame;
+        if (!r) {
+            conn_close(c, "out of memory for a request");
+            break;
+        }
+        struct buf frame;
         if (c->in_off == 0 && c->in.len == 4 + (size_t)size && !c->recv_busy) {
             /* The buffer holds this frame alone (the usual case for a large one, which is read
              * exactly to its end) and no receive is writing into it: hand the buffer over
              * instead of copying it. */
-            frame = c->in.data;
+            frame = c->in;
             buf_init(&c->in);
-        } else if ((frame = malloc(4 + (size_t)size)) != NULL) {
-            memcpy(frame, p, 4 + (size_t)size);
+        } else {
+            buf_init(&frame);
+            buf_append(&frame, p, 4 + (size_t)size);
             c->in_off += 4 + (size_t)size;
-        }
-        if (!r || !frame) {
-            free(r);
-            free(frame);
-            conn_close(c, "out of memory for a request");
-            break;
         }
         /* Queued first, so that replies keep arrival order whatever happens next. */
         r->conn = c;
@@ -377,7 +376,7 @@ static void parse_frames(struct conn *c)
         c->tail = r;
         c->refs++;
         c->pending++;
-        c->srv->app.frame(c->srv->app.ctx, c, r, frame, (size_t)size);
+        c->srv->app.frame(c->srv->app.ctx, c, r, &frame);
     }
     c->parsing = false;
     conn_unref(c);
@@ -519,7 +518,7 @@ void reply_send(struct reply *r, struct buf *bytes)
 }
 
 void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
-                      void **owned, int nowned)
+                      struct buf_mem *owned, int nowned)
 {
     memcpy(r->spans, spans, sizeof(*spans) * (size_t)nspans);
     r->nspans = nspans;

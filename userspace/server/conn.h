@@ -32,7 +32,7 @@ struct reply {
     struct buf bytes;              /* REPLY_READY: what to send */
     struct reply_span spans[REPLY_SPANS_MAX];
     int nspans;
-    void **owned;                  /* memory the spans point into, freed once sent */
+    struct buf_mem *owned;         /* memory the spans point into, freed once sent */
     int nowned;
 };
 
@@ -105,7 +105,7 @@ void reply_send(struct reply *r, struct buf *bytes);
 /* The same, with spans (at most REPLY_SPANS_MAX, in increasing `at`) sent from their own memory,
  * and the malloc'd blocks they point into (taken over, freed once sent). */
 void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
-                      void **owned, int nowned);
+                      struct buf_mem *owned, int nowned);
 void reply_none(struct reply *r);
 bool reply_conn_open(const struct reply *r);
 

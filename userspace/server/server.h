@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "server/tls.h"
+#include "util/buf.h"
 
 struct conn;
 struct reply;
@@ -18,10 +19,10 @@ struct reply;
 /* What the application does with the loop's events. Every callback runs on the loop thread. */
 struct server_app {
     void *ctx;
-    /* A whole frame arrived on c (frame: a malloc'd block holding the 4-byte length prefix, then
-     * the len bytes of the frame; the application owns it and frees the block). It must finish
-     * `reply` (reply_send or reply_none), now or later. */
-    void (*frame)(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len);
+    /* A whole frame arrived on c (frame: its 4-byte length prefix, then its bytes; the application
+     * takes the buffer over, leaving *frame empty). It must finish `reply` (reply_send or
+     * reply_none), now or later. */
+    void (*frame)(void *ctx, struct conn *c, struct reply *reply, struct buf *frame);
     /* c is closing: work parked for it can be dropped (its replies are discarded anyway). */
     void (*conn_closed)(void *ctx, struct conn *c);
     /* Timers: the earliest monotonic deadline (ms) the application needs a tick at, or INT64_MAX. */
