@@ -169,6 +169,8 @@ enum tls_input_result tls_conn_input(struct tls_conn *t, const uint8_t *data, si
             return data[0] == 0 ? TLS_PLAINTEXT : TLS_FAILED;
         }
     }
+    /* SSL_get_error reads this thread's error queue: nothing stale may be left in it. */
+    ERR_clear_error();
     if (len > INT_MAX || BIO_write(t->rbio, data, (int)len) != (int)len) {
         snprintf(why, whylen, "out of memory for TLS input");
         return TLS_FAILED;
@@ -197,6 +199,7 @@ enum tls_input_result tls_conn_input(struct tls_conn *t, const uint8_t *data, si
 
 int tls_conn_write(struct tls_conn *t, const uint8_t *data, size_t len, char *why, size_t whylen)
 {
+    ERR_clear_error();
     while (len > 0) {
         int part = len > INT_MAX ? INT_MAX : (int)len;
         int n = SSL_write(t->ssl, data, part);
