@@ -19,6 +19,7 @@
 #include "protocol/errors.h"
 #include "record/batch.h"
 #include "broker/request.h"
+#include "storage/object_format.h"
 #include "storage/metastore.h"
 #include "storage/objstore.h"
 
@@ -151,14 +152,21 @@ struct flush_batch {
     /* filled by the flusher: */
     int error;                   /* 0, or the Kafka error for every waiter */
     char object_key[128];
+    struct object_writer *written; /* the stored object's layout, until committed */
+    enum { FLUSH_QUEUED, FLUSH_PUTTING, FLUSH_PUT_DONE } stage;
     struct flush_batch *next;
 };
 
+/* Objects stored at once per worker: one is written while the previous one is being fsynced
+ * (commits still run one at a time, in the order batches were sealed). */
+#define FLUSH_PUTTERS 2
+
 struct flusher {
-    pthread_t thread;
+    pthread_t putters[FLUSH_PUTTERS], committer;
+    int nputters;                /* started */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct flush_batch *todo_head, *todo_tail;
+    struct flush_batch *todo_head, *todo_tail; /* in seal order: queued, being put, or put */
     struct flush_batch *done_head, *done_tail;
     int queued;                  /* batches handed over and not yet completed */
     bool stop;
