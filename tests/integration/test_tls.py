@@ -65,6 +65,7 @@ class Certs:
         _write(self.p("server"), *_cert("sluice server one", ca, ca_key, 1001, server=True))
         _write(self.p("server2"), *_cert("sluice server two", ca, ca_key, 2002, server=True))
         _write(self.p("alice"), *_cert("alice", ca, ca_key, 3001))
+        _write(self.p("bob"), *_cert("bob", ca, ca_key, 3004))
         _write(self.p("mallory"), *_cert("mallory", other, other_key, 3002))
         _write(self.p("expired"), *_cert("old", ca, ca_key, 3003, expired=True))
 
@@ -194,6 +195,25 @@ def test_mtls_client_certificates():
         expect("certificate has expired" in log, log[-3000:])
         expect("client certificate refused" in log or "peer did not return a certificate" in log, log[-3000:])
         kcat_round_trip(a, certs, "mtls-after", client="alice")
+    finally:
+        a.cleanup()
+
+
+def test_mtls_principal_is_what_the_authorizer_sees():
+    """The certificate's CN is the principal ACLs are checked against: alice (a super user) produces
+    and consumes, bob (same CA, no ACL) is refused the topic, over the same TLS listener."""
+    certs = Certs()
+    a = tls_agent(certs, mtls=True, env={"SLUICE_AUTHORIZER_ENABLED": "true", "SLUICE_SUPER_USERS": "User:alice"})
+    try:
+        kcat_round_trip(a, certs, "acl-mtls", client="alice")
+        p = subprocess.run(["kcat", "-b", a.bootstrap, "-X", "broker.address.family=v4", *ssl_args(certs, "bob"),
+                            "-P", "-t", "acl-mtls", "-p", "0"], input=b"from bob\n", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        expect("authorization failed" in out.lower(), "bob's produce was not refused: rc %d %s" % (p.returncode, out[-800:]))
+        got = kcat(a, *ssl_args(certs, "alice"), "-C", "-t", "acl-mtls", "-p", "0", "-o", "beginning", "-e", "-q",
+                   timeout=30).split(b"\n")[:-1]
+        expect(b"from bob" not in got and len(got) == 200, "after bob's attempt alice reads %d lines" % len(got))
     finally:
         a.cleanup()
 

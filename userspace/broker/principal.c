@@ -8,8 +8,9 @@
 
 const char *principal_of(const struct request *rq)
 {
-    (void)rq; /* SASL (sasl_principal) and mTLS (conn_tls_principal) are wired in here */
-    return PRINCIPAL_ANONYMOUS;
+    /* SASL's identity first (sasl_principal, once SASL exists), then the mTLS certificate's. */
+    const char *tls = rq->conn ? conn_tls_principal(rq->conn) : NULL;
+    return tls ? tls : PRINCIPAL_ANONYMOUS;
 }
 
 const char *principal_host(const struct request *rq, char *out, size_t outlen)
