@@ -68,6 +68,7 @@ struct conn {
     struct reply *head, *tail;
     struct conn *prev, *next;      /* the server's list */
     void *app_data;                /* the application's, per connection */
+    void *sasl;                    /* the broker's SASL state of the connection (broker/sasl.c) */
 };
 
 struct conn *conn_new(struct server *s, int fd);

@@ -191,3 +191,16 @@ struct group_offset *group_offsets_pack(struct group_offset *v, int n)
 int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
 
 int metastore_consume_notifications(struct metastore *m) { return m->ops->consume_notifications(m); }
+
+int metastore_cred_put(struct metastore *m, const struct sasl_credential *c) { return m->ops->cred_put(m, c); }
+
+int metastore_cred_delete(struct metastore *m, const char *user, const char *mechanism)
+{
+    return m->ops->cred_delete(m, user, mechanism);
+}
+
+int metastore_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                        int *n)
+{
+    return m->ops->cred_list(m, user, mechanism, out, n);
+}
