@@ -293,8 +293,10 @@ int scram_client_final(struct scram_state *st, const struct sasl_credential *c, 
         snprintf(err, errlen, "SCRAM channel binding does not match");
         return -1;
     }
-    const char *r = buf + 2 + cblen + 1;
-    if (strncmp(r, "r=", 2) != 0 || strncmp(r + 2, st->nonce, nlen) != 0 || (r[2 + nlen] != ',')) {
+    /* Like Kafka, the nonce must end with ours: librdkafka sends the client nonce twice. */
+    const char *r = buf + 2 + cblen + 1, *rend = strchr(r, ',');
+    size_t rlen = rend ? (size_t)(rend - r - 2) : 0;
+    if (strncmp(r, "r=", 2) != 0 || !rend || rlen < nlen || memcmp(rend - nlen, st->nonce, nlen) != 0) {
         snprintf(err, errlen, "SCRAM nonce does not match");
         return -1;
     }
