@@ -82,19 +82,26 @@ static void hmac(enum sasl_mech m, const uint8_t *key, size_t klen, const void *
 int sasl_cred_make(struct sasl_credential *out, const char *user, enum sasl_mech m, const char *password,
                    size_t password_len, int iterations)
 {
-    if (m == SASL_MECH_NONE || strlen(user) == 0 || strlen(user) > SASL_USER_MAX ||
-        iterations < SASL_MIN_ITERATIONS || iterations > SASL_MAX_ITERATIONS)
+    uint8_t salt[SALT_BYTES];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return -1;
+    return sasl_cred_derive(out, user, m, password, password_len, salt, sizeof(salt), iterations);
+}
+
+int sasl_cred_derive(struct sasl_credential *out, const char *user, enum sasl_mech m, const char *password,
+                     size_t password_len, const uint8_t *salt, size_t salt_len, int iterations)
+{
+    if (m == SASL_MECH_NONE || strlen(user) == 0 || strlen(user) > SASL_USER_MAX || salt_len == 0 ||
+        salt_len > KEY_MAX || iterations < SASL_MIN_ITERATIONS || iterations > SASL_MAX_ITERATIONS)
         return -1;
     memset(out, 0, sizeof(*out));
     snprintf(out->user, sizeof(out->user), "%s", user);
     snprintf(out->mechanism, sizeof(out->mechanism), "%s", sasl_mech_name(m));
     out->iterations = iterations;
-    uint8_t salt[SALT_BYTES], salted[KEY_MAX], k[KEY_MAX], stored[KEY_MAX];
+    uint8_t salted[KEY_MAX], k[KEY_MAX], stored[KEY_MAX];
     size_t hlen = (size_t)EVP_MD_get_size(digest_of(m));
-    if (RAND_bytes(salt, sizeof(salt)) != 1)
-        return -1;
-    to_hex(salt, sizeof(salt), out->salt);
-    if (pbkdf2(m, (const uint8_t *)password, password_len, salt, sizeof(salt), iterations, salted) != 0)
+    to_hex(salt, salt_len, out->salt);
+    if (pbkdf2(m, (const uint8_t *)password, password_len, salt, salt_len, iterations, salted) != 0)
         return -1;
     if (m == SASL_MECH_PLAIN) {
         to_hex(salted, hlen, out->stored_key);

@@ -25,6 +25,10 @@ const char *sasl_mech_name(enum sasl_mech m);
 int sasl_cred_make(struct sasl_credential *out, const char *user, enum sasl_mech m, const char *password,
                    size_t password_len, int iterations);
 
+/* The same from a given salt (tests use the RFC's vectors). */
+int sasl_cred_derive(struct sasl_credential *out, const char *user, enum sasl_mech m, const char *password,
+                     size_t password_len, const uint8_t *salt, size_t salt_len, int iterations);
+
 /* PLAIN: splits "authzid\0user\0password" (RFC 4616). 0, or -1 if malformed. user is NUL-terminated. */
 int sasl_plain_parse(const uint8_t *msg, size_t len, char *user, size_t user_size, const uint8_t **password,
                      size_t *password_len);
