@@ -317,3 +317,94 @@ def test_credentials_shared_through_postgresql():
             if x:
                 x.cleanup()
         pg.stop()
+
+
+# ---- DescribeUserScramCredentials (50) / AlterUserScramCredentials (51), raw (confluent-kafka 1.7 has neither) ----
+
+def _cstr(s):
+    return kwire.varint_u(len(s) + 1) + s
+
+
+def _read_cstr(f, pos):
+    n, pos = kwire._read_uvarint(f, pos)
+    if n == 0:
+        return None, pos
+    return f[pos:pos + n - 1].decode(), pos + n - 1
+
+
+def describe_scram(sock, users, corr=20):
+    body = b"\x00" if users is None else kwire.varint_u(len(users) + 1) + b"".join(_cstr(u.encode()) + b"\x00"
+                                                                                   for u in users)
+    sock.sendall(kwire.request_flex(50, 0, corr, body + b"\x00"))
+    f = kwire.read_frame(sock)
+    pos = 4 + 1 + 4  # correlation id, tagged fields, throttle
+    (err,) = struct.unpack_from(">h", f, pos)
+    _, pos = _read_cstr(f, pos + 2)
+    n, pos = kwire._read_uvarint(f, pos)
+    results = {}
+    for _ in range(n - 1):
+        user, pos = _read_cstr(f, pos)
+        (uerr,) = struct.unpack_from(">h", f, pos)
+        _, pos = _read_cstr(f, pos + 2)
+        m, pos = kwire._read_uvarint(f, pos)
+        infos = []
+        for _ in range(m - 1):
+            infos.append(struct.unpack_from(">bi", f, pos))
+            pos += 5 + 1
+        pos += 1
+        results[user] = (uerr, sorted(infos))
+    return err, results
+
+
+def alter_scram(sock, deletions=(), upsertions=(), corr=21):
+    body = kwire.varint_u(len(deletions) + 1) + b"".join(_cstr(n.encode()) + struct.pack(">b", m) + b"\x00"
+                                                         for n, m in deletions)
+    body += kwire.varint_u(len(upsertions) + 1)
+    for name, mech, iterations, salt, salted in upsertions:
+        body += _cstr(name.encode()) + struct.pack(">bi", mech, iterations) + _cstr(salt) + _cstr(salted) + b"\x00"
+    sock.sendall(kwire.request_flex(51, 0, corr, body + b"\x00"))
+    f = kwire.read_frame(sock)
+    pos = 4 + 1 + 4
+    n, pos = kwire._read_uvarint(f, pos)
+    out = {}
+    for _ in range(n - 1):
+        user, pos = _read_cstr(f, pos)
+        (err,) = struct.unpack_from(">h", f, pos)
+        msg, pos = _read_cstr(f, pos + 2)
+        pos += 1
+        out[user] = (err, msg)
+    return out
+
+
+def test_describe_and_alter_user_scram_credentials():
+    import hashlib
+    a = Agent()  # SASL optional: the admin connection is unauthenticated
+    try:
+        add_users(a)
+        a.start()
+        s = kwire.connect(a.port)
+        salt = os.urandom(16)
+        salted256 = hashlib.pbkdf2_hmac("sha256", b"bob-pw", salt, 4096)
+        salted512 = hashlib.pbkdf2_hmac("sha512", b"bob-pw", salt, 8192)
+        r = alter_scram(s, upsertions=[("bob", 1, 4096, salt, salted256), ("bob", 2, 8192, salt, salted512)])
+        expect(r == {"bob": (0, None)}, r)
+        for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            kcat_round_trip(a, mech, "bob", "bob-pw", "bob-" + mech.lower())
+        err, res = describe_scram(s, ["bob", "nobody"])
+        expect(err == 0 and res["bob"] == (0, [(1, 4096), (2, 8192)]) and res["nobody"][0] == 91, res)
+        err, res = describe_scram(s, None)  # every SCRAM user; u-plain has none
+        expect(sorted(res) == ["bob", "u-scram-sha-256", "u-scram-sha-512"], res)
+        expect(res["u-scram-sha-512"] == (0, [(2, 8192)]), res)
+        expect(describe_scram(s, ["bob", "bob"])[1]["bob"][0] == 92, "duplicate user")
+        # Refusals: unknown mechanism, too few iterations, wrong digest length, deleting what is not there.
+        r = alter_scram(s, upsertions=[("c1", 3, 4096, salt, salted256), ("c2", 1, 100, salt, salted256),
+                                       ("c3", 1, 4096, salt, salted512)], deletions=[("c4", 1)])
+        expect(r["c1"][0] == 33 and r["c2"][0] == 93 and r["c3"][0] == 93 and r["c4"][0] == 91, r)
+        r = alter_scram(s, deletions=[("bob", 1)])
+        expect(r == {"bob": (0, None)}, r)
+        expect(describe_scram(s, ["bob"])[1]["bob"] == (0, [(2, 8192)]), "SCRAM-SHA-256 of bob not deleted")
+        with open(os.path.join(a.workdir, "metadata.db"), "rb") as f:
+            data = f.read()
+        expect(salted512.hex().encode() not in data and salted512 not in data, "the salted password is stored")
+    finally:
+        a.cleanup()

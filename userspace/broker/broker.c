@@ -44,6 +44,8 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
     {KAPI_SASL_HANDSHAKE, 1, handle_sasl_handshake},
     {KAPI_SASL_AUTHENTICATE, 2, handle_sasl_authenticate},
+    {KAPI_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, handle_describe_user_scram_credentials},
+    {KAPI_ALTER_USER_SCRAM_CREDENTIALS, 0, handle_alter_user_scram_credentials},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

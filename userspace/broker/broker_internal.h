@@ -351,6 +351,8 @@ void handle_describe_cluster(struct broker *b, struct request *rq);
 void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp);
 void handle_init_producer_id(struct broker *b, struct request *rq);
 void handle_describe_producers(struct broker *b, struct request *rq);
+void handle_describe_user_scram_credentials(struct broker *b, struct request *rq); /* scram_admin.c */
+void handle_alter_user_scram_credentials(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

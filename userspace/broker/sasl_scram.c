@@ -94,25 +94,38 @@ int sasl_cred_derive(struct sasl_credential *out, const char *user, enum sasl_me
     if (m == SASL_MECH_NONE || strlen(user) == 0 || strlen(user) > SASL_USER_MAX || salt_len == 0 ||
         salt_len > KEY_MAX || iterations < SASL_MIN_ITERATIONS || iterations > SASL_MAX_ITERATIONS)
         return -1;
+    uint8_t salted[KEY_MAX];
+    if (pbkdf2(m, (const uint8_t *)password, password_len, salt, salt_len, iterations, salted) != 0)
+        return -1;
+    int rc = sasl_cred_from_salted(out, user, m, salted, (size_t)EVP_MD_get_size(digest_of(m)), salt, salt_len,
+                                   iterations);
+    OPENSSL_cleanse(salted, sizeof(salted));
+    return rc;
+}
+
+int sasl_cred_from_salted(struct sasl_credential *out, const char *user, enum sasl_mech m, const uint8_t *salted,
+                          size_t salted_len, const uint8_t *salt, size_t salt_len, int iterations)
+{
+    size_t hlen = (size_t)EVP_MD_get_size(digest_of(m));
+    if (m == SASL_MECH_NONE || strlen(user) == 0 || strlen(user) > SASL_USER_MAX || salt_len == 0 ||
+        salt_len > KEY_MAX || salted_len != hlen || iterations < SASL_MIN_ITERATIONS ||
+        iterations > SASL_MAX_ITERATIONS)
+        return -1;
     memset(out, 0, sizeof(*out));
     snprintf(out->user, sizeof(out->user), "%s", user);
     snprintf(out->mechanism, sizeof(out->mechanism), "%s", sasl_mech_name(m));
     out->iterations = iterations;
-    uint8_t salted[KEY_MAX], k[KEY_MAX], stored[KEY_MAX];
-    size_t hlen = (size_t)EVP_MD_get_size(digest_of(m));
     to_hex(salt, salt_len, out->salt);
-    if (pbkdf2(m, (const uint8_t *)password, password_len, salt, salt_len, iterations, salted) != 0)
-        return -1;
     if (m == SASL_MECH_PLAIN) {
         to_hex(salted, hlen, out->stored_key);
-    } else {
-        hmac(m, salted, hlen, "Client Key", 10, k);
-        EVP_Digest(k, hlen, stored, NULL, digest_of(m), NULL);
-        to_hex(stored, hlen, out->stored_key);
-        hmac(m, salted, hlen, "Server Key", 10, k);
-        to_hex(k, hlen, out->server_key);
+        return 0;
     }
-    OPENSSL_cleanse(salted, sizeof(salted));
+    uint8_t k[KEY_MAX], stored[KEY_MAX];
+    hmac(m, salted, hlen, "Client Key", 10, k);
+    EVP_Digest(k, hlen, stored, NULL, digest_of(m), NULL);
+    to_hex(stored, hlen, out->stored_key);
+    hmac(m, salted, hlen, "Server Key", 10, k);
+    to_hex(k, hlen, out->server_key);
     OPENSSL_cleanse(k, sizeof(k));
     return 0;
 }

@@ -29,6 +29,10 @@ int sasl_cred_make(struct sasl_credential *out, const char *user, enum sasl_mech
 int sasl_cred_derive(struct sasl_credential *out, const char *user, enum sasl_mech m, const char *password,
                      size_t password_len, const uint8_t *salt, size_t salt_len, int iterations);
 
+/* The same from the salted password (PBKDF2 output, as AlterUserScramCredentials sends it). */
+int sasl_cred_from_salted(struct sasl_credential *out, const char *user, enum sasl_mech m, const uint8_t *salted,
+                          size_t salted_len, const uint8_t *salt, size_t salt_len, int iterations);
+
 /* PLAIN: splits "authzid\0user\0password" (RFC 4616). 0, or -1 if malformed. user is NUL-terminated. */
 int sasl_plain_parse(const uint8_t *msg, size_t len, char *user, size_t user_size, const uint8_t **password,
                      size_t *password_len);
