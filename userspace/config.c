@@ -220,8 +220,30 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
     return rc;
 }
 
+/* Every name in sasl-mechanisms is one sluice serves (a typo would silently disable one). */
+static int check_sasl_mechanisms(const char *list)
+{
+    static const char *const known[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        bool ok = n == 0;
+        for (size_t k = 0; k < 3 && !ok; k++)
+            ok = strlen(known[k]) == n && !strncmp(known[k], p, n);
+        if (!ok) {
+            fprintf(stderr, "sluice: sasl-mechanisms: unknown mechanism '%.*s' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\n",
+                    (int)n, p);
+            return -1;
+        }
+        p += n;
+    }
+    return 0;
+}
+
 static int check_ranges(struct config *c)
 {
+    if (check_sasl_mechanisms(c->sasl_mechanisms) != 0)
+        return -1;
     if (c->batch_max_bytes < 1024 || c->batch_max_bytes > (1 << 30)) {
         fprintf(stderr, "sluice: batch-max-bytes must be between 1KiB and 1GiB\n");
         return -1;

@@ -408,3 +408,24 @@ def test_describe_and_alter_user_scram_credentials():
         expect(salted512.hex().encode() not in data and salted512 not in data, "the salted password is stored")
     finally:
         a.cleanup()
+
+
+def test_enabled_mechanisms_setting():
+    bad = subprocess.run([AGENT_BIN, "agent"], env=dict(os.environ, SLUICE_SASL_MECHANISMS="PLAIN,MD5"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    expect(bad.returncode == 2 and b"unknown mechanism 'MD5'" in bad.stderr, bad.stderr)
+    a = Agent(env=dict(REQUIRE, SLUICE_SASL_MECHANISMS="PLAIN"))
+    try:
+        add_users(a)
+        a.start()
+        s = kwire.connect(a.port)
+        s.sendall(kwire.request(17, 1, 1, kwire.string("SCRAM-SHA-256")))
+        f = kwire.read_frame(s)
+        expect(struct.unpack(">h", f[4:6])[0] == 33 and b"PLAIN" in f and b"SCRAM" not in f, f)
+        p = subprocess.run(["kcat", "-b", a.bootstrap, "-X", "broker.address.family=v4", "-L", "-m", "5"]
+                           + sasl_args("SCRAM-SHA-256", "u-scram-sha-256", "s3cret-Pa55"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        expect(p.returncode != 0, "SCRAM accepted while only PLAIN is enabled")
+        kcat_round_trip(a, "PLAIN", "u-plain", "s3cret-Pa55", "only-plain")
+    finally:
+        a.cleanup()
