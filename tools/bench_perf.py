@@ -4,7 +4,7 @@ do (dd with fdatasync, iperf3), then sluice (file:// objects + SQLite, default w
 librdkafka's in-memory mock broker (build/mock_broker) driven by the same load generator
 (`sluice bench`) with the same client settings: produce throughput at acks=1 and acks=all,
 produce latency at fixed rates, consume throughput (warm, and cold after an agent restart), and
-the agent workers' peak RSS. Prints one table with ratios and the targets met or missed.
+the agent workers' peak RSS, and produce over TLS against the same agent in plaintext. Prints one table with ratios and the targets met or missed.
 
 Asserts nothing about speed (machines are shared). BENCH_QUICK=1 makes every step smaller."""
 import json
@@ -95,12 +95,12 @@ def bench(bootstrap, *args, timeout=600):
 
 
 class Agent:
-    def __init__(self, work):
+    def __init__(self, work, env=None):
         self.work, self.port, self.proc = work, free_port(), None
         self.env = dict(os.environ, SLUICE_KAFKA_PORT=str(self.port), SLUICE_KAFKA_HOST="127.0.0.1",
                         SLUICE_ADVERTISE_HOSTNAME_STRATEGY="local",
                         SLUICE_BUCKET_URL="file://" + os.path.join(work, "objects"),
-                        SLUICE_METADATA_URL="sqlite://" + os.path.join(work, "metadata.db"))
+                        SLUICE_METADATA_URL="sqlite://" + os.path.join(work, "metadata.db"), **(env or {}))
 
     def start(self):
         log = open(os.path.join(self.work, "agent.log"), "ab")
@@ -164,6 +164,37 @@ def run_suite(bootstrap, name):
     return r
 
 
+def tls_produce(work):
+    """Produce acks=1 over TLS (a self-signed P-256 certificate, TLS 1.3) and consume it back, then
+    the same runs in plaintext against a fresh agent of the same kind: what TLS costs the agent and
+    the client."""
+    cert, key = os.path.join(work, "tls.pem"), os.path.join(work, "tls.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost", "-days", "1"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    out = {}
+    for name, env, flags in (
+            ("tls", {"SLUICE_TLS_ENABLED": "true", "SLUICE_TLS_SERVER_CERT_FILE": cert,
+                     "SLUICE_TLS_SERVER_PRIVATE_KEY_FILE": key}, ["--security-protocol", "ssl", "--tls-ca", cert]),
+            ("plain", {}, [])):
+        d = os.path.join(work, "tls-" + name)
+        os.makedirs(d)
+        agent = Agent(d, env)
+        try:
+            bs = agent.start()
+            say("sluice, produce %s:" % ("over TLS" if name == "tls" else "in plaintext"))
+            bench(bs, "produce", "--topic", "tp-tls", "--partitions", str(PARTITIONS), "--records", "100",
+                  *CLIENT, *flags)
+            time.sleep(2)
+            out[name] = bench(bs, "produce", "--topic", "tp-tls", "--partitions", str(PARTITIONS), "--records",
+                              str(BURST), "--acks", "1", *CLIENT, *flags)
+            out[name + "_consume"] = bench(bs, "consume", "--topic", "tp-tls", *flags)
+        finally:
+            agent.stop()
+    return out
+
+
 def get(r, *path):
     for k in path:
         if r is None:
@@ -200,6 +231,8 @@ def main():
         agent.start()  # cold: a fresh agent process, nothing in its caches
         s["consume_cold"] = bench("127.0.0.1:%d" % agent.port, "consume", "--topic", "tc-one")
         agent.stop()
+        agent = None
+        tls = tls_produce(work)
     finally:
         if mock:
             mock.kill()
@@ -243,6 +276,11 @@ def main():
         sv = get(s, k, "mb_per_sec")
         r = ratio(sv, mc)
         row(label, sv, mc, r, ">= 0.80x mock", None if r is None else r >= 0.8)
+    sv, pv = get(tls, "tls", "mb_per_sec"), get(tls, "plain", "mb_per_sec")
+    r = ratio(sv, pv)
+    row("produce acks=1 over TLS vs plaintext (MB/s)", sv, pv, r, ">= 0.70x plaintext", None if r is None else r >= 0.7)
+    sv, pv = get(tls, "tls_consume", "mb_per_sec"), get(tls, "plain_consume", "mb_per_sec")
+    row("consume 8 partitions over TLS vs plaintext (MB/s)", sv, pv, ratio(sv, pv))
     peak = max(rss) if rss else None
     row("peak RSS per worker, VmHWM (MiB; %s)" % ", ".join("%.0f" % x for x in rss), peak, "-", None,
         "< 100 MiB", None if peak is None else peak < 100)

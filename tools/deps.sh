@@ -4,7 +4,7 @@ set -e
 PKGS="build-essential pkg-config python3 clang llvm libbpf-dev libelf-dev bpftool
 liburing-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
 libcurl4-openssl-dev libssl-dev libpq-dev libxdp-dev
-kcat librdkafka-dev python3-confluent-kafka libclang-rt-14-dev iproute2 procps psmisc util-linux
+kcat librdkafka-dev python3-confluent-kafka python3-cryptography libclang-rt-14-dev iproute2 procps psmisc util-linux
 postgresql haproxy nftables ethtool iperf3 prometheus"
 
 missing=""

@@ -101,6 +101,22 @@ static const struct setting settings[] = {
      "uplink interface: XDP forwards each slot connection to the host that owns the slot (unset: no XDP)"},
     {"xdp-mode", "SLUICE_XDP_MODE", SET_STRING, S(xdp_mode), "l2",
      "how XDP reaches the owner host: l2 (same segment: rewrite MACs) or ipip (routed: encapsulate)"},
+    {"authorizer-enabled", "SLUICE_AUTHORIZER_ENABLED", SET_BOOL, S(authorizer_enabled), "false",
+     "enforce Kafka ACLs (false: every principal may do everything)"},
+    {"super-users", "SLUICE_SUPER_USERS", SET_STRING, S(super_users), "",
+     "principals allowed everything when the authorizer is on, e.g. User:admin;User:ops"},
+    {"allow-everyone-if-no-acl-found", "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", SET_BOOL, S(allow_if_no_acl),
+     "false", "with the authorizer on, allow access to a resource no ACL matches"},
+    {"tls-enabled", "SLUICE_TLS_ENABLED", SET_BOOL, S(tls_enabled), "false",
+     "every Kafka listener of this agent speaks TLS 1.2/1.3 (true/false)"},
+    {"tls-server-cert-file", "SLUICE_TLS_SERVER_CERT_FILE", SET_STRING, S(tls_cert_file), "",
+     "PEM certificate (chain) the agent presents; reloaded on SIGHUP"},
+    {"tls-server-private-key-file", "SLUICE_TLS_SERVER_PRIVATE_KEY_FILE", SET_STRING, S(tls_key_file), "",
+     "PEM private key of the certificate; reloaded on SIGHUP"},
+    {"tls-client-ca-file", "SLUICE_TLS_CLIENT_CA_FILE", SET_STRING, S(tls_client_ca_file), "",
+     "PEM CA certificates that client certificates must chain to"},
+    {"require-mtls-authentication", "SLUICE_REQUIRE_MTLS_AUTHENTICATION", SET_BOOL, S(require_mtls), "false",
+     "TLS clients must present a certificate signed by tls-client-ca-file; principal User:<subject CN>"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -278,6 +294,10 @@ static int check_ranges(struct config *c)
     }
     if (c->xdp_interface[0] && !strcmp(c->steering, "off")) {
         fprintf(stderr, "sluice: xdp-interface needs eBPF steering (steering auto or on, not off)\n");
+        return -1;
+    }
+    if (c->require_mtls && !c->tls_enabled) {
+        fprintf(stderr, "sluice: require-mtls-authentication needs tls-enabled true\n");
         return -1;
     }
     if (c->slots > 4096 || c->workers > 64) {
@@ -497,10 +517,11 @@ void config_log(const struct config *c)
     bool v6 = strchr(c->bind_host, ':') != NULL;
     log_info("config: agent=%s kafka=%s%s%s:%d slots=%d at ports %d..%d workers=%d steering=%s xdp=%s%s%s advertise=%s "
              "group=%s bucket=%s metadata=%s batch_timeout=%lldms batch_max_bytes=%lld default_partitions=%d "
-             "auto_create_topics=%s",
+             "auto_create_topics=%s tls=%s",
              c->agent_id, v6 ? "[" : "", c->bind_host, v6 ? "]" : "", c->kafka_port, c->slots, c->slot_port_base,
              c->slot_port_base + c->slots - 1, c->workers, c->steering, c->xdp_interface[0] ? c->xdp_interface : "off",
              c->xdp_interface[0] ? " mode " : "", c->xdp_interface[0] ? c->xdp_mode : "", c->advertised_host,
              c->agent_group, c->bucket_url, c->metadata_url, (long long)c->batch_timeout_ms,
-             (long long)c->batch_max_bytes, c->default_partitions, c->auto_create_topics ? "true" : "false");
+             (long long)c->batch_max_bytes, c->default_partitions, c->auto_create_topics ? "true" : "false",
+             !c->tls_enabled ? "off" : c->require_mtls ? "mtls" : "on");
 }

@@ -43,6 +43,14 @@ struct config {
     char steering_name[64];       /* pin folder under /sys/fs/bpf/sluice/; "" = agent-<netns inode>-<kafka_port> */
     char xdp_interface[16];       /* uplink for XDP forwarding of slot connections to their owner host; "" = none */
     char xdp_mode[8];             /* l2 (same segment: rewrite MACs) | ipip (routed: encapsulate) */
+    bool authorizer_enabled;      /* ACLs enforced (false: everything allowed) */
+    char super_users[1024];       /* "User:a;User:b": allowed everything */
+    bool allow_if_no_acl;         /* a resource no ACL matches is allowed */
+    bool tls_enabled;             /* every Kafka listener of this agent speaks TLS */
+    char tls_cert_file[512];      /* PEM server certificate (chain) */
+    char tls_key_file[512];       /* PEM private key */
+    char tls_client_ca_file[512]; /* PEM CA(s) client certificates must chain to */
+    bool require_mtls;            /* a verified client certificate is required (principal User:<CN>) */
 
     /* Derived at start-up, not settings: */
     char advertised_host[256];    /* what this agent's workers advertise (strategy applied) */

@@ -13,6 +13,7 @@ the client saw:
 """
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,9 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+# Extra librdkafka settings for every client, from the test bed (e.g. security.protocol=ssl).
+EXTRA = json.loads(os.environ.get("BED_CLIENT_CONF") or "{}")
 
 
 def pct(sorted_values, p):
@@ -29,7 +33,7 @@ def pct(sorted_values, p):
 
 
 def create_topic(bootstrap, topic, partitions):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(dict({"bootstrap.servers": bootstrap}, **EXTRA))
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(20)
     except KafkaException as e:
@@ -60,7 +64,7 @@ def produce(a):
     conf = {"bootstrap.servers": a.bootstrap, "acks": a.acks, "linger.ms": a.linger,
             "statistics.interval.ms": 250, "stats_cb": on_stats, "message.timeout.ms": a.message_timeout_ms,
             "socket.timeout.ms": 10000, "enable.idempotence": False, "retries": 1000000,
-            "queue.buffering.max.messages": 1000000, "message.max.bytes": max(1000000, a.size + 1000)}
+            "queue.buffering.max.messages": 1000000, "message.max.bytes": max(1000000, a.size + 1000), **EXTRA}
     producers = [Producer(conf) for _ in range(a.producers)]
     payload_pad = b"x" * max(0, a.size - 16)
 
@@ -125,7 +129,7 @@ def produce(a):
 
 def consume(a):
     c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "bed-verify", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000})
+                  "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000, **EXTRA})
     c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
     seen, dup, errors = {}, 0, []
     deadline = time.time() + a.timeout

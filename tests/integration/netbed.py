@@ -114,7 +114,8 @@ class BedAgent(harness.Agent):
 
 
 class NetBed:
-    def __init__(self, agents=3, routed=False, balancer="haproxy", xdp="l2", slots=16, workers=2, env=None):
+    def __init__(self, agents=3, routed=False, balancer="haproxy", xdp="l2", slots=16, workers=2, env=None,
+                 client_conf=None):
         if os.geteuid() != 0:
             raise harness.Skip("needs root for network namespaces and BPF")
         if not os.path.exists(XDP_PASS):
@@ -123,6 +124,7 @@ class NetBed:
         self.routed, self.balancer_kind, self.xdp = routed, balancer, xdp
         self.slots, self.workers = slots, workers
         self.extra_env = dict(env or {})
+        self.client_conf = dict(client_conf or {})  # librdkafka settings for bed_client.py (e.g. TLS)
         self.dir = tempfile.mkdtemp(prefix="sluice-bed-")
         self.hosts, self.agents, self.procs = {}, [], []
         self.pg = self.s3 = None
@@ -335,7 +337,8 @@ class NetBed:
         return "%s:%d" % (self.vip, KAFKA_PORT)
 
     def client_cmd(self, *args):
-        return nsenter(self.client.ns) + [PYTHON, os.path.join(HERE, "bed_client.py")] + list(args) + \
+        conf = ["env", "BED_CLIENT_CONF=" + json.dumps(self.client_conf)] if self.client_conf else []
+        return nsenter(self.client.ns) + conf + [PYTHON, os.path.join(HERE, "bed_client.py")] + list(args) + \
             ["--bootstrap", self.bootstrap]
 
     def client_run(self, *args, timeout=300):

@@ -81,7 +81,8 @@ def test_bench_bad_flags_exit_2_with_one_line():
              ["produce", "--acks", "2"], ["produce", "--compression", "brotli"], ["consume", "--clients", "65"],
              ["produce", "--record-size", "99999999"], ["produce", "--partitions", "0"], ["produce", "--rate", "-5"],
              ["produce", "--duration", "nan"], ["produce", "--acks"], ["produce", "extra"],
-             ["produce", "--topic", 'a"b'], ["consume", "--topic", ""]]
+             ["produce", "--topic", 'a"b'], ["consume", "--topic", ""], ["produce", "--security-protocol", "sasl"],
+             ["produce", "--tls-ca", ""]]
     for args in cases:
         p = subprocess.run([AGENT_BIN, "bench"] + args + ["--bootstrap-port", str(port)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)

@@ -109,6 +109,35 @@ def test_every_slot_port_is_answered_by_its_owner():
         a.cleanup()
 
 
+def test_tls_slot_connections_land_on_the_slot_owner():
+    """The same check over TLS: the handshake runs on the worker the kernel chose, the slot's owner."""
+    import ssl
+    from test_tls import Certs
+    certs = Certs()
+    a = steering_agent(SLUICE_TLS_ENABLED="true", SLUICE_TLS_SERVER_CERT_FILE=certs.p("server.pem"),
+                       SLUICE_TLS_SERVER_PRIVATE_KEY_FILE=certs.p("server.key"))
+    try:
+        owners = slot_owners(a)
+        expect(set(owners.values()) == {0, 1}, "both workers own slots: %r" % owners)
+        ctx = ssl.create_default_context(cafile=certs.p("ca.pem"))
+        socks, want = [], {}
+        for i in range(48):
+            slot = i % SLOTS
+            raw = kwire.connect(a.port + 1 + slot)
+            want[(raw.getsockname()[1], a.port + 1 + slot)] = owners[slot]
+            s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            expect(answered(s, i + 1), "slot %d: no answer over TLS" % slot)
+            socks.append(s)
+        seen = wait_accepted(a, want)
+        wrong = [(p, w, seen.get(p)) for p, w in want.items() if seen.get(p) != w]
+        expect(not wrong, "TLS connections not on the slot owner (client port, owner, accepted by): %r" % wrong)
+        expect(a.log_text().count("TLS TLSv1.3 established") >= 48, "handshakes not logged")
+        for s in socks:
+            s.close()
+    finally:
+        a.cleanup()
+
+
 def test_bootstrap_connections_go_to_the_least_loaded_worker():
     a = steering_agent()
     try:

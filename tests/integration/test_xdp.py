@@ -56,6 +56,20 @@ def test_l2_haproxy_each_partition_written_by_one_worker():
     run_through_balancer(balancer="haproxy", xdp="l2")
 
 
+def test_l2_haproxy_tls_each_partition_written_by_one_worker():
+    """The same over TLS: XDP steers at connection set-up, the handshake runs on the owner's worker
+    (HAProxy passes TLS through; the clients check the agents' certificate against the CA)."""
+    from test_tls import Certs
+    certs = Certs()
+    run_through_balancer(
+        balancer="haproxy", xdp="l2",
+        env={"SLUICE_TLS_ENABLED": "true", "SLUICE_TLS_SERVER_CERT_FILE": certs.p("server.pem"),
+             "SLUICE_TLS_SERVER_PRIVATE_KEY_FILE": certs.p("server.key")},
+        client_conf={"security.protocol": "ssl", "ssl.ca.location": certs.p("ca.pem"),
+                     # the clients dial the balancer's address, which the test certificate does not name
+                     "ssl.endpoint.identification.algorithm": "none"})
+
+
 def test_l2_nftables_dnat_each_partition_written_by_one_worker():
     run_through_balancer(balancer="nft", xdp="l2")
 

@@ -9,15 +9,7 @@
 #include "protocol/errors.h"
 #include "storage/metastore.h"
 #include "storage/producer_state.h"
-
-static struct metastore *open_url(const char *url)
-{
-    char err[256] = "";
-    struct metastore *m = metastore_open(url, err, sizeof(err));
-    if (!m)
-        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
-    return m;
-}
+#include "test_util.h"
 
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts)
 {
@@ -56,7 +48,7 @@ static int edit_retention(void *arg, struct topic_config **cfgs, int *n)
 
 void metastore_contract_topic_changes(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -120,7 +112,7 @@ void metastore_contract_topic_changes(const char *url, int *failed_)
 
 void metastore_contract_topics(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -206,7 +198,7 @@ void metastore_contract_topics(const char *url, int *failed_)
 
 void metastore_contract_commits(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -309,7 +301,7 @@ void metastore_contract_commits(const char *url, int *failed_)
     metastore_close(m);
 
     /* Persistence across close/open, and offsets continue where they were. */
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         struct topic_info got;
@@ -443,7 +435,7 @@ static int64_t hwm(struct metastore *m, int64_t topic_id, int32_t partition)
 
 void metastore_contract_producers(const char *url, int *failed_)
 {
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -542,7 +534,7 @@ void metastore_contract_producers(const char *url, int *failed_)
     metastore_close(m);
 
     /* The state is in the store: a new handle (a restart, another agent) sees it. */
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -601,6 +593,53 @@ void metastore_contract_producers(const char *url, int *failed_)
     CHECK_EQ(metastore_init_producer(m, 999999, 3, &got, &epoch), 0);
     CHECK(got != 999999 && got != pid && got != pid2);
     CHECK_EQ(epoch, 0);
+    metastore_close(m);
+}
+
+static struct acl_entry contract_acl(int8_t rt, const char *name, int8_t pat, const char *principal, int8_t op,
+                                     int8_t perm)
+{
+    struct acl_entry e = {.resource_type = rt, .pattern_type = pat, .operation = op, .permission = perm};
+    snprintf(e.resource_name, sizeof(e.resource_name), "%s", name);
+    snprintf(e.principal, sizeof(e.principal), "%s", principal);
+    snprintf(e.host, sizeof(e.host), "*");
+    return e;
+}
+
+void metastore_contract_acls(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct acl_entry a = contract_acl(2, "ok-", 4, "User:ANONYMOUS", 4, 3);
+    struct acl_entry b = contract_acl(3, "g\xc3\xa9", 3, "User:*", 2, 2);
+    CHECK_EQ(metastore_acl_add(m, &a), 0);
+    CHECK_EQ(metastore_acl_add(m, &b), 0);
+    CHECK_EQ(metastore_acl_add(m, &a), 0); /* stored once */
+    struct acl_entry *v = NULL;
+    int n = 0;
+    CHECK_EQ(metastore_acl_list(m, &v, &n), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK(v[0].resource_type == 2 && v[0].pattern_type == 4 && v[0].operation == 4 && v[0].permission == 3);
+        CHECK(!strcmp(v[0].resource_name, "ok-") && !strcmp(v[0].principal, "User:ANONYMOUS") &&
+              !strcmp(v[0].host, "*"));
+        CHECK(v[1].resource_type == 3 && !strcmp(v[1].resource_name, "g\xc3\xa9") && v[1].permission == 2);
+        CHECK(v[0].id != v[1].id);
+        CHECK_EQ(metastore_acl_delete(m, v[0].id), 0);
+        CHECK_EQ(metastore_acl_delete(m, v[0].id), 0); /* gone already */
+    }
+    free(v);
+    metastore_close(m);
+    m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ(metastore_acl_list(m, &v, &n), 0);
+    CHECK(n == 1 && !strcmp(v[0].principal, "User:*"));
+    free(v);
     metastore_close(m);
 }
 

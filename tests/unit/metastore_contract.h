@@ -27,6 +27,9 @@ void metastore_contract_producers(const char *url, int *failed_);
  * group is empty. */
 void metastore_contract_groups(const char *url, int *failed_);
 
+/* ACLs: added (an identical one stored once), listed in creation order with every field, deleted
+ * by id (a missing id is not an error), kept across a reopen. */
+void metastore_contract_acls(const char *url, int *failed_);
 /* SASL credentials: put replaces, list filters by user and mechanism in order, delete one
  * mechanism or all, counts what it deleted. */
 void metastore_contract_credentials(const char *url, int *failed_);

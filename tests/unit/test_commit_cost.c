@@ -56,15 +56,6 @@ static int all_at(const struct commit_chunk *c, int n, int64_t base)
     return ok;
 }
 
-static struct metastore *open_url(const char *url)
-{
-    char err[256] = "";
-    struct metastore *m = metastore_open(url, err, sizeof(err));
-    if (!m)
-        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
-    return m;
-}
-
 TEST(pg_commit_cost_does_not_grow_with_partitions)
 {
     char why[256], url[256];
@@ -74,7 +65,7 @@ TEST(pg_commit_cost_does_not_grow_with_partitions)
         return;
     }
     CHECK_EQ(pg_fixture_new_store("t_commit_cost", url, sizeof(url)), 0);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -154,7 +145,7 @@ TEST(sqlite_commit_is_one_transaction)
         return;
     char url[512];
     snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         struct topic_info t;

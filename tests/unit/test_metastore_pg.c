@@ -35,15 +35,6 @@
         }                                                                        \
     } while (0)
 
-static struct metastore *open_url(const char *url)
-{
-    char err[256] = "";
-    struct metastore *m = metastore_open(url, err, sizeof(err));
-    if (!m)
-        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
-    return m;
-}
-
 /* The first value of a query's first row in store NAME's schema, as a number; -1 on error. */
 static long long query_num(const char *name, const char *sql)
 {
@@ -93,7 +84,7 @@ TEST(pg_metastore_commit_assigns_offsets)
     PG_DB("t_commit", url);
     metastore_contract_commits(url, failed_);
     /* One migration row, at the newest version, however often the store was opened. */
-    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 7);
+    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 8);
     CHECK_EQ(query_num("t_commit", "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -109,6 +100,12 @@ TEST(pg_metastore_groups)
     metastore_contract_groups(url, failed_);
 }
 
+TEST(pg_metastore_acls)
+{
+    PG_DB("t_acls", url);
+    metastore_contract_acls(url, failed_);
+}
+
 TEST(pg_metastore_credentials)
 {
     PG_DB("t_creds", url);
@@ -119,7 +116,7 @@ TEST(pg_metastore_credentials)
 TEST(pg_metastore_group_notifications)
 {
     PG_DB("t_group_notify", url);
-    struct metastore *a = open_url(url), *b = open_url(url);
+    struct metastore *a = test_open_meta(url), *b = test_open_meta(url);
     CHECK(a != NULL && b != NULL);
     if (!a || !b) {
         metastore_close(a);
@@ -257,7 +254,7 @@ static int by_base(const void *a, const void *b)
 TEST(pg_metastore_concurrent_commits_from_processes)
 {
     PG_DB("t_concurrent", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -453,7 +450,7 @@ static void members_checks(struct metastore *m, int *failed_)
 TEST(pg_metastore_members)
 {
     PG_DB("t_members", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -468,7 +465,7 @@ TEST(metastore_sqlite_members)
     if (!dir)
         return;
     snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         members_checks(m, failed_);
@@ -491,7 +488,7 @@ TEST(metastore_sqlite_migrates_to_members)
         return;
     snprintf(path, sizeof(path), "%s/meta.db", dir);
     snprintf(url, sizeof(url), "sqlite://%s", path);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     struct topic_info t;
     CHECK(m && metastore_create_topic(m, "old", 1, NULL, 0, &t) == 0);
@@ -500,12 +497,13 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
     CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
                               " DROP TABLE producer_ids; DROP TABLE producer_state;"
-                              " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE sasl_credentials;"
+                              " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE acls;"
+                              " DROP TABLE sasl_credentials;"
                               " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
              SQLITE_OK);
     sqlite3_close(db);
 
-    m = open_url(url);
+    m = test_open_meta(url);
     CHECK(m != NULL);
     if (m) {
         struct member_info a = member("x", "g", "h", 1, 0);
@@ -524,7 +522,7 @@ TEST(metastore_sqlite_migrates_to_members)
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 7);
+    CHECK_EQ(sqlite3_column_int(q, 0), 8);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);
@@ -536,7 +534,7 @@ TEST(metastore_sqlite_migrates_to_members)
 TEST(pg_metastore_notifications)
 {
     PG_DB("t_notify", url);
-    struct metastore *a = open_url(url), *b = open_url(url);
+    struct metastore *a = test_open_meta(url), *b = test_open_meta(url);
     CHECK(a != NULL && b != NULL);
     if (!a || !b) {
         metastore_close(a);
@@ -630,7 +628,7 @@ static void capture_stop(struct capture *c)
 TEST(pg_metastore_reconnects_after_server_restart)
 {
     PG_DB("t_restart", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -704,7 +702,7 @@ static const char *const kill_sql =
 TEST(pg_metastore_survives_dropped_idle_connection)
 {
     PG_DB("t_stale", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -741,7 +739,7 @@ static void *kill_sleeper(void *arg)
 TEST(pg_metastore_commit_with_lost_answer_fails)
 {
     PG_DB("t_unknown", url);
-    struct metastore *m = open_url(url);
+    struct metastore *m = test_open_meta(url);
     CHECK(m != NULL);
     if (!m)
         return;

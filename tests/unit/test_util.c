@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "storage/metastore.h"
+
 #include <errno.h>
 #include <net/if.h>
 #include <sched.h>
@@ -117,4 +119,13 @@ int test_sh(const char *fmt, ...)
     if (r != 0)
         fprintf(stderr, "  command failed (%d): %s\n", r, cmd);
     return r == 0 ? 0 : -1;
+}
+
+struct metastore *test_open_meta(const char *url)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    if (!m)
+        fprintf(stderr, "  metastore_open(%s): %s\n", url, err);
+    return m;
 }

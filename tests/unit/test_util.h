@@ -6,6 +6,8 @@
 char *test_temp_dir(void);
 /* Removes a folder and everything in it. */
 void test_rm_rf(const char *dir);
+/* A metadata store handle for url, or NULL after printing why. */
+struct metastore *test_open_meta(const char *url);
 /* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
 int test_free_port(void);
 

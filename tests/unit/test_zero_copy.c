@@ -1,6 +1,7 @@
 /* The pieces that keep bytes from being copied or duplicated: fetch answers encoded with their
  * large records left in place (spans), an arena handing its memory over to a reply, and the read
  * cache keeping a chunk larger than itself while a consumer reads through it. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,52 +80,58 @@ TEST(arena_hands_over_its_blocks_and_adopted_memory)
     arena_init(&a);
     char *small = arena_alloc(&a, 10);
     char *large = arena_alloc(&a, 100000);
-    char *adopted = malloc(5000);
-    arena_adopt(&a, adopted);
+    struct buf adopted;
+    buf_init(&adopted);
+    buf_extend(&adopted, 2 * BUF_BIG); /* a big, reusable buffer */
+    arena_adopt(&a, adopted.data, adopted.cap);
     memset(small, 1, 10);
     memset(large, 2, 100000);
-    void **owned;
+    struct buf_mem *owned;
     int n = arena_take(&a, &owned);
     CHECK(n >= 3); /* at least: the small block, the large block, the adopted buffer */
     bool found = false;
     for (int i = 0; i < n; i++)
-        found |= owned[i] == adopted;
+        found |= owned[i].p == adopted.data && owned[i].cap == adopted.cap;
     CHECK(found);
     arena_free(&a); /* empty now: frees nothing twice */
     CHECK(large[99999] == 2 && small[0] == 1); /* still ours (ASan would say otherwise) */
     for (int i = 0; i < n; i++)
-        free(owned[i]);
+        buf_mem_free(owned[i].p, owned[i].cap);
     free(owned);
     CHECK_EQ(arena_take(&a, &owned), 0);
     CHECK(owned == NULL);
 }
 
-static struct buf bytes_of(size_t n)
+TEST(big_buffers_are_reused_not_mapped_afresh)
 {
+    struct buf a;
+    buf_init(&a);
+    buf_extend(&a, 3 * BUF_BIG); /* an empty buffer gets about what it asks */
+    CHECK_EQ(a.cap, 3 * BUF_BIG);
+    uint8_t *first = a.data;
+    buf_free(&a);
     struct buf b;
     buf_init(&b);
-    memset(buf_extend(&b, n), 9, n);
-    return b;
-}
-
-TEST(read_cache_keeps_a_chunk_larger_than_itself_while_it_is_the_latest)
-{
-    struct read_cache c;
-    read_cache_init(&c, 1000);
-    struct buf b = bytes_of(1500);
-    struct cache_entry *e = read_cache_put(&c, "obj1", 0, 1500, &b);
-    read_cache_pin_entry(&c, e);
-    read_cache_unpin(&c, e); /* the answer that used it was sent */
-    /* A consumer reading through this chunk finds it again instead of reading it once more. */
-    struct cache_entry *again = read_cache_pin(&c, "obj1", 0, 1500);
-    CHECK(again == e);
-    if (again)
-        read_cache_unpin(&c, again);
-    /* Once another entry is newer, the bound holds again. */
-    struct buf small = bytes_of(100);
-    read_cache_put(&c, "obj2", 0, 100, &small);
-    CHECK(read_cache_get(&c, "obj1", 0, 1500) == NULL);
-    CHECK(read_cache_get(&c, "obj2", 0, 100) != NULL);
-    CHECK(c.bytes <= 1000);
-    read_cache_free(&c);
+    buf_reserve(&b, 3 * BUF_BIG - 1000);
+    CHECK(b.data == first); /* the block just freed, pages still in place */
+    buf_free(&b);
+    struct buf c;
+    buf_init(&c);
+    buf_reserve(&c, BUF_BIG); /* far smaller: not given a 3 MiB block whose pages it would not use */
+    CHECK(c.data != first);
+    CHECK_EQ(c.cap, BUF_BIG);
+    /* Growing moves the bytes into a block twice as large. */
+    memset(buf_extend(&c, BUF_BIG), 7, BUF_BIG);
+    buf_reserve(&c, 1);
+    CHECK_EQ(c.cap, 2 * BUF_BIG);
+    CHECK(c.data[0] == 7 && c.data[BUF_BIG - 1] == 7);
+    buf_free(&c);
+    /* What is kept is bounded: 32 MiB freed, at most BUF_BIG_KEPT kept, the rest unmapped. */
+    struct buf many[8];
+    for (int i = 0; i < 8; i++) {
+        buf_init(&many[i]);
+        buf_reserve(&many[i], 4 * BUF_BIG);
+    }
+    for (int i = 0; i < 8; i++)
+        buf_free(&many[i]);
 }

@@ -26,6 +26,7 @@
 struct bench_opts {
     bool produce, json;
     const char *host, *topic, *acks, *compression;
+    const char *security_protocol, *tls_ca; /* librdkafka's security.protocol, ssl.ca.location */
     int port, partitions, clients, linger_ms, batch_size;
     int record_size;
     double rate, duration, timeout;
@@ -96,6 +97,8 @@ static void usage(FILE *f)
             "  --compression none|gzip|snappy|lz4|zstd (default none)\n"
             "  --linger-ms MS         (default 5)\n"
             "  --batch-size BYTES     (default 1000000)\n"
+            "  --security-protocol plaintext|ssl (default plaintext)\n"
+            "  --tls-ca FILE          PEM CA the agent's certificate is checked against (ssl)\n"
             "  --json                 print the summary as one JSON object\n"
             "consume without --records or --duration reads what the topic holds when it starts.\n");
 }
@@ -106,9 +109,10 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
 {
     static const char *const acks[] = {"0", "1", "all", "-1", NULL};
     static const char *const codecs[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+    static const char *const protocols[] = {"plaintext", "ssl", NULL};
     *o = (struct bench_opts){.host = "127.0.0.1", .port = 9092, .topic = "sluice-bench", .partitions = 8,
                              .clients = 1, .record_size = 1024, .records = -1, .acks = "all",
-                             .compression = "none", .linger_ms = 5, .batch_size = 1000000, .timeout = 300};
+                             .compression = "none", .security_protocol = "plaintext", .linger_ms = 5, .batch_size = 1000000, .timeout = 300};
     const struct cli_opt opts[] = {
         {"bootstrap-host", CLI_STRING, &o->host, 1, 253, NULL, NULL, NULL},
         {"bootstrap-port", CLI_INT, &o->port, 1, 65535, "1..65535", NULL, NULL},
@@ -125,6 +129,8 @@ static int parse_opts(struct bench_opts *o, int argc, char **argv)
         {"compression", CLI_ENUM, &o->compression, 0, 0, "none, gzip, snappy, lz4 or zstd", NULL, codecs},
         {"linger-ms", CLI_INT, &o->linger_ms, 0, 900000, "0..900000", NULL, NULL},
         {"batch-size", CLI_INT, &o->batch_size, 1, 2147483647, "1..2147483647", NULL, NULL},
+        {"security-protocol", CLI_ENUM, &o->security_protocol, 0, 0, "plaintext or ssl", NULL, protocols},
+        {"tls-ca", CLI_STRING, &o->tls_ca, 1, 4096, NULL, NULL, NULL},
         {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL, NULL},
         {NULL, CLI_FLAG, NULL, 0, 0, NULL, NULL, NULL},
     };
@@ -151,7 +157,9 @@ static rd_kafka_conf_t *base_conf(struct bench *b, char *err, size_t errlen)
     if (rd_kafka_conf_set(conf, "bootstrap.servers", b->bootstrap, err, errlen) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "client.id", "sluice-bench", err, errlen) != RD_KAFKA_CONF_OK ||
         /* TCP_NODELAY, as Kafka's own clients: Nagle would hold small requests for an ACK */
-        rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, errlen) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "security.protocol", b->o.security_protocol, err, errlen) != RD_KAFKA_CONF_OK ||
+        (b->o.tls_ca && rd_kafka_conf_set(conf, "ssl.ca.location", b->o.tls_ca, err, errlen) != RD_KAFKA_CONF_OK)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

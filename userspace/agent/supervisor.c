@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+
+#include "server/server.h"
+#include "server/tls.h"
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -98,6 +101,7 @@ static int start_worker(struct supervisor *sv, int id)
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
+        server_catch_reload(); /* SIGHUP: reload TLS, even one that comes while the worker starts */
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(pipefd[0]);
         for (int i = 0; i < sv->n; i++)
@@ -300,9 +304,24 @@ static int check_stores(const struct config *cfg)
     return 0;
 }
 
+/* Bad certificate or key files stop the agent before any worker starts, with one line. */
+static int check_tls(const struct config *cfg)
+{
+    if (!cfg->tls_enabled)
+        return 0;
+    char err[1024];
+    SSL_CTX *ctx = tls_ctx_load(cfg, err, sizeof(err));
+    if (!ctx) {
+        log_error("TLS: %s", err);
+        return -1;
+    }
+    tls_ctx_free(ctx);
+    return 0;
+}
+
 int agent_run(const struct config *cfg)
 {
-    if (check_stores(cfg) != 0)
+    if (check_tls(cfg) != 0 || check_stores(cfg) != 0)
         return 1;
     struct supervisor sv = {.cfg = cfg, .n = cfg->workers, .reporter = -1};
     sv.steering = steering_open(cfg);
@@ -326,6 +345,7 @@ int agent_run(const struct config *cfg)
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
@@ -378,6 +398,13 @@ int agent_run(const struct config *cfg)
                     for (int i = 0; i < sv.n; i++)
                         if (sv.w[i].pid > 0)
                             kill(sv.w[i].pid, SIGTERM);
+                }
+                if (si.ssi_signo == SIGHUP && !sv.stopping) {
+                    /* Certificates are reloaded by each worker, for its new connections. */
+                    log_info("supervisor: SIGHUP: workers reload their TLS certificates");
+                    for (int i = 0; i < sv.n; i++)
+                        if (sv.w[i].pid > 0)
+                            kill(sv.w[i].pid, SIGHUP);
                 }
                 if (si.ssi_signo == SIGCHLD) {
                     int status;

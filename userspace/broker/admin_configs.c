@@ -155,8 +155,15 @@ void handle_describe_configs(struct broker *b, struct request *rq)
         rq->state = st;
         for (int i = 0; i < n; i++) {
             const struct describe_configs_request_resource *in = &req->resources[i];
-            if (in->resource_type == RESOURCE_TOPIC && topic_name_valid(in->resource_name.ptr, in->resource_name.len))
+            if (in->resource_type == RESOURCE_TOPIC &&
+                !authz_allow(b, rq, ACL_OP_DESCRIBE_CONFIGS, ACL_RES_TOPIC, in->resource_name.ptr,
+                             in->resource_name.len)) {
+                st[i].sent = true;
+                st[i].err = KERR_TOPIC_AUTHORIZATION_FAILED;
+            } else if (in->resource_type == RESOURCE_TOPIC &&
+                       topic_name_valid(in->resource_name.ptr, in->resource_name.len)) {
                 topic_read(b, rq, rq_cstr(rq, in->resource_name), &st[i]);
+            }
         }
         if (rq->reads_pending > 0) {
             rq->resume = resume_describe_configs;
@@ -188,7 +195,9 @@ void handle_describe_configs(struct broker *b, struct request *rq)
                 describe_topic(b, rq, in, &st[i], out, synonyms);
             }
         } else if (in->resource_type == RESOURCE_BROKER) {
-            if (broker_name_valid(in->resource_name)) {
+            if (!authz_allow_cluster(b, rq, ACL_OP_DESCRIBE_CONFIGS)) {
+                out->error_code = KERR_CLUSTER_AUTHORIZATION_FAILED;
+            } else if (broker_name_valid(in->resource_name)) {
                 describe_broker(b, rq, in, out, synonyms);
             } else {
                 out->error_code = KERR_INVALID_REQUEST;
@@ -303,6 +312,14 @@ static struct resource_state *start_changes(struct broker *b, struct request *rq
         if (named_twice(type, name, i, type_of, name_of, resources, n)) {
             st[i].err = KERR_INVALID_REQUEST;
             snprintf(st[i].why, sizeof(st[i].why), "Error due to duplicate resources in the request");
+            continue;
+        }
+        if (type == RESOURCE_TOPIC && !authz_allow(b, rq, ACL_OP_ALTER_CONFIGS, ACL_RES_TOPIC, name.ptr, name.len)) {
+            st[i].err = KERR_TOPIC_AUTHORIZATION_FAILED;
+            continue;
+        }
+        if (type == RESOURCE_BROKER && !authz_allow_cluster(b, rq, ACL_OP_ALTER_CONFIGS)) {
+            st[i].err = KERR_CLUSTER_AUTHORIZATION_FAILED;
             continue;
         }
         struct change_in *in;

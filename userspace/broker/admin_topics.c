@@ -131,6 +131,13 @@ void handle_create_topics(struct broker *b, struct request *rq)
                     cs->why = msg(rq, "Create topics request from client contains topic %s more than once",
                                   rq_cstr(rq, in->name));
                 }
+            /* CREATE on the cluster or on the topic (Kafka's rule). */
+            if (!cs->err && !authz_allow_quiet(b, rq, ACL_OP_CREATE, ACL_RES_CLUSTER, ACL_CLUSTER_NAME,
+                                               (int32_t)strlen(ACL_CLUSTER_NAME)) &&
+                !authz_allow(b, rq, ACL_OP_CREATE, ACL_RES_TOPIC, in->name.ptr, in->name.len)) {
+                cs->err = KERR_TOPIC_AUTHORIZATION_FAILED;
+                cs->why = msg(rq, "Not authorized to create topic %s", rq_cstr(rq, in->name));
+            }
             if (!cs->err) {
                 cs->nconfigs = in->configs_count > 0 ? in->configs_count : 0;
                 cs->configs = RQ_ALLOC(rq, struct topic_config, cs->nconfigs);
@@ -212,6 +219,11 @@ void handle_delete_topics(struct broker *b, struct request *rq)
             continue;
         struct kstr name = req->topic_names[i];
         int err;
+        if (!authz_allow(b, rq, ACL_OP_DELETE, ACL_RES_TOPIC, name.ptr, name.len)) {
+            st[i].sent = true;
+            st[i].result = KERR_TOPIC_AUTHORIZATION_FAILED;
+            continue;
+        }
         struct topic_entry *t = topics_need(b, rq, name.ptr, name.len, &err);
         if (t) {
             st[i].sent = true;

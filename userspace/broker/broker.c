@@ -42,6 +42,9 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_CLUSTER, 1, handle_describe_cluster},
     {KAPI_INIT_PRODUCER_ID, 5, handle_init_producer_id},
     {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
+    {KAPI_DESCRIBE_ACLS, 3, handle_describe_acls},
+    {KAPI_CREATE_ACLS, 3, handle_create_acls},
+    {KAPI_DELETE_ACLS, 3, handle_delete_acls},
     {KAPI_SASL_HANDSHAKE, 1, handle_sasl_handshake},
     {KAPI_SASL_AUTHENTICATE, 2, handle_sasl_authenticate},
     {KAPI_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, handle_describe_user_scram_credentials},
@@ -161,6 +164,8 @@ static int load_startup_state(struct broker *b, char *err, size_t errlen)
     int rc = topics_load(b, m);
     if (rc != 0)
         snprintf(err, errlen, "cannot list topics");
+    else if ((rc = authz_load(b, m)) != 0)
+        snprintf(err, errlen, "cannot list ACLs");
     else
         membership_refresh(&b->members, m, b->cfg);
     metastore_close(m);
@@ -241,6 +246,7 @@ void broker_destroy(struct broker *b)
     if (b->objects)
         objstore_close(b->objects);
     topics_free(b);
+    authz_free(b);
     free(b->parked.v);
     membership_free(&b->members);
     if (b->cache.slots)
@@ -284,6 +290,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = produce_next_deadline(b);
     if (groups_next_deadline(b) < d)
         d = groups_next_deadline(b);
+    if (authz_enabled(b) && !b->authz.refreshing && b->authz.next_refresh_ms < d)
+        d = b->authz.next_refresh_ms;
     return d;
 }
 
@@ -302,6 +310,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     fetch_wake(b, now_ms, false);
     topics_tick(b, now_ms);
     groups_tick(b, now_ms);
+    authz_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
     metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);
@@ -356,9 +365,9 @@ static bool broker_drained(struct broker *b)
 
 /* ---- the loop's callbacks (server/server.h) ---- */
 
-static void app_frame(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len)
+static void app_frame(void *ctx, struct conn *c, struct reply *reply, struct buf *frame)
 {
-    request_dispatch(ctx, c, reply, frame, len);
+    request_dispatch(ctx, c, reply, frame);
 }
 
 static void app_conn_closed(void *ctx, struct conn *c)

@@ -12,6 +12,7 @@
 #include "broker/waiters.h"
 #include "broker/notify.h"
 #include "broker/jobs.h"
+#include "broker/authz.h"
 #include "util/buf_pool.h"
 #include "cluster/membership.h"
 #include "config.h"
@@ -19,6 +20,7 @@
 #include "protocol/errors.h"
 #include "record/batch.h"
 #include "broker/request.h"
+#include "storage/object_format.h"
 #include "storage/metastore.h"
 #include "storage/objstore.h"
 
@@ -151,14 +153,21 @@ struct flush_batch {
     /* filled by the flusher: */
     int error;                   /* 0, or the Kafka error for every waiter */
     char object_key[128];
+    struct object_writer *written; /* the stored object's layout, until committed */
+    enum { FLUSH_QUEUED, FLUSH_PUTTING, FLUSH_PUT_DONE } stage;
     struct flush_batch *next;
 };
 
+/* Objects stored at once per worker: one is written while the previous one is being fsynced
+ * (commits still run one at a time, in the order batches were sealed). */
+#define FLUSH_PUTTERS 2
+
 struct flusher {
-    pthread_t thread;
+    pthread_t putters[FLUSH_PUTTERS], committer;
+    int nputters;                /* started */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct flush_batch *todo_head, *todo_tail;
+    struct flush_batch *todo_head, *todo_tail; /* in seal order: queued, being put, or put */
     struct flush_batch *done_head, *done_tail;
     int queued;                  /* batches handed over and not yet completed */
     bool stop;
@@ -321,6 +330,7 @@ struct broker {
     uint64_t heartbeats;
     bool draining;
     struct group_parked group_parked;
+    struct authz authz;          /* the ACLs, in memory */
 };
 
 /* Handlers, one per API (api_*.c). */
@@ -351,6 +361,9 @@ void handle_describe_cluster(struct broker *b, struct request *rq);
 void metadata_fill_brokers(struct broker *b, struct request *rq, struct metadata_response *resp);
 void handle_init_producer_id(struct broker *b, struct request *rq);
 void handle_describe_producers(struct broker *b, struct request *rq);
+void handle_create_acls(struct broker *b, struct request *rq);
+void handle_describe_acls(struct broker *b, struct request *rq);
+void handle_delete_acls(struct broker *b, struct request *rq);
 void handle_describe_user_scram_credentials(struct broker *b, struct request *rq); /* scram_admin.c */
 void handle_alter_user_scram_credentials(struct broker *b, struct request *rq);
 

@@ -72,19 +72,29 @@ void chunks_submit(struct broker *b)
     reader_submit(&b->reader);
 }
 
+/* Is this chunk at least 3/4 of what was read? Then its cache entry keeps the read's buffer. */
+static bool is_main(const struct read_job *done, uint32_t len)
+{
+    return done->data.len > 0 && (uint64_t)len * 4 >= (uint64_t)done->data.len * 3;
+}
+
 /* Caches one chunk of a finished read; if a request waited for it, pinned for each of them: they
  * answer with it when they resume, whatever else is read meanwhile. */
 static void cache_chunk(struct broker *b, struct read_job *done, uint64_t pos, uint32_t len, bool wanted)
 {
     struct buf piece;
     buf_init(&piece);
-    if (pos == done->pos && len == done->data.len) { /* the read was this chunk alone: keep its buffer */
+    struct cache_entry *e;
+    /* The read is (mostly) this chunk: the entry keeps the read's buffer instead of a copy. Called
+     * last for such a chunk, after the others were copied out. */
+    if (is_main(done, len)) {
         piece = done->data;
         buf_init(&done->data);
+        e = read_cache_put_view(&b->cache, done->key, pos, len, &piece, (size_t)(pos - done->pos));
     } else {
         buf_append(&piece, done->data.data + (pos - done->pos), len);
+        e = read_cache_put(&b->cache, done->key, pos, len, &piece);
     }
-    struct cache_entry *e = read_cache_put(&b->cache, done->key, pos, len, &piece);
     if (!wanted)
         return;
     for (int w = 0; w < done->waiters.n; w++) {
@@ -108,22 +118,36 @@ static bool wanted(const struct read_job *j, uint64_t pos, uint32_t len)
 static void cache_read(struct broker *b, struct read_job *done)
 {
     if (!done->whole) {
+        int main_piece = -1; /* cached last: it takes the read's buffer */
         for (int i = 0; i < done->npieces; i++)
-            cache_chunk(b, done, done->pieces[i].pos, done->pieces[i].len, true);
+            if (is_main(done, done->pieces[i].len))
+                main_piece = i;
+        for (int i = 0; i < done->npieces; i++)
+            if (i != main_piece)
+                cache_chunk(b, done, done->pieces[i].pos, done->pieces[i].len, true);
+        if (main_piece >= 0)
+            cache_chunk(b, done, done->pieces[main_piece].pos, done->pieces[main_piece].len, true);
         return;
     }
-    struct object_chunk *chunks;
-    int n;
-    if (object_parse(done->data.data, done->data.len, &chunks, &n) != 0) {
+    struct object_chunk *chunks = done->chunks; /* parsed on the reader thread */
+    int n = done->nchunks;
+    if (done->parse_failed) {
         log_error("object %s (%zu bytes) fails its checks (magic, index or CRC); its reads answer "
                   "KAFKA_STORAGE_ERROR", done->key, done->data.len);
         for (int i = 0; i < done->npieces; i++)
             note_failure(b, done->key, done->pieces[i].pos, done->pieces[i].len);
         return;
     }
+    int main_chunk = -1; /* at least 3/4 of the object: cached last, keeping the read's buffer */
     for (int i = 0; i < n; i++)
-        cache_chunk(b, done, chunks[i].pos, chunks[i].len, wanted(done, chunks[i].pos, chunks[i].len));
-    free(chunks);
+        if (is_main(done, chunks[i].len))
+            main_chunk = i;
+    for (int i = 0; i < n; i++)
+        if (i != main_chunk)
+            cache_chunk(b, done, chunks[i].pos, chunks[i].len, wanted(done, chunks[i].pos, chunks[i].len));
+    if (main_chunk >= 0)
+        cache_chunk(b, done, chunks[main_chunk].pos, chunks[main_chunk].len,
+                    wanted(done, chunks[main_chunk].pos, chunks[main_chunk].len));
     /* A wanted piece the index does not list (cannot happen with a sound store): an error. */
     for (int i = 0; i < done->npieces; i++)
         if (!read_cache_get(&b->cache, done->key, done->pieces[i].pos, done->pieces[i].len)) {

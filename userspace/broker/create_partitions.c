@@ -89,6 +89,10 @@ void handle_create_partitions(struct broker *b, struct request *rq)
                 snprintf(gs->why, sizeof(gs->why), "Duplicate topic in request.");
             }
         const char *name = rq_cstr(rq, in->name);
+        if (!gs->err && !authz_allow(b, rq, ACL_OP_ALTER, ACL_RES_TOPIC, in->name.ptr, in->name.len)) {
+            gs->err = KERR_TOPIC_AUTHORIZATION_FAILED;
+            snprintf(gs->why, sizeof(gs->why), "Not authorized to alter topic %.249s", name);
+        }
         int err = 0;
         struct topic_entry *t = gs->err ? NULL : topics_need(b, rq, in->name.ptr, in->name.len, &err);
         if (!gs->err && !t && err == 0) {

@@ -87,8 +87,11 @@ void handle_describe_producers(struct broker *b, struct request *rq)
         int k = 0;
         for (int i = 0; i < ntopics; i++) {
             const req_topic_t *tin = &req->topics[i];
-            int err;
-            struct topic_entry *t = topics_need(b, rq, tin->name.ptr, tin->name.len, &err);
+            int err = 0;
+            bool allowed = authz_allow(b, rq, ACL_OP_READ, ACL_RES_TOPIC, tin->name.ptr, tin->name.len);
+            struct topic_entry *t = allowed ? topics_need(b, rq, tin->name.ptr, tin->name.len, &err) : NULL;
+            if (!allowed)
+                err = KERR_TOPIC_AUTHORIZATION_FAILED;
             if (!t && !err)
                 waits = true;
             for (int j = 0; j < tin->partition_indexes_count; j++) {

@@ -176,13 +176,25 @@ static void set_offsets(resp_part_t *pout, const struct partition_state *ps)
     pout->log_start_offset = ps->log_start;
 }
 
-/* Appends to out the batches of one partition from fetch_offset on, within budget bytes (the first
- * batch of the whole response is always included, KIP-74), from the plan's chunks. Returns a Kafka
- * error or 0; *waits when a chunk is being read. */
+/* The batches of one partition from fetch_offset on, within budget bytes (the first batch of the
+ * whole response is always included, KIP-74), from the plan's chunks. When they lie back to back in
+ * one cached chunk (the usual case: a consumer reading through a chunk), *run points at them there,
+ * with no copy, and *held keeps those bytes alive (read_cache_hold); otherwise they are copied into
+ * out. baseOffsets are rewritten in the cached bytes themselves (the same value every time).
+ * Returns a Kafka error or 0; *waits when a chunk is being read. */
+#define ANSWER_RUN_ENOUGH (256u * 1024)
+struct answer_run {
+    const uint8_t *ptr;
+    size_t len;
+    const struct buf *from; /* the cached chunk ptr points into */
+};
+
 static int read_partition(struct broker *b, struct request *rq, struct fetch_part *fp, int64_t high_watermark,
-                          int64_t budget, bool response_empty, struct buf *out, bool *waits)
+                          int64_t budget, bool response_empty, struct buf *out, struct answer_run *run,
+                          bool *waits)
 {
     int64_t next = fp->pin->fetch_offset;
+    *run = (struct answer_run){0};
     for (int i = 0; i < fp->nrefs && next < high_watermark; i++) {
         const struct chunk_ref *ref = &fp->refs[i];
         if (ref->last_offset < next)
@@ -204,12 +216,24 @@ static int read_partition(struct broker *b, struct request *rq, struct fetch_par
         while (batch_next(data->data, data->len, &pos, &h, &batch, &size) == 1) {
             int64_t span = (int64_t)h.last_offset_delta + 1;
             if (base + span > next && base < high_watermark) {
-                bool first = response_empty && out->len == 0;
-                if (!first && (int64_t)(out->len + size) > budget)
+                size_t have = run->len + out->len;
+                bool first = response_empty && have == 0;
+                if (!first && (int64_t)(have + size) > budget)
                     return 0;
-                uint8_t *dst = buf_extend(out, size);
-                memcpy(dst, batch, size);
-                batch_set_base_offset(dst, base);
+                batch_set_base_offset((uint8_t *)batch, base);
+                if (out->len == 0 && (run->len == 0 || (run->from == data && run->ptr + run->len == batch))) {
+                    if (run->len == 0)
+                        *run = (struct answer_run){batch, 0, data};
+                    run->len += size; /* still one piece of one chunk */
+                } else {
+                    if (run->len >= ANSWER_RUN_ENOUGH)
+                        return 0; /* a large piece already: answer it as is rather than copy it */
+                    if (run->len) { /* a second piece: copy the first too */
+                        buf_append(out, run->ptr, run->len);
+                        *run = (struct answer_run){0};
+                    }
+                    buf_append(out, batch, size);
+                }
                 next = base + span;
             }
             base += span;
@@ -233,6 +257,10 @@ static struct partition_state *offsets_for(struct broker *b, struct request *rq,
                                            resp_part_t *pout, struct topic_entry **tp, bool *waits)
 {
     int err;
+    if (!authz_allow(b, rq, ACL_OP_READ, ACL_RES_TOPIC, fp->tin->topic.ptr, fp->tin->topic.len)) {
+        pout->error_code = KERR_TOPIC_AUTHORIZATION_FAILED;
+        return NULL;
+    }
     struct topic_entry *t = topics_need(b, rq, fp->tin->topic.ptr, fp->tin->topic.len, &err);
     if (!t) {
         *waits |= err == 0;
@@ -354,13 +382,19 @@ static enum fetch_outcome fetch_try(struct broker *b, struct request *rq, bool f
         if (budget <= 0 && total > 0 && !waits)
             continue;
         buf_reset(&out);
-        int err = read_partition(b, rq, fp, pss[k]->high_watermark, budget, total == 0, &out, &waits);
+        struct answer_run run;
+        int err = read_partition(b, rq, fp, pss[k]->high_watermark, budget, total == 0, &out, &run, &waits);
         if (err) {
             pout->error_code = (int16_t)err;
+        } else if (run.len && !waits) {
+            pout->records = (struct kbytes){run.ptr, (int32_t)run.len};
+            total += (int64_t)run.len;
+            /* Sent from the cache: its bytes stay until the answer is gone, evicted or not. */
+            arena_adopt_release(&rq->arena, read_cache_hold(run.from), read_cache_release);
         } else if (out.len && !waits) {
             pout->records = (struct kbytes){out.data, (int32_t)out.len};
             total += (int64_t)out.len;
-            arena_adopt(&rq->arena, out.data); /* the answer owns the bytes: no copy */
+            arena_adopt(&rq->arena, out.data, out.cap); /* the answer owns the bytes: no copy */
             buf_init(&out);
         }
     }

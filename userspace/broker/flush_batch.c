@@ -23,6 +23,10 @@ void flush_batch_free(struct flush_batch *fb)
     }
     free(fb->chunks);
     free(fb->index);
+    if (fb->written) { /* stored, never committed (stopped) */
+        object_writer_free(fb->written);
+        free(fb->written);
+    }
     free(fb);
 }
 

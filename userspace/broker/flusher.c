@@ -14,42 +14,58 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-static void store_batch(struct flusher *f, struct flush_batch *fb)
+/* Stage 1 (a putter thread): the object, written from the chunks' own buffers (no copy into one
+ * object buffer) and stored. */
+static void put_batch(struct flusher *f, struct flush_batch *fb, uint64_t seq)
 {
-    /* The object is written from the chunks' own buffers: no copy into one object buffer. */
-    struct object_writer ow;
-    object_writer_init(&ow);
+    struct object_writer *ow = calloc(1, sizeof(*ow));
+    if (!ow)
+        abort();
+    object_writer_init(ow);
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
-        object_writer_add(&ow, ch->topic_uuid, ch->partition, ch->data.data, ch->data.len, ch->batch_count,
+        object_writer_add(ow, ch->topic_uuid, ch->partition, ch->data.data, ch->data.len, ch->batch_count,
                           ch->offset_count, ch->first_timestamp, ch->max_timestamp);
     }
-    object_writer_finish(&ow);
+    object_writer_finish(ow);
 
     /* Keys sort by creation time; the member id (random per agent start) keeps writers apart. */
     snprintf(fb->object_key, sizeof(fb->object_key), "objects/%013lld-%s-%06llu.obj", (long long)wall_ms(),
-             f->key_prefix, (unsigned long long)++f->seq);
+             f->key_prefix, (unsigned long long)seq);
     int64_t t0 = mono_ms();
-    if (objstore_putv(f->objects, fb->object_key, ow.iov, ow.niov) != 0) {
+    if (objstore_putv(f->objects, fb->object_key, ow->iov, ow->niov) != 0) {
         log_error("flush: storing object %s (%zu bytes) failed; %d partitions answered KAFKA_STORAGE_ERROR",
-                  fb->object_key, (size_t)ow.size, fb->nchunks);
+                  fb->object_key, (size_t)ow->size, fb->nchunks);
         fb->error = KERR_KAFKA_STORAGE_ERROR;
-        object_writer_free(&ow);
+        object_writer_free(ow);
+        free(ow);
         return;
     }
-    int64_t t1 = mono_ms();
+    log_debug("flush: %s %zu bytes, %d chunks, put %lldms", fb->object_key, (size_t)ow->size, fb->nchunks,
+              (long long)(mono_ms() - t0));
+    fb->written = ow;
+}
 
+/* Stage 2 (the committer thread, batches in seal order): the chunks into the metadata store, which
+ * assigns their offsets. */
+static void commit_batch(struct flusher *f, struct flush_batch *fb)
+{
+    struct object_writer *ow = fb->written;
+    if (!ow)
+        return; /* the put failed */
+    fb->written = NULL;
+    int64_t t0 = mono_ms();
     struct commit_chunk *cc = calloc((size_t)fb->nchunks, sizeof(*cc));
     if (!cc)
         abort();
     for (int i = 0; i < fb->nchunks; i++) {
         struct flush_chunk *ch = &fb->chunks[i];
-        ch->pos = ow.chunks[i].pos;
+        ch->pos = ow->chunks[i].pos;
         cc[i] = (struct commit_chunk){
             .topic_id = ch->topic_id,
             .partition = ch->partition,
-            .pos = ow.chunks[i].pos,
-            .len = ow.chunks[i].len,
+            .pos = ow->chunks[i].pos,
+            .len = ow->chunks[i].len,
             .batch_count = ch->batch_count,
             .offset_count = ch->offset_count,
             .first_timestamp = ch->first_timestamp,
@@ -61,7 +77,7 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             .last_sequence = ch->last_sequence,
         };
     }
-    if (metastore_commit_object(f->meta, fb->object_key, (size_t)ow.size, cc, fb->nchunks) != 0) {
+    if (metastore_commit_object(f->meta, fb->object_key, (size_t)ow->size, cc, fb->nchunks) != 0) {
         /* The object stays unreferenced: invisible to fetches, garbage to collect. */
         log_error("flush: committing object %s failed; %d partitions answered KAFKA_STORAGE_ERROR",
                   fb->object_key, fb->nchunks);
@@ -72,31 +88,64 @@ static void store_batch(struct flusher *f, struct flush_batch *fb)
             fb->chunks[i].error = cc[i].error;
             fb->chunks[i].duplicate = cc[i].duplicate;
         }
-        flush_metrics_committed(fb, (uint64_t)ow.size);
-        log_debug("flush: %s %zu bytes, %d chunks, put %lldms commit %lldms", fb->object_key, (size_t)ow.size,
-                  fb->nchunks, (long long)(t1 - t0), (long long)(mono_ms() - t1));
+        flush_metrics_committed(fb, (uint64_t)ow->size);
+        log_debug("flush: %s committed in %lldms", fb->object_key, (long long)(mono_ms() - t0));
     }
     free(cc);
-    object_writer_free(&ow);
+    object_writer_free(ow);
+    free(ow);
 }
 
-static void *flusher_main(void *arg)
+/* A putter takes the oldest batch nobody is putting yet. */
+static void *putter_main(void *arg)
 {
     struct flusher *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->todo_head && !f->stop)
-            pthread_cond_wait(&f->cv, &f->mu);
-        if (!f->todo_head && f->stop)
-            break;
         struct flush_batch *fb = f->todo_head;
+        while (fb && fb->stage != FLUSH_QUEUED)
+            fb = fb->next;
+        if (!fb) {
+            if (f->stop)
+                break;
+            pthread_cond_wait(&f->cv, &f->mu);
+            continue;
+        }
+        fb->stage = FLUSH_PUTTING;
+        uint64_t seq = ++f->seq;
+        pthread_mutex_unlock(&f->mu);
+
+        put_batch(f, fb, seq);
+
+        pthread_mutex_lock(&f->mu);
+        fb->stage = FLUSH_PUT_DONE;
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* The committer commits batches strictly in seal order, so a partition's offsets follow the order
+ * its data arrived in, whichever put finished first. */
+static void *committer_main(void *arg)
+{
+    struct flusher *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        struct flush_batch *fb = f->todo_head;
+        if (!fb || fb->stage != FLUSH_PUT_DONE) {
+            if (!fb && f->stop)
+                break;
+            pthread_cond_wait(&f->cv, &f->mu);
+            continue;
+        }
         f->todo_head = fb->next;
         if (!f->todo_head)
             f->todo_tail = NULL;
         fb->next = NULL;
         pthread_mutex_unlock(&f->mu);
 
-        store_batch(f, fb);
+        commit_batch(f, fb);
 
         pthread_mutex_lock(&f->mu);
         if (f->done_tail)
@@ -126,22 +175,33 @@ int flusher_start(struct flusher *f, const struct config *cfg, struct server *sr
     f->meta = metastore_open(cfg->metadata_url, err, errlen);
     if (!f->meta)
         return -1;
-    if (pthread_create(&f->thread, NULL, flusher_main, f) != 0) {
-        snprintf(err, errlen, "cannot start the flusher thread: %s", strerror(errno));
+    if (pthread_create(&f->committer, NULL, committer_main, f) != 0) {
+        snprintf(err, errlen, "cannot start the flusher's commit thread: %s", strerror(errno));
         return -1;
     }
     f->started = true;
+    for (int i = 0; i < FLUSH_PUTTERS; i++)
+        if (pthread_create(&f->putters[i], NULL, putter_main, f) != 0) {
+            snprintf(err, errlen, "cannot start a flusher thread: %s", strerror(errno));
+            f->nputters = i;
+            return -1;
+        }
+    f->nputters = FLUSH_PUTTERS;
     return 0;
 }
 
 void flusher_stop(struct flusher *f)
 {
     if (f->started) {
+        /* Whatever was handed over is stored and committed first (the putters and the committer
+         * leave only once the queue is empty). */
         pthread_mutex_lock(&f->mu);
         f->stop = true;
-        pthread_cond_signal(&f->cv);
+        pthread_cond_broadcast(&f->cv);
         pthread_mutex_unlock(&f->mu);
-        pthread_join(f->thread, NULL);
+        for (int i = 0; i < f->nputters; i++)
+            pthread_join(f->putters[i], NULL);
+        pthread_join(f->committer, NULL);
         f->started = false;
     }
     if (f->meta)
@@ -162,7 +222,8 @@ void flusher_submit(struct flusher *f, struct flush_batch *fb)
         f->todo_head = fb;
     f->todo_tail = fb;
     f->queued++;
-    pthread_cond_signal(&f->cv);
+    fb->stage = FLUSH_QUEUED;
+    pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
 

@@ -116,8 +116,10 @@ static void list_run(struct job *job, struct metastore *m)
 
 static void list_answer(void *broker, struct request *rq)
 {
-    (void)broker;
+    struct broker *b = broker;
     struct admin_job *j = rq->state;
+    bool all = authz_allow_quiet(b, rq, ACL_OP_DESCRIBE, ACL_RES_CLUSTER, ACL_CLUSTER_NAME,
+                                 (int32_t)strlen(ACL_CLUSTER_NAME));
     struct list_groups_request *req = rq->body;
     struct list_groups_response *r = RQ_ALLOC(rq, struct list_groups_response, 1);
     r->error_code = (int16_t)j->list_error;
@@ -128,7 +130,8 @@ static void list_answer(void *broker, struct request *rq)
         for (int k = 0; k < req->states_filter_count && !wanted; k++)
             wanted = req->states_filter[k].len == (int32_t)strlen(state) &&
                      strncasecmp(req->states_filter[k].ptr, state, strlen(state)) == 0;
-        if (!wanted)
+        if (!wanted || (!all && !authz_allow_quiet(b, rq, ACL_OP_DESCRIBE, ACL_RES_GROUP, j->list[i].group_id,
+                                                   (int32_t)strlen(j->list[i].group_id))))
             continue;
         struct list_groups_response_group *out = &r->groups[r->groups_count++];
         out->group_id = copy_str(rq, j->list[i].group_id);
@@ -221,10 +224,21 @@ static struct admin_job *named_job(struct request *rq, const struct kstr *ids, i
     return j;
 }
 
+/* Groups the principal may not do op on are answered GROUP_AUTHORIZATION_FAILED, unasked. */
+static struct admin_job *authorize_groups(struct broker *b, struct request *rq, struct admin_job *j, int8_t op)
+{
+    for (int i = 0; i < j->n; i++)
+        if (!j->groups[i].error &&
+            !authz_allow(b, rq, op, ACL_RES_GROUP, j->groups[i].id, (int32_t)strlen(j->groups[i].id)))
+            j->groups[i].error = KERR_GROUP_AUTHORIZATION_FAILED;
+    return j;
+}
+
 void handle_describe_groups(struct broker *b, struct request *rq)
 {
     struct describe_groups_request *req = rq->body;
-    submit(b, rq, named_job(rq, req->groups, req->groups_count), describe_run, describe_answer);
+    submit(b, rq, authorize_groups(b, rq, named_job(rq, req->groups, req->groups_count), ACL_OP_DESCRIBE),
+           describe_run, describe_answer);
 }
 
 /* ---- DeleteGroups: only groups without members ---- */
@@ -271,7 +285,8 @@ static void delete_answer(void *broker, struct request *rq)
 void handle_delete_groups(struct broker *b, struct request *rq)
 {
     struct delete_groups_request *req = rq->body;
-    submit(b, rq, named_job(rq, req->groups_names, req->groups_names_count), delete_run, delete_answer);
+    submit(b, rq, authorize_groups(b, rq, named_job(rq, req->groups_names, req->groups_names_count), ACL_OP_DELETE),
+           delete_run, delete_answer);
 }
 
 /* ---- OffsetDelete: not for topics the group's members subscribe to ---- */
@@ -371,7 +386,7 @@ static void offset_delete_answer(void *broker, struct request *rq)
 void handle_offset_delete(struct broker *b, struct request *rq)
 {
     struct offset_delete_request *req = rq->body;
-    struct admin_job *j = named_job(rq, &req->group_id, 1);
+    struct admin_job *j = authorize_groups(b, rq, named_job(rq, &req->group_id, 1), ACL_OP_DELETE);
     int n = 0;
     for (int t = 0; t < req->topics_count; t++)
         n += req->topics[t].partitions_count > 0 ? req->topics[t].partitions_count : 0;

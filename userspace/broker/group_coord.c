@@ -484,6 +484,12 @@ static const char *new_member_id(struct request *rq)
     return id;
 }
 
+/* The group APIs need READ on the group (Kafka's rule). */
+static bool group_read_allowed(struct broker *b, struct request *rq, struct kstr group_id)
+{
+    return authz_allow(b, rq, ACL_OP_READ, ACL_RES_GROUP, group_id.ptr, group_id.len);
+}
+
 void handle_join_group(struct broker *b, struct request *rq)
 {
     struct join_group_request *req = rq->body;
@@ -491,6 +497,10 @@ void handle_join_group(struct broker *b, struct request *rq)
     c->member_id = rq_cstr(rq, req->member_id);
     if (!group_id_ok(req->group_id)) {
         respond_join(rq, KERR_INVALID_GROUP_ID, c->member_id, NULL);
+        return;
+    }
+    if (!group_read_allowed(b, rq, req->group_id)) {
+        respond_join(rq, KERR_GROUP_AUTHORIZATION_FAILED, c->member_id, NULL);
         return;
     }
     c->instance_id = arena_cstr(rq, req->group_instance_id);
@@ -525,6 +535,10 @@ void handle_sync_group(struct broker *b, struct request *rq)
         respond_sync(rq, KERR_INVALID_GROUP_ID, NULL, NULL);
         return;
     }
+    if (!group_read_allowed(b, rq, req->group_id)) {
+        respond_sync(rq, KERR_GROUP_AUTHORIZATION_FAILED, NULL, NULL);
+        return;
+    }
     c->instance_id = arena_cstr(rq, req->group_instance_id);
     c->generation = req->generation_id;
     c->protocol_type = arena_cstr(rq, req->protocol_type);
@@ -546,6 +560,10 @@ void handle_heartbeat(struct broker *b, struct request *rq)
     struct gcall *c = new_call(rq, GOP_HEARTBEAT, req->group_id);
     if (!group_id_ok(req->group_id)) {
         respond_error(rq, KERR_INVALID_GROUP_ID);
+        return;
+    }
+    if (!group_read_allowed(b, rq, req->group_id)) {
+        respond_error(rq, KERR_GROUP_AUTHORIZATION_FAILED);
         return;
     }
     c->member_id = rq_cstr(rq, req->member_id);
@@ -573,6 +591,10 @@ void handle_leave_group(struct broker *b, struct request *rq)
     }
     if (!group_id_ok(req->group_id)) {
         respond_leave(rq, KERR_INVALID_GROUP_ID);
+        return;
+    }
+    if (!group_read_allowed(b, rq, req->group_id)) {
+        respond_leave(rq, KERR_GROUP_AUTHORIZATION_FAILED);
         return;
     }
     submit(b, rq);
@@ -623,6 +645,10 @@ static void coordinator_for(struct broker *b, struct request *rq, struct kstr ke
     *err = 0;
     if (key_type != 0) { /* transactions are not served */
         *err = KERR_COORDINATOR_NOT_AVAILABLE;
+        return;
+    }
+    if (!authz_allow(b, rq, ACL_OP_DESCRIBE, ACL_RES_GROUP, key.ptr, key.len)) {
+        *err = KERR_GROUP_AUTHORIZATION_FAILED;
         return;
     }
     int32_t slot = (int32_t)(topic_hash(key.len > 0 ? key.ptr : "", key.len > 0 ? (size_t)key.len : 0) %

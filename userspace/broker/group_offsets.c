@@ -121,6 +121,7 @@ void handle_offset_commit(struct broker *b, struct request *rq)
     int16_t *errors = RQ_ALLOC(rq, int16_t, n);
     rq->state = errors;
     bool bad_group = req->group_id.len <= 0 || req->group_id.len > GROUP_ID_MAX;
+    bool denied = !bad_group && !authz_allow(b, rq, ACL_OP_READ, ACL_RES_GROUP, req->group_id.ptr, req->group_id.len);
     struct commit_job *j = calloc(1, sizeof(*j));
     if (!j)
         abort();
@@ -137,6 +138,10 @@ void handle_offset_commit(struct broker *b, struct request *rq)
             struct group_offset *o = &j->offsets[k];
             if (bad_group)
                 errors[k] = KERR_INVALID_GROUP_ID;
+            else if (denied)
+                errors[k] = KERR_GROUP_AUTHORIZATION_FAILED;
+            else if (!authz_allow(b, rq, ACL_OP_READ, ACL_RES_TOPIC, tin->name.ptr, tin->name.len))
+                errors[k] = KERR_TOPIC_AUTHORIZATION_FAILED;
             else if (!te)
                 errors[k] = (int16_t)topic_errs[t];
             else if (pin->partition_index < 0 || pin->partition_index >= te->info.partitions)
@@ -152,7 +157,7 @@ void handle_offset_commit(struct broker *b, struct request *rq)
             o->metadata = pin->committed_metadata.len < 0 ? NULL : rq_cstr(rq, pin->committed_metadata);
         }
     }
-    if (bad_group || n == 0) {
+    if (bad_group || denied || n == 0) {
         free(j->offsets);
         free(j);
         commit_answer(b, rq);
@@ -356,6 +361,8 @@ void handle_offset_fetch(struct broker *b, struct request *rq)
         groups[i].group_id = rq_cstr(rq, id);
         if (id.len <= 0 || id.len > GROUP_ID_MAX)
             groups[i].error = KERR_INVALID_GROUP_ID;
+        else if (!authz_allow(b, rq, ACL_OP_DESCRIBE, ACL_RES_GROUP, id.ptr, id.len))
+            groups[i].error = KERR_GROUP_AUTHORIZATION_FAILED;
     }
     struct offsets_job *j = calloc(1, sizeof(*j));
     if (!j)

@@ -69,6 +69,8 @@ void handle_init_producer_id(struct broker *b, struct request *rq)
         st = RQ_ALLOC(rq, struct init_producer_state, 1);
         rq->state = st;
         st->err = check_request(req);
+        if (!st->err && !authz_allow_idempotent(b, rq))
+            st->err = KERR_CLUSTER_AUTHORIZATION_FAILED;
         if (!st->err) {
             struct init_producer_job *j = calloc(1, sizeof(*j));
             if (!j)

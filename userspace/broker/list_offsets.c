@@ -137,6 +137,10 @@ static void list_partition(struct broker *b, struct request *rq, const req_topic
                            struct time_search *search, resp_part_t *out, bool *waits)
 {
     int err;
+    if (!authz_allow(b, rq, ACL_OP_DESCRIBE, ACL_RES_TOPIC, tin->name.ptr, tin->name.len)) {
+        out->error_code = KERR_TOPIC_AUTHORIZATION_FAILED;
+        return;
+    }
     struct topic_entry *t = topics_need(b, rq, tin->name.ptr, tin->name.len, &err);
     struct partition_state *ps = NULL;
     if (t) {

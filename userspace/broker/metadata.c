@@ -119,10 +119,13 @@ void handle_metadata(struct broker *b, struct request *rq)
             return;
         }
         /* A store that cannot list: the topics known here (a view that is a little old). */
+        /* Topics the principal may not describe are left out, as Kafka does. */
         resp->topics = RQ_ALLOC(rq, resp_topic_t, b->topics.n);
-        resp->topics_count = b->topics.n;
-        for (int i = 0; i < b->topics.n; i++)
-            fill_topic(b, rq, &resp->topics[i], &b->topics.topics[i]);
+        for (int i = 0; i < b->topics.n; i++) {
+            const char *tname = b->topics.topics[i].info.name;
+            if (authz_allow_quiet(b, rq, ACL_OP_DESCRIBE, ACL_RES_TOPIC, tname, (int32_t)strlen(tname)))
+                fill_topic(b, rq, &resp->topics[resp->topics_count++], &b->topics.topics[i]);
+        }
         request_respond(rq, resp);
         return;
     }
@@ -151,8 +154,19 @@ void handle_metadata(struct broker *b, struct request *rq)
             out->error_code = KERR_INVALID_TOPIC_EXCEPTION;
             continue;
         }
+        if (!authz_allow(b, rq, ACL_OP_DESCRIBE, ACL_RES_TOPIC, name.ptr, name.len)) {
+            out->error_code = KERR_TOPIC_AUTHORIZATION_FAILED;
+            continue;
+        }
         int err;
         struct topic_entry *t = topics_need_since(b, rq, name.ptr, name.len, st[i].lookup_since, &err);
+        /* Auto-creation needs CREATE on the cluster or on the topic (Kafka's rule). */
+        if (!t && err == KERR_UNKNOWN_TOPIC_OR_PARTITION && auto_create && !st[i].create_sent &&
+            !authz_allow_quiet(b, rq, ACL_OP_CREATE, ACL_RES_CLUSTER, ACL_CLUSTER_NAME, (int32_t)strlen(ACL_CLUSTER_NAME)) &&
+            !authz_allow(b, rq, ACL_OP_CREATE, ACL_RES_TOPIC, name.ptr, name.len)) {
+            out->error_code = KERR_TOPIC_AUTHORIZATION_FAILED;
+            continue;
+        }
         if (!t && err == KERR_UNKNOWN_TOPIC_OR_PARTITION && auto_create && !st[i].create_sent) {
             st[i].create_sent = true;
             topics_create(b, rq, rq_cstr(rq, name), b->cfg->default_partitions, NULL, 0, &st[i].create_result);

@@ -114,6 +114,12 @@ static bool topics_known(struct broker *b, struct request *rq, struct produce_st
     bool waits = false;
     for (int i = 0; i < req->topic_data_count; i++) {
         struct kstr name = req->topic_data[i].name;
+        if (st->topic_err[i] == KERR_TOPIC_AUTHORIZATION_FAILED)
+            continue;
+        if (!authz_allow(b, rq, ACL_OP_WRITE, ACL_RES_TOPIC, name.ptr, name.len)) {
+            st->topic_err[i] = KERR_TOPIC_AUTHORIZATION_FAILED; /* before any look-up: no auto-create */
+            continue;
+        }
         if (!topics_need(b, rq, name.ptr, name.len, &st->topic_err[i]) && st->topic_err[i] == 0)
             waits = true;
     }
@@ -186,7 +192,7 @@ static void prepare_checks(struct broker *b, struct request *rq, struct produce_
         for (int j = 0; j < tin->partition_data_count; j++) {
             const req_part_t *in = &tin->partition_data[j];
             struct part_check *pc = &st->checks[k++];
-            if (!t)
+            if (!t || st->topic_err[i] == KERR_TOPIC_AUTHORIZATION_FAILED)
                 pc->err = st->topic_err[i] ? st->topic_err[i] : KERR_UNKNOWN_TOPIC_OR_PARTITION;
             else if (in->index < 0 || in->index >= t->info.partitions)
                 pc->err = KERR_UNKNOWN_TOPIC_OR_PARTITION;

@@ -13,8 +13,36 @@ struct cache_entry {
     uint32_t len;
     uint64_t hash;
     int pins;
-    struct buf data;
+    struct cache_data *cd;
 };
+
+/* An entry's bytes, counted: an answer sent straight from them holds them until sent, even if the
+ * entry is evicted meanwhile (or the cache is gone, at exit). */
+struct cache_data {
+    struct buf data; /* first: cache_entry_data's pointer is the struct's. A view into mem */
+    struct buf mem;  /* the allocation (a whole object read may hold more than this chunk) */
+    int refs;
+};
+
+static void data_unref(struct cache_data *cd)
+{
+    if (--cd->refs == 0) {
+        buf_free(&cd->mem);
+        free(cd);
+    }
+}
+
+void *read_cache_hold(const struct buf *data)
+{
+    struct cache_data *cd = (struct cache_data *)data;
+    cd->refs++;
+    return cd;
+}
+
+void read_cache_release(void *held)
+{
+    data_unref(held);
+}
 
 static uint64_t hash_of(const char *key, uint64_t pos, uint32_t len)
 {
@@ -66,9 +94,9 @@ static void entry_remove(struct read_cache *c, struct cache_entry *e)
         pp = &(*pp)->hash_next;
     *pp = e->hash_next;
     lru_unlink(c, e);
-    c->bytes -= e->data.len;
+    c->bytes -= e->cd->mem.len;
     c->count--;
-    buf_free(&e->data);
+    data_unref(e->cd);
     free(e->key);
     free(e);
 }
@@ -107,7 +135,7 @@ const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t
     touch(c, e);
     c->hits++;
     metrics_add(M_READ_CACHE_HITS, 1);
-    return &e->data;
+    return &e->cd->data;
 }
 
 /* More entries than slots times two: double the table, so chains stay short. */
@@ -150,6 +178,12 @@ static void make_room(struct read_cache *c, size_t extra)
 struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
                                    struct buf *data)
 {
+    return read_cache_put_view(c, key, pos, len, data, 0);
+}
+
+struct cache_entry *read_cache_put_view(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
+                                        struct buf *data, size_t off)
+{
     struct cache_entry *e = find(c, key, pos, len);
     if (e) { /* cached meanwhile (a flush kept it, another read brought it) */
         buf_free(data);
@@ -162,14 +196,19 @@ struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64
     e->pos = pos;
     e->len = len;
     e->hash = hash_of(key, pos, len);
-    e->data = *data;
+    e->cd = calloc(1, sizeof(*e->cd));
+    if (!e->cd)
+        abort();
+    e->cd->mem = *data;
+    e->cd->data = (struct buf){data->data + off, len, 0};
+    e->cd->refs = 1;
     buf_init(data);
     maybe_grow(c);
     struct cache_entry **slot = &c->slots[e->hash % c->nslots];
     e->hash_next = *slot;
     *slot = e;
     lru_push_front(c, e);
-    c->bytes += e->data.len;
+    c->bytes += e->cd->mem.len; /* what it holds, not only its own bytes */
     c->count++;
     make_room(c, 0); /* after the insert: the new entry is the one kept if it alone is too large */
     return e;
@@ -204,7 +243,7 @@ void read_cache_unpin(struct read_cache *c, struct cache_entry *e)
 
 const struct buf *cache_entry_data(const struct cache_entry *e)
 {
-    return &e->data;
+    return &e->cd->data;
 }
 
 void cache_pins_add(struct cache_pins *p, struct read_cache *c, struct cache_entry *e)

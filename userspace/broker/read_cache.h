@@ -29,11 +29,19 @@ const struct buf *read_cache_get(struct read_cache *c, const char *key, uint64_t
  * range, if any. Returns the cached entry. */
 struct cache_entry *read_cache_put(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
                                    struct buf *data);
+/* The same, for len bytes at off of data, whose whole memory the entry then holds (and counts): a
+ * whole object read becomes the entry of its main chunk without a copy. */
+struct cache_entry *read_cache_put_view(struct read_cache *c, const char *key, uint64_t pos, uint32_t len,
+                                        struct buf *data, size_t off);
 /* The entry of (key, pos, len), pinned (never evicted until unpinned), or NULL. */
 struct cache_entry *read_cache_pin(struct read_cache *c, const char *key, uint64_t pos, uint32_t len);
 void read_cache_pin_entry(struct read_cache *c, struct cache_entry *e);
 void read_cache_unpin(struct read_cache *c, struct cache_entry *e);
 const struct buf *cache_entry_data(const struct cache_entry *e);
+/* Keeps the bytes of an entry (data as returned by cache_entry_data or read_cache_get) alive past
+ * its eviction until read_cache_release(the returned handle): for answers sent from them. */
+void *read_cache_hold(const struct buf *data);
+void read_cache_release(void *held);
 
 /* The entries one request holds pinned until it is answered. */
 struct cache_pins {

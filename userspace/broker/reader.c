@@ -15,6 +15,8 @@ static void read_job_run(struct job *job, struct metastore *unused)
                        j->data.len != j->len
                    ? -1
                    : 0;
+    if (!j->error && j->whole)
+        j->parse_failed = object_parse(j->data.data, j->data.len, &j->chunks, &j->nchunks) != 0;
 }
 
 int reader_start(struct reader *r, struct objstore *objects, struct server *srv, job_done_fn on_done)
@@ -33,6 +35,7 @@ int reader_start(struct reader *r, struct objstore *objects, struct server *srv,
 void read_job_free(struct read_job *j)
 {
     buf_free(&j->data);
+    free(j->chunks);
     free(j->pieces);
     free(j->waiters.v);
     free(j);

@@ -11,6 +11,7 @@
 
 #include "broker/jobs.h"
 #include "broker/waiters.h"
+#include "storage/object_format.h"
 #include "storage/objstore.h"
 #include "util/buf.h"
 
@@ -39,6 +40,10 @@ struct read_job {
     bool whole;                      /* the whole object: pos 0, len its size */
     struct buf data;                 /* filled by a reader thread */
     int error;                       /* 0 or -1 */
+    /* whole: the object's chunks, parsed and its CRC checked by the reader thread (not the loop) */
+    struct object_chunk *chunks;
+    int nchunks;
+    bool parse_failed;
     struct waiters waiters;          /* loop thread only */
     struct read_job *next;           /* the gathered list */
     struct read_job *inflight_next;  /* the loop's list of unfinished jobs */

@@ -15,7 +15,7 @@ static void request_free(struct request *rq)
 {
     cache_pins_release(&rq->pins);
     arena_free(&rq->arena);
-    free(rq->frame);
+    buf_mem_free(rq->frame, rq->frame_cap);
     free(rq);
 }
 
@@ -40,11 +40,14 @@ static void refuse(struct request *rq, const char *why)
     reply_none(reply);
 }
 
-void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uint8_t *frame, size_t len)
+void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, struct buf *frame_buf)
 {
+    uint8_t *frame = frame_buf->data;
+    size_t len = frame_buf->len - 4, cap = frame_buf->cap;
+    buf_init(frame_buf);
     struct request *rq = calloc(1, sizeof(*rq));
     if (!rq) {
-        free(frame);
+        buf_mem_free(frame, cap);
         conn_close(c, "out of memory for a request");
         reply_none(reply);
         return;
@@ -53,6 +56,7 @@ void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uin
     rq->reply = reply;
     rq->frame = frame;
     rq->frame_len = len;
+    rq->frame_cap = cap;
     rq->received_ms = mono_ms();
     rq->received_us = metrics_now_us();
     arena_init(&rq->arena);
@@ -115,7 +119,7 @@ void request_respond(struct request *rq, const void *resp_body)
     be32_put(out.data, (uint32_t)(total - 4));
     count_answer(rq, kfirst_error(rq->api->response, rq->hdr.api_version, resp_body), total);
     struct reply *reply = rq->reply;
-    void **owned = NULL;
+    struct buf_mem *owned = NULL;
     int nowned = nspans ? arena_take(&rq->arena, &owned) : 0;
     request_free(rq);
     reply_send_spans(reply, &out, spans, nspans, owned, nowned);
@@ -152,7 +156,7 @@ void request_drop_frame(struct request *rq)
     struct kstr *id = &rq->hdr.client_id; /* logs still name the client */
     if (id->len > 0)
         id->ptr = arena_strndup(&rq->arena, id->ptr, (size_t)id->len);
-    free(rq->frame);
+    buf_mem_free(rq->frame, rq->frame_cap);
     rq->frame = NULL;
     rq->body = NULL; /* it pointed into the frame */
 }

@@ -23,7 +23,8 @@ struct request {
     const struct kapi *api;
     bool flexible;
     uint8_t *frame;                /* the frame, from its length prefix; decoded strings point into it */
-    size_t frame_len;
+    size_t frame_len;              /* without the length prefix */
+    size_t frame_cap;              /* of the buffer (see buf_mem_free) */
     void *body;                    /* the decoded request struct (arena) */
     struct arena arena;            /* everything decoded or built for this request */
     int64_t received_ms;
@@ -38,7 +39,7 @@ struct request {
 
 /* Decodes a frame the transport handed over and gives the request to its handler. A frame that
  * cannot be served closes the connection with one log line. Takes ownership of frame. */
-void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, uint8_t *frame, size_t len);
+void request_dispatch(struct broker *b, struct conn *c, struct reply *reply, struct buf *frame);
 
 /* Encodes resp_body (the API's response struct) at the request's version, hands it to the
  * connection and frees the request. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "broker/acl.h"
 #include "protocol/codec.h"
 
 static struct metrics_block dummy;
@@ -150,8 +151,27 @@ static void render_requests(struct buf *out, const int16_t *keys, int napi, int 
         }
 }
 
+/* Only the combinations that were denied at least once, so the family stays small. */
+static void render_authz_denied(struct buf *out)
+{
+    const char *name = "sluice_authorization_denied_total";
+    metrics_family(out, name, "counter", "Operations the authorizer refused, by ACL operation and resource type");
+    for (int w = 0; w < nblocks; w++)
+        for (int op = 0; op < METRICS_ACL_OPS; op++)
+            for (int rt = 0; rt < METRICS_ACL_RESOURCES; rt++) {
+                uint64_t v = load(&blocks[w].authz_denied[op][rt]);
+                if (v == 0)
+                    continue;
+                char labels[128];
+                snprintf(labels, sizeof(labels), "worker=\"%d\",operation=\"%s\",resource_type=\"%s\"", w,
+                         acl_operation_name(op), acl_resource_type_name(rt));
+                metrics_sample(out, name, labels, v);
+            }
+}
+
 void metrics_render(struct buf *out, const int16_t *api_keys, int napi)
 {
+    render_authz_denied(out);
     render_requests(out, api_keys, napi, MREQ_REQUESTS, "sluice_requests_total",
                     "Kafka requests answered, by API and the first error code in the response");
     render_requests(out, api_keys, napi, MREQ_BYTES_IN, "sluice_request_bytes_total",

@@ -70,6 +70,9 @@ enum metric_error { MERR_OTHER, METRICS_ERRORS(METRICS_ERR_ID) MERR_COUNT };
 #define METRICS_ERROR_MIN (-1)     /* error codes [-1, 127] have a slot lookup; others are OTHER */
 #define METRICS_ERROR_SLOTS 129
 
+#define METRICS_ACL_OPS 16       /* Kafka AclOperation codes below this */
+#define METRICS_ACL_RESOURCES 8   /* Kafka ResourceType codes below this */
+
 enum { MREQ_REQUESTS, MREQ_BYTES_IN, MREQ_BYTES_OUT, MREQ_COUNT };
 
 struct metrics_block {
@@ -78,6 +81,8 @@ struct metrics_block {
     /* Per histogram: [0, nbounds] non-cumulative bucket counts (the last is +Inf), then the sum. */
     uint64_t hist[H_COUNT][METRICS_MAX_BUCKETS + 2];
     uint64_t requests[METRICS_MAX_API_KEYS][MERR_COUNT][MREQ_COUNT];
+    /* sluice_authorization_denied_total, by Kafka ACL operation and resource type code. */
+    uint64_t authz_denied[METRICS_ACL_OPS][METRICS_ACL_RESOURCES];
 };
 
 /* This process's block: a private dummy until metrics_attach_worker (the supervisor, tools and
@@ -119,6 +124,13 @@ static inline void metrics_request(int16_t api_key, int16_t error, uint64_t byte
     __atomic_fetch_add(&r[MREQ_REQUESTS], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&r[MREQ_BYTES_IN], bytes_in, __ATOMIC_RELAXED);
     __atomic_fetch_add(&r[MREQ_BYTES_OUT], bytes_out, __ATOMIC_RELAXED);
+}
+
+/* One request (or part of one) the authorizer refused: operation and resource type codes. */
+static inline void metrics_authz_denied(int op, int resource_type)
+{
+    if (op >= 0 && op < METRICS_ACL_OPS && resource_type >= 0 && resource_type < METRICS_ACL_RESOURCES)
+        __atomic_fetch_add(&metrics_self->authz_denied[op][resource_type], 1, __ATOMIC_RELAXED);
 }
 
 /* Monotonic microseconds (vDSO: no syscall), for latency histograms. */

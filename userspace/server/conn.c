@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/tls.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 
@@ -24,12 +26,16 @@
 #define MAX_PENDING_REPLIES 128
 /* Reply bytes waiting for the socket: beyond this, the connection is not read either. */
 #define MAX_UNSENT_BYTES (16u << 20)
+/* TLS: ciphertext received at a time. Small while the connection is quiet (idle clients cost
+ * little), a whole TLS record (16 KiB + overhead) once a receive has filled it. */
+#define TLS_RX_IDLE 4096
+#define TLS_RX_MAX (17 * 1024)
 
 static void reply_free(struct reply *r)
 {
     buf_free(&r->bytes);
     for (int i = 0; i < r->nowned; i++)
-        free(r->owned[i]);
+        buf_mem_release(&r->owned[i]);
     free(r->owned);
     free(r);
 }
@@ -48,13 +54,85 @@ static void push_seg(struct conn *c, const uint8_t *ptr, size_t len, struct repl
                 abort();
         }
     }
-    c->segs[c->seg_head + c->nsegs++] = (struct out_seg){ptr, len, done};
+    c->segs[c->seg_head + c->nsegs++] = (struct out_seg){ptr, len, done, NULL};
     c->unsent += len;
+}
+
+/* TLS: the ciphertext OpenSSL produced (handshake messages, encrypted replies) joins the queue. */
+static void push_tls_output(struct conn *c)
+{
+    size_t len = 0;
+    uint8_t *p = tls_conn_take_output(c->tls, &len);
+    if (!p)
+        return;
+    if (len == 0) {
+        free(p);
+        return;
+    }
+    push_seg(c, p, len, NULL);
+    c->segs[c->seg_head + c->nsegs - 1].owned = p;
+}
+
+/* TLS: a reply's pieces smaller than this are gathered before encryption, so that a fetch answer's
+ * small headers between its record spans do not each become a TLS record of their own. */
+#define TLS_GATHER_MAX 4096
+
+/* Encrypts one piece of a reply, in order: a small one is gathered (while the gathered bytes stay
+ * small), otherwise what was gathered goes first. len 0 encrypts what is still gathered. */
+static int tls_put_piece(struct conn *c, struct buf *gather, const uint8_t *p, size_t len, char *why, size_t whylen)
+{
+    if (len > 0 && len < TLS_GATHER_MAX && gather->len + len <= 4 * TLS_GATHER_MAX) {
+        buf_append(gather, p, len);
+        return 0;
+    }
+    if (gather->len > 0) {
+        if (tls_conn_write(c->tls, gather->data, gather->len, why, whylen) != 0)
+            return -1;
+        buf_reset(gather);
+    }
+    if (len >= TLS_GATHER_MAX)
+        return tls_conn_write(c->tls, p, len, why, whylen);
+    if (len > 0)
+        buf_append(gather, p, len);
+    return 0;
+}
+
+/* TLS: a ready reply's pieces (its buffer cut at its spans) are encrypted into one ciphertext
+ * segment; the plaintext is freed at once. */
+static void queue_reply_tls(struct conn *c, struct reply *r)
+{
+    static struct buf gather; /* the loop's thread only; kept for the next reply */
+    char why[256];
+    size_t from = 0;
+    int rc = 0;
+    buf_reset(&gather);
+    for (int i = 0; i < r->nspans && rc == 0; i++) {
+        const struct reply_span *sp = &r->spans[i];
+        if (sp->at > from)
+            rc = tls_put_piece(c, &gather, r->bytes.data + from, sp->at - from, why, sizeof(why));
+        if (rc == 0)
+            rc = tls_put_piece(c, &gather, sp->ptr, sp->len, why, sizeof(why));
+        from = sp->at;
+    }
+    if (rc == 0 && r->bytes.len > from)
+        rc = tls_put_piece(c, &gather, r->bytes.data + from, r->bytes.len - from, why, sizeof(why));
+    if (rc == 0)
+        rc = tls_put_piece(c, &gather, NULL, 0, why, sizeof(why)); /* what is still gathered */
+    reply_free(r);
+    if (rc != 0) {
+        conn_close(c, why);
+        return;
+    }
+    push_tls_output(c);
 }
 
 /* A ready reply joins the send queue without being copied: its buffer cut at its spans. */
 static void queue_reply(struct conn *c, struct reply *r)
 {
+    if (c->tls) {
+        queue_reply_tls(c, r);
+        return;
+    }
     size_t from = 0;
     for (int i = 0; i < r->nspans; i++) {
         const struct reply_span *sp = &r->spans[i];
@@ -80,6 +158,7 @@ static void pop_sent(struct conn *c, size_t n)
         n -= left;
         if (sg->done)
             reply_free(sg->done);
+        free(sg->owned);
         c->seg_head++;
         c->nsegs--;
         c->seg_off = 0;
@@ -89,6 +168,15 @@ static void pop_sent(struct conn *c, size_t n)
 
 void conn_destroy(struct conn *c)
 {
+    if (c->tls && !c->closing && c->unsent == 0 && tls_conn_established(c->tls)) {
+        /* The worker exits with the connection open: say goodbye as TLS expects (best effort). */
+        size_t len = 0;
+        tls_conn_close_notify(c->tls);
+        uint8_t *bye = tls_conn_take_output(c->tls, &len);
+        if (bye && len && send(c->fd, bye, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_debug("cannot send close_notify to %s: %s", c->peer, strerror(errno));
+        free(bye);
+    }
     while (c->head) {
         struct reply *r = c->head;
         c->head = r->next;
@@ -108,6 +196,8 @@ void conn_destroy(struct conn *c)
     buf_free(&c->in);
     pop_sent(c, c->unsent);
     free(c->segs);
+    tls_conn_free(c->tls);
+    free(c->tls_rx);
     free(c);
 }
 
@@ -144,12 +234,17 @@ static void submit_recv(struct conn *c)
         if (frame > c->in.len && frame >= RECV_EXACT_MIN)
             limit = want;
     }
-    buf_reserve(&c->in, want);
-    size_t len = c->in.cap - c->in.len;
-    if (limit && len > limit)
-        len = limit;
     struct io_uring_sqe *sqe = server_sqe(c->srv);
-    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, len, 0);
+    if (c->tls) {
+        /* Ciphertext goes to its own buffer; conn_on_recv decrypts it into `in`. */
+        io_uring_prep_recv(sqe, c->fd, c->tls_rx, c->tls_rx_cap, 0);
+    } else {
+        buf_reserve(&c->in, want);
+        size_t len = c->in.cap - c->in.len;
+        if (limit && len > limit)
+            len = limit;
+        io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, len, 0);
+    }
     io_uring_sqe_set_data(sqe, &c->recv_op);
     c->recv_busy = true;
     c->refs++;
@@ -197,6 +292,18 @@ struct conn *conn_new(struct server *s, int fd)
         c->local_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                                  : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     log_debug("worker %d accepted %s on port %d", s->worker_id, c->peer, c->local_port);
+    if (s->tls_ctx) {
+        c->tls = tls_conn_new(s->tls_ctx, c->peer);
+        c->tls_rx_cap = TLS_RX_IDLE;
+        c->tls_rx = malloc(c->tls_rx_cap);
+        c->accepted_ms = mono_ms();
+        if (!c->tls || !c->tls_rx) {
+            tls_conn_free(c->tls);
+            free(c->tls_rx);
+            free(c);
+            return NULL;
+        }
+    }
     s->nconns++;
     c->next = s->conns;
     if (s->conns)
@@ -244,22 +351,21 @@ static void parse_frames(struct conn *c)
         if (c->in.len - c->in_off < 4 + (size_t)size)
             break;
         struct reply *r = calloc(1, sizeof(*r));
-        uint8_t *frame;
+        if (!r) {
+            conn_close(c, "out of memory for a request");
+            break;
+        }
+        struct buf frame;
         if (c->in_off == 0 && c->in.len == 4 + (size_t)size && !c->recv_busy) {
             /* The buffer holds this frame alone (the usual case for a large one, which is read
              * exactly to its end) and no receive is writing into it: hand the buffer over
              * instead of copying it. */
-            frame = c->in.data;
+            frame = c->in;
             buf_init(&c->in);
-        } else if ((frame = malloc(4 + (size_t)size)) != NULL) {
-            memcpy(frame, p, 4 + (size_t)size);
+        } else {
+            buf_init(&frame);
+            buf_append(&frame, p, 4 + (size_t)size);
             c->in_off += 4 + (size_t)size;
-        }
-        if (!r || !frame) {
-            free(r);
-            free(frame);
-            conn_close(c, "out of memory for a request");
-            break;
         }
         /* Queued first, so that replies keep arrival order whatever happens next. */
         r->conn = c;
@@ -270,10 +376,60 @@ static void parse_frames(struct conn *c)
         c->tail = r;
         c->refs++;
         c->pending++;
-        c->srv->app.frame(c->srv->app.ctx, c, r, frame, (size_t)size);
+        c->srv->app.frame(c->srv->app.ctx, c, r, &frame);
     }
     c->parsing = false;
     conn_unref(c);
+}
+
+/* TLS: decrypts what arrived into `in` and queues what OpenSSL answers (handshake messages).
+ * A plaintext client, a failed handshake or a closed session closes c: -1. */
+static int tls_received(struct conn *c, size_t n)
+{
+    char why[300];
+    enum tls_input_result st = tls_conn_input(c->tls, c->tls_rx, n, &c->in, why, sizeof(why));
+    if (n == c->tls_rx_cap && c->tls_rx_cap < TLS_RX_MAX) {
+        /* Traffic: receive whole records from now on (no receive is in flight here). */
+        uint8_t *bigger = realloc(c->tls_rx, TLS_RX_MAX);
+        if (bigger) {
+            c->tls_rx = bigger;
+            c->tls_rx_cap = TLS_RX_MAX;
+        }
+    }
+    if (st == TLS_OK) {
+        push_tls_output(c);
+        submit_send(c);
+        return 0;
+    }
+    if (st == TLS_FAILED && !c->send_busy) {
+        /* Best effort: the alert tells the client why before the connection goes. */
+        size_t len = 0;
+        uint8_t *alert = tls_conn_take_output(c->tls, &len);
+        if (alert && len && send(c->fd, alert, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_debug("cannot send the TLS alert to %s: %s", c->peer, strerror(errno));
+        free(alert);
+    }
+    if (st == TLS_PLAINTEXT) {
+        log_warn("plaintext Kafka request on a TLS listener from %s: closing", c->peer);
+        conn_close(c, NULL);
+    } else if (st == TLS_FAILED) {
+        conn_close(c, why);
+    } else {
+        conn_close(c, NULL);
+    }
+    return -1;
+}
+
+void conn_check_handshake(struct conn *c, int64_t now_ms)
+{
+    if (c->tls && !c->closing && !tls_conn_established(c->tls) &&
+        now_ms - c->accepted_ms >= TLS_HANDSHAKE_TIMEOUT_MS)
+        conn_close(c, "TLS handshake not finished within 10 s");
+}
+
+const char *conn_tls_principal(const struct conn *c)
+{
+    return c->tls ? tls_conn_principal(c->tls) : NULL;
 }
 
 void conn_on_recv(struct conn *c, int res)
@@ -286,7 +442,14 @@ void conn_on_recv(struct conn *c, int res)
         conn_unref(c);
         return;
     }
-    c->in.len += (size_t)res;
+    if (c->tls) {
+        if (tls_received(c, (size_t)res) != 0) {
+            conn_unref(c);
+            return;
+        }
+    } else {
+        c->in.len += (size_t)res;
+    }
     parse_frames(c);
     submit_recv(c);
     conn_unref(c);
@@ -355,7 +518,7 @@ void reply_send(struct reply *r, struct buf *bytes)
 }
 
 void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
-                      void **owned, int nowned)
+                      struct buf_mem *owned, int nowned)
 {
     memcpy(r->spans, spans, sizeof(*spans) * (size_t)nspans);
     r->nspans = nspans;

@@ -32,7 +32,7 @@ struct reply {
     struct buf bytes;              /* REPLY_READY: what to send */
     struct reply_span spans[REPLY_SPANS_MAX];
     int nspans;
-    void **owned;                  /* memory the spans point into, freed once sent */
+    struct buf_mem *owned;         /* memory the spans point into, freed once sent */
     int nowned;
 };
 
@@ -42,6 +42,7 @@ struct out_seg {
     const uint8_t *ptr;
     size_t len;
     struct reply *done;
+    void *owned;                   /* malloc'd memory of this piece alone (TLS ciphertext), freed once sent */
 };
 #define SEND_IOV_MAX 64
 
@@ -68,8 +69,14 @@ struct conn {
     struct reply *head, *tail;
     struct conn *prev, *next;      /* the server's list */
     void *app_data;                /* the application's, per connection */
+    struct tls_conn *tls;          /* NULL: plaintext */
+    uint8_t *tls_rx;               /* TLS: ciphertext is received here, decrypted into `in` */
+    size_t tls_rx_cap;
+    int64_t accepted_ms;           /* TLS: the handshake must finish within TLS_HANDSHAKE_TIMEOUT_MS */
     void *sasl;                    /* the broker's SASL state of the connection (broker/sasl.c) */
 };
+
+#define TLS_HANDSHAKE_TIMEOUT_MS 10000
 
 struct conn *conn_new(struct server *s, int fd);
 void conn_on_recv(struct conn *c, int res);
@@ -79,6 +86,10 @@ void conn_on_send(struct conn *c, int res);
 void conn_close(struct conn *c, const char *why);
 /* At exit: frees a connection whatever its state (no more completions will come). */
 void conn_destroy(struct conn *c);
+/* TLS: closes c if its handshake has not finished in time. */
+void conn_check_handshake(struct conn *c, int64_t now_ms);
+/* "User:<subject CN>" of the client certificate a TLS connection was verified with, or NULL. */
+const char *conn_tls_principal(const struct conn *c);
 
 /* The application keeps c (a pointer to it stays valid) across a call that may finish its last
  * reply, until conn_release. */
@@ -95,7 +106,7 @@ void reply_send(struct reply *r, struct buf *bytes);
 /* The same, with spans (at most REPLY_SPANS_MAX, in increasing `at`) sent from their own memory,
  * and the malloc'd blocks they point into (taken over, freed once sent). */
 void reply_send_spans(struct reply *r, struct buf *bytes, const struct reply_span *spans, int nspans,
-                      void **owned, int nowned);
+                      struct buf_mem *owned, int nowned);
 void reply_none(struct reply *r);
 bool reply_conn_open(const struct reply *r);
 

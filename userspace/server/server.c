@@ -24,12 +24,21 @@
 /* How long SIGTERM waits for buffered produce data to be stored and answered. */
 #define DRAIN_TIMEOUT_MS 30000
 
-static volatile sig_atomic_t stop_requested;
+/* How often connections are checked for a TLS handshake that takes too long. */
+#define TLS_SCAN_INTERVAL_MS 1000
+
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
 }
 
 int server_listen(const char *host, int port, const struct listen_options *o)
@@ -138,6 +147,14 @@ int server_init(struct server *s, const struct config *cfg, int worker_id, const
         log_error("io_uring setup failed: %s", strerror(-rc));
         return -1;
     }
+    if (cfg->tls_enabled) {
+        char err[1024];
+        s->tls_ctx = tls_ctx_load(cfg, err, sizeof(err));
+        if (!s->tls_ctx) {
+            log_error("TLS: %s", err);
+            return -1;
+        }
+    }
     s->event_fd = eventfd(0, EFD_CLOEXEC);
     if (s->event_fd < 0) {
         log_error("eventfd: %s", strerror(errno));
@@ -221,7 +238,16 @@ int server_turn(struct server *s, int64_t max_wait_ms)
         s->trimmed_ms = now;
     }
     s->app.tick(s->app.ctx, now);
+    if (s->tls_ctx && now >= s->tls_scan_ms) {
+        for (struct conn *c = s->conns, *next; c; c = next) {
+            next = c->next;
+            conn_check_handshake(c, now);
+        }
+        s->tls_scan_ms = now + TLS_SCAN_INTERVAL_MS;
+    }
     int64_t deadline = s->app.next_deadline(s->app.ctx);
+    if (s->tls_ctx && s->tls_scan_ms < deadline)
+        deadline = s->tls_scan_ms;
     if (s->closed_since_trim >= TRIM_AFTER_CLOSES && s->trimmed_ms + TRIM_INTERVAL_MS < deadline)
         deadline = s->trimmed_ms + TRIM_INTERVAL_MS; /* the trim waits for its interval, not for traffic */
     if (max_wait_ms != INT64_MAX && deadline > now + max_wait_ms)
@@ -251,16 +277,28 @@ int server_turn(struct server *s, int64_t max_wait_ms)
     return 0;
 }
 
+void server_catch_reload(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_reload_signal;
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int server_run(struct server *s)
 {
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal; /* no SA_RESTART: the wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    server_catch_reload();
     signal(SIGPIPE, SIG_IGN);
 
     int64_t drain_deadline = INT64_MAX;
     for (;;) {
+        if (reload_requested) {
+            reload_requested = 0;
+            server_reload_tls(s);
+        }
         if (stop_requested && !s->draining) {
             start_drain(s);
             drain_deadline = mono_ms() + DRAIN_TIMEOUT_MS;
@@ -279,6 +317,22 @@ int server_run(struct server *s)
     return 0;
 }
 
+void server_reload_tls(struct server *s)
+{
+    if (!s->tls_ctx)
+        return;
+    char err[1024];
+    SSL_CTX *fresh = tls_ctx_load(s->cfg, err, sizeof(err));
+    if (!fresh) {
+        log_error("worker %d: TLS reload failed, keeping the previous certificate: %s", s->worker_id, err);
+        return;
+    }
+    /* Connections hold their own reference to the old context: they keep it until they close. */
+    tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = fresh;
+    log_info("worker %d: TLS certificate reloaded", s->worker_id);
+}
+
 void server_destroy(struct server *s)
 {
     s->conns_changed = NULL;
@@ -289,5 +343,6 @@ void server_destroy(struct server *s)
             close(s->listeners[i].fd);
     free(s->listeners);
     close(s->event_fd);
+    tls_ctx_free(s->tls_ctx);
     io_uring_queue_exit(&s->ring);
 }

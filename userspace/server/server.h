@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "server/tls.h"
+#include "util/buf.h"
 
 struct conn;
 struct reply;
@@ -17,10 +19,10 @@ struct reply;
 /* What the application does with the loop's events. Every callback runs on the loop thread. */
 struct server_app {
     void *ctx;
-    /* A whole frame arrived on c (frame: a malloc'd block holding the 4-byte length prefix, then
-     * the len bytes of the frame; the application owns it and frees the block). It must finish
-     * `reply` (reply_send or reply_none), now or later. */
-    void (*frame)(void *ctx, struct conn *c, struct reply *reply, uint8_t *frame, size_t len);
+    /* A whole frame arrived on c (frame: its 4-byte length prefix, then its bytes; the application
+     * takes the buffer over, leaving *frame empty). It must finish `reply` (reply_send or
+     * reply_none), now or later. */
+    void (*frame)(void *ctx, struct conn *c, struct reply *reply, struct buf *frame);
     /* c is closing: work parked for it can be dropped (its replies are discarded anyway). */
     void (*conn_closed)(void *ctx, struct conn *c);
     /* Timers: the earliest monotonic deadline (ms) the application needs a tick at, or INT64_MAX. */
@@ -69,6 +71,8 @@ struct server {
      * least-loaded choice current). */
     void (*conns_changed)(struct server *s, void *arg);
     void *conns_changed_arg;
+    SSL_CTX *tls_ctx;              /* tls-enabled: new connections' context (swapped on SIGHUP) */
+    int64_t tls_scan_ms;           /* next look for handshakes that take too long */
 };
 
 struct listen_options {
@@ -92,6 +96,12 @@ int server_run(struct server *s);
  * 0, or -1 if the ring failed. */
 int server_turn(struct server *s, int64_t max_wait_ms);
 void server_destroy(struct server *s);
+/* From now on SIGHUP asks server_run for server_reload_tls (a worker calls it before it can
+ * receive signals, so that a reload asked while it starts is not lost). */
+void server_catch_reload(void);
+/* SIGHUP: loads the TLS certificate and key again for new connections; existing ones keep theirs.
+ * A failed load logs one line and keeps the old context. */
+void server_reload_tls(struct server *s);
 /* An io_uring submission slot (submits pending ones first if the ring is full). */
 struct io_uring_sqe *server_sqe(struct server *s);
 /* Wakes the loop from another thread: the application's wakeup callback runs in the loop. */

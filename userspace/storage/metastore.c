@@ -192,6 +192,21 @@ int metastore_notify_fd(struct metastore *m) { return m->ops->notify_fd(m); }
 
 int metastore_consume_notifications(struct metastore *m) { return m->ops->consume_notifications(m); }
 
+int metastore_acl_add(struct metastore *m, const struct acl_entry *e)
+{
+    return m->ops->acl_add(m, e);
+}
+
+int metastore_acl_list(struct metastore *m, struct acl_entry **out, int *n)
+{
+    return m->ops->acl_list(m, out, n);
+}
+
+int metastore_acl_delete(struct metastore *m, int64_t id)
+{
+    return m->ops->acl_delete(m, id);
+}
+
 int metastore_cred_put(struct metastore *m, const struct sasl_credential *c) { return m->ops->cred_put(m, c); }
 
 int metastore_cred_delete(struct metastore *m, const char *user, const char *mechanism)

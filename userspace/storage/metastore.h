@@ -244,6 +244,24 @@ int metastore_notify_fd(struct metastore *m);
  * answers at least 1: commits made while disconnected were announced to nobody. */
 int metastore_consume_notifications(struct metastore *m);
 
+/* One ACL, with Kafka's codes (resource type, pattern type, operation, permission). */
+#define ACL_NAME_MAX 512
+struct acl_entry {
+    int64_t id;                      /* the store's (out) */
+    int8_t resource_type;
+    int8_t pattern_type;
+    int8_t operation;
+    int8_t permission;
+    char resource_name[ACL_NAME_MAX];
+    char principal[ACL_NAME_MAX];
+    char host[256];
+};
+/* Stores one ACL; an identical one already stored is not an error. 0 or -1. */
+int metastore_acl_add(struct metastore *m, const struct acl_entry *e);
+/* Every ACL. *out is malloc'd. 0 or -1. */
+int metastore_acl_list(struct metastore *m, struct acl_entry **out, int *n);
+/* Deletes the ACL with this id (gone already: not an error). 0 or -1. */
+int metastore_acl_delete(struct metastore *m, int64_t id);
 /* A SASL credential: for SCRAM the salted StoredKey and ServerKey (RFC 5802), for PLAIN a salted
  * PBKDF2 hash in stored_key (server_key empty). Never the password. Binary values are hex. */
 #define SASL_USER_MAX 255

@@ -45,6 +45,9 @@ struct metastore_ops {
     int (*offsets_expire)(struct metastore *m, int64_t older_than_ms);
     int (*group_delete)(struct metastore *m, const char *group_id, int64_t version);
     int (*offsets_delete)(struct metastore *m, const char *group_id, const struct group_offset *v, int n);
+    int (*acl_add)(struct metastore *m, const struct acl_entry *e);
+    int (*acl_list)(struct metastore *m, struct acl_entry **out, int *n);
+    int (*acl_delete)(struct metastore *m, int64_t id);
     int (*notify_fd)(struct metastore *m);
     int (*consume_notifications)(struct metastore *m);
     int (*cred_put)(struct metastore *m, const struct sasl_credential *c);

@@ -120,7 +120,18 @@ static const char *const migrations[] = {
     "  metadata TEXT,"
     "  commit_ms BIGINT NOT NULL,"
     "  PRIMARY KEY (group_id, topic, partition));",
-    /* SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
+    /* 7: ACLs (CreateAcls); an identical ACL is stored once. */
+    "CREATE TABLE acls ("
+    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  resource_type INTEGER NOT NULL,"
+    "  resource_name TEXT NOT NULL,"
+    "  pattern_type INTEGER NOT NULL,"
+    "  principal TEXT NOT NULL,"
+    "  host TEXT NOT NULL,"
+    "  operation INTEGER NOT NULL,"
+    "  permission INTEGER NOT NULL,"
+    "  UNIQUE (resource_type, resource_name, pattern_type, principal, host, operation, permission));",
+    /* 8: SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
     "CREATE TABLE sasl_credentials ("
     "  username TEXT NOT NULL,"
     "  mechanism TEXT NOT NULL,"
@@ -1851,6 +1862,81 @@ static int pg_offsets_delete(struct metastore *m, const char *group_id, const st
 
 /* ---- notifications ---- */
 
+/* ---- ACLs ---- */
+
+static int acl_add_once(struct pg_store *s, const struct acl_entry *e)
+{
+    char rt[8], pt[8], op[8], perm[8];
+    snprintf(rt, sizeof(rt), "%d", e->resource_type);
+    snprintf(pt, sizeof(pt), "%d", e->pattern_type);
+    snprintf(op, sizeof(op), "%d", e->operation);
+    snprintf(perm, sizeof(perm), "%d", e->permission);
+    const char *v[7] = {rt, e->resource_name, pt, e->principal, e->host, op, perm};
+    PGresult *r = exec_sql(s, "INSERT INTO acls (resource_type, resource_name, pattern_type, principal, host,"
+                              " operation, permission) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                           7, v, NULL, "add acl");
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_acl_add(struct metastore *m, const struct acl_entry *e)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, acl_add_once(s, e));
+}
+
+static int acl_list_once(struct pg_store *s, struct acl_entry **out, int *n)
+{
+    PGresult *r = exec_sql(s, "SELECT id, resource_type, resource_name, pattern_type, principal, host, operation,"
+                              " permission FROM acls ORDER BY id",
+                           0, NULL, NULL, "list acls");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct acl_entry *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++) {
+        struct acl_entry *e = &v[i];
+        e->id = get_i64(r, i, 0);
+        e->resource_type = (int8_t)get_i64(r, i, 1);
+        snprintf(e->resource_name, sizeof(e->resource_name), "%s", PQgetvalue(r, i, 2));
+        e->pattern_type = (int8_t)get_i64(r, i, 3);
+        snprintf(e->principal, sizeof(e->principal), "%s", PQgetvalue(r, i, 4));
+        snprintf(e->host, sizeof(e->host), "%s", PQgetvalue(r, i, 5));
+        e->operation = (int8_t)get_i64(r, i, 6);
+        e->permission = (int8_t)get_i64(r, i, 7);
+    }
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_acl_list(struct metastore *m, struct acl_entry **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, acl_list_once(s, out, n));
+}
+
+static int acl_delete_once(struct pg_store *s, int64_t id)
+{
+    char idv[24];
+    snprintf(idv, sizeof(idv), "%lld", (long long)id);
+    const char *v[1] = {idv};
+    PGresult *r = exec_sql(s, "DELETE FROM acls WHERE id = $1", 1, v, NULL, "delete acl");
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_acl_delete(struct metastore *m, int64_t id)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, acl_delete_once(s, id));
+}
+
 static int pg_notify_fd(struct metastore *m)
 {
     struct pg_store *s = (struct pg_store *)m;
@@ -1999,6 +2085,9 @@ static const struct metastore_ops pg_ops = {
     .offsets_expire = pg_offsets_expire,
     .group_delete = pg_group_delete,
     .offsets_delete = pg_offsets_delete,
+    .acl_add = pg_acl_add,
+    .acl_list = pg_acl_list,
+    .acl_delete = pg_acl_delete,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
     .cred_put = pg_cred_put,

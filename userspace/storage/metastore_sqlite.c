@@ -113,7 +113,18 @@ static const char *const migrations[] = {
     "  metadata TEXT,"
     "  commit_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;",
-    /* SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
+    /* 7: ACLs (CreateAcls); an identical ACL is stored once. */
+    "CREATE TABLE acls ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  resource_type INTEGER NOT NULL,"
+    "  resource_name TEXT NOT NULL,"
+    "  pattern_type INTEGER NOT NULL,"
+    "  principal TEXT NOT NULL,"
+    "  host TEXT NOT NULL,"
+    "  operation INTEGER NOT NULL,"
+    "  permission INTEGER NOT NULL,"
+    "  UNIQUE (resource_type, resource_name, pattern_type, principal, host, operation, permission));",
+    /* 8: SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
     "CREATE TABLE sasl_credentials ("
     "  username TEXT NOT NULL,"
     "  mechanism TEXT NOT NULL,"
@@ -1210,6 +1221,73 @@ static int sq_offsets_delete(struct metastore *m, const char *group_id, const st
 }
 
 /* No cross-process wake-ups: SQLite readers poll. */
+/* ---- ACLs ---- */
+
+static int sq_acl_add(struct metastore *m, const struct acl_entry *e)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "INSERT OR IGNORE INTO acls (resource_type, resource_name, pattern_type, principal,"
+                                 " host, operation, permission) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!q)
+        return -1;
+    sqlite3_bind_int(q, 1, e->resource_type);
+    sqlite3_bind_text(q, 2, e->resource_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 3, e->pattern_type);
+    sqlite3_bind_text(q, 4, e->principal, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, e->host, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 6, e->operation);
+    sqlite3_bind_int(q, 7, e->permission);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, "add acl");
+}
+
+static int sq_acl_list(struct metastore *m, struct acl_entry **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT id, resource_type, resource_name, pattern_type, principal, host, operation,"
+                                 " permission FROM acls ORDER BY id");
+    if (!q)
+        return -1;
+    struct acl_entry *v = NULL;
+    int count = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct acl_entry *nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        struct acl_entry *e = &v[count++];
+        e->id = sqlite3_column_int64(q, 0);
+        e->resource_type = (int8_t)sqlite3_column_int(q, 1);
+        snprintf(e->resource_name, sizeof(e->resource_name), "%s", (const char *)sqlite3_column_text(q, 2));
+        e->pattern_type = (int8_t)sqlite3_column_int(q, 3);
+        snprintf(e->principal, sizeof(e->principal), "%s", (const char *)sqlite3_column_text(q, 4));
+        snprintf(e->host, sizeof(e->host), "%s", (const char *)sqlite3_column_text(q, 5));
+        e->operation = (int8_t)sqlite3_column_int(q, 6);
+        e->permission = (int8_t)sqlite3_column_int(q, 7);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list acls");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_acl_delete(struct metastore *m, int64_t id)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "DELETE FROM acls WHERE id = ?1");
+    if (!q)
+        return -1;
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, "delete acl");
+}
+
 static int sq_notify_fd(struct metastore *m)
 {
     (void)m;
@@ -1334,6 +1412,9 @@ static const struct metastore_ops sqlite_ops = {
     .offsets_expire = sq_offsets_expire,
     .group_delete = sq_group_delete,
     .offsets_delete = sq_offsets_delete,
+    .acl_add = sq_acl_add,
+    .acl_list = sq_acl_list,
+    .acl_delete = sq_acl_delete,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
     .cred_put = sq_cred_put,

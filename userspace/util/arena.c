@@ -14,7 +14,7 @@ struct arena_block {
 
 struct arena_adopted {
     struct arena_adopted *next;
-    void *p;
+    struct buf_mem mem;
 };
 
 void arena_init(struct arena *a)
@@ -23,10 +23,18 @@ void arena_init(struct arena *a)
     a->adopted = NULL;
 }
 
-void arena_adopt(struct arena *a, void *p)
+void arena_adopt(struct arena *a, void *p, size_t cap)
 {
     struct arena_adopted *node = arena_alloc(a, sizeof(*node));
-    node->p = p;
+    node->mem = (struct buf_mem){p, cap, NULL};
+    node->next = a->adopted;
+    a->adopted = node;
+}
+
+void arena_adopt_release(struct arena *a, void *p, void (*release)(void *p))
+{
+    struct arena_adopted *node = arena_alloc(a, sizeof(*node));
+    node->mem = (struct buf_mem){p, 0, release};
     node->next = a->adopted;
     a->adopted = node;
 }
@@ -60,7 +68,7 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
     return p;
 }
 
-int arena_take(struct arena *a, void ***out)
+int arena_take(struct arena *a, struct buf_mem **out)
 {
     int n = 0;
     for (struct arena_adopted *d = a->adopted; d; d = d->next)
@@ -70,16 +78,16 @@ int arena_take(struct arena *a, void ***out)
     *out = NULL;
     if (!n)
         return 0;
-    void **v = malloc(sizeof(*v) * (size_t)n);
+    struct buf_mem *v = malloc(sizeof(*v) * (size_t)n);
     if (!v) {
         fprintf(stderr, "sluice: out of memory (arena hand-over)\n");
         abort();
     }
     int i = 0;
     for (struct arena_adopted *d = a->adopted; d; d = d->next) /* the nodes live in the blocks */
-        v[i++] = d->p;
+        v[i++] = d->mem;
     for (struct arena_block *b = a->head; b; b = b->next)
-        v[i++] = b;
+        v[i++] = (struct buf_mem){b, 0, NULL};
     a->adopted = NULL;
     a->head = NULL;
     *out = v;
@@ -89,7 +97,7 @@ int arena_take(struct arena *a, void ***out)
 void arena_free(struct arena *a)
 {
     for (struct arena_adopted *n = a->adopted; n; n = n->next)
-        free(n->p);
+        buf_mem_release(&n->mem);
     a->adopted = NULL;
     struct arena_block *b = a->head;
     while (b) {

@@ -11,8 +11,26 @@ struct buf {
     size_t cap;
 };
 
+/* Buffers of BUF_BIG bytes and more get a power-of-two capacity and, when freed, are kept for reuse
+ * (per process, up to BUF_BIG_KEPT bytes, any thread): fetch answers, object reads and large
+ * requests come and go at hundreds per second, and a fresh mapping would cost a page fault per
+ * 4 KiB every time. */
+#define BUF_BIG (1u << 20)
+#define BUF_BIG_KEPT (8u << 20)
+
+/* A buffer's memory taken out of its struct buf, with its capacity, to be freed later. */
+struct buf_mem {
+    void *p;
+    size_t cap;
+    void (*release)(void *p); /* if set, frees p instead (memory counted by its owner) */
+};
+
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
+/* Frees memory that was a buffer's (p = its data, cap = its capacity; cap 0: plain malloc'd memory). */
+void buf_mem_free(void *p, size_t cap);
+/* Frees m: m->release(m->p) if set, else buf_mem_free. */
+void buf_mem_release(const struct buf_mem *m);
 void buf_reset(struct buf *b);               /* len = 0, keeps memory */
 void buf_reserve(struct buf *b, size_t extra); /* aborts on out-of-memory */
 void buf_append(struct buf *b, const void *p, size_t n);
