@@ -432,3 +432,23 @@ def test_enabled_mechanisms_setting():
         kcat_round_trip(a, "PLAIN", "u-plain", "s3cret-Pa55", "only-plain")
     finally:
         a.cleanup()
+
+
+def test_sasl_principal_is_what_the_authorizer_sees():
+    """With the ACL authorizer on, a SASL super user produces and consumes; another authenticated
+    user without ACLs is refused with TOPIC_AUTHORIZATION_FAILED."""
+    a = Agent(env=dict(REQUIRE, SLUICE_AUTHORIZER_ENABLED="true", SLUICE_SUPER_USERS="User:root"))
+    try:
+        user_cmd(a, "add", "root", "--mechanism", "SCRAM-SHA-256", "--password", "root-pw")
+        user_cmd(a, "add", "mallory", "--mechanism", "SCRAM-SHA-256", "--password", "m-pw")
+        a.start()
+        kcat_round_trip(a, "SCRAM-SHA-256", "root", "root-pw", "acl-topic")
+        from confluent_kafka import KafkaError, Producer
+        p = Producer(py_conf(a, "SCRAM-SHA-256", "mallory", "m-pw"))
+        errors = []
+        p.produce("acl-topic", b"x", partition=0, on_delivery=lambda e, m: errors.append(e))
+        p.flush(20)
+        expect(errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+               "mallory's produce: %r" % errors)
+    finally:
+        a.cleanup()
