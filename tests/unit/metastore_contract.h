@@ -30,6 +30,9 @@ void metastore_contract_groups(const char *url, int *failed_);
 /* ACLs: added (an identical one stored once), listed in creation order with every field, deleted
  * by id (a missing id is not an error), kept across a reopen. */
 void metastore_contract_acls(const char *url, int *failed_);
+/* SASL credentials: put replaces, list filters by user and mechanism in order, delete one
+ * mechanism or all, counts what it deleted. */
+void metastore_contract_credentials(const char *url, int *failed_);
 
 /* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);
