@@ -26,31 +26,37 @@ def user_cmd(agent, *args, check=True):
     return p
 
 
-def sasl_args(mech, user, password):
-    return ["-X", "security.protocol=sasl_plaintext", "-X", "sasl.mechanisms=" + mech, "-X", "sasl.username=" + user,
-            "-X", "sasl.password=" + password]
+def sasl_args(mech, user, password, ca=None):
+    """librdkafka settings for SASL_PLAINTEXT, or SASL_SSL trusting the CA file ca."""
+    tls = ["-X", "ssl.ca.location=" + ca] if ca else []
+    return ["-X", "security.protocol=" + ("sasl_ssl" if ca else "sasl_plaintext"), "-X", "sasl.mechanisms=" + mech,
+            "-X", "sasl.username=" + user, "-X", "sasl.password=" + password] + tls
 
 
-def kcat_round_trip(agent, mech, user, password, topic):
+def kcat_round_trip(agent, mech, user, password, topic, ca=None):
     lines = [("%s-%d" % (topic, i)).encode() for i in range(50)]
-    kcat(agent, *sasl_args(mech, user, password), "-P", "-t", topic, "-p", "0", input=b"\n".join(lines) + b"\n")
-    out = kcat(agent, *sasl_args(mech, user, password), "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q")
+    kcat(agent, *sasl_args(mech, user, password, ca), "-P", "-t", topic, "-p", "0", input=b"\n".join(lines) + b"\n")
+    out = kcat(agent, *sasl_args(mech, user, password, ca), "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e",
+               "-q")
     expect(out.split(b"\n")[:-1] == lines, "%s: consumed %r" % (mech, out[:200]))
 
 
-def py_conf(agent, mech, user, password):
-    return {"bootstrap.servers": agent.bootstrap, "security.protocol": "sasl_plaintext", "sasl.mechanisms": mech,
-            "sasl.username": user, "sasl.password": password, "broker.address.family": "v4"}
+def py_conf(agent, mech, user, password, ca=None):
+    conf = {"bootstrap.servers": agent.bootstrap, "security.protocol": "sasl_ssl" if ca else "sasl_plaintext",
+            "sasl.mechanisms": mech, "sasl.username": user, "sasl.password": password, "broker.address.family": "v4"}
+    if ca:
+        conf["ssl.ca.location"] = ca
+    return conf
 
 
-def py_round_trip(agent, mech, user, password, topic):
+def py_round_trip(agent, mech, user, password, topic, ca=None):
     from confluent_kafka import Consumer, Producer, TopicPartition
-    p = Producer(py_conf(agent, mech, user, password))
+    p = Producer(py_conf(agent, mech, user, password, ca))
     errors = []
     for i in range(20):
         p.produce(topic, ("v%d" % i).encode(), partition=0, on_delivery=lambda e, m: errors.append(e) if e else None)
     expect(p.flush(30) == 0 and not errors, "%s: produce errors %r" % (mech, errors))
-    c = Consumer(dict(py_conf(agent, mech, user, password), **{"group.id": "g-" + topic,
+    c = Consumer(dict(py_conf(agent, mech, user, password, ca), **{"group.id": "g-" + topic,
                                                                "enable.auto.commit": False}))
     c.assign([TopicPartition(topic, 0, 0)])
     got, deadline = [], time.time() + 30
@@ -119,6 +125,32 @@ def test_kcat_and_python_with_every_mechanism():
         rows = sqlite3.connect(os.path.join(a.workdir, "metadata.db")).execute(
             "SELECT username, mechanism, iterations FROM sasl_credentials ORDER BY 1").fetchall()
         expect(len(rows) == 3 and all(r[2] >= 4096 for r in rows), rows)
+    finally:
+        a.cleanup()
+
+
+def test_sasl_ssl_with_every_mechanism():
+    """SASL over TLS (SASL_SSL): the three mechanisms through kcat and confluent-kafka on a TLS
+    listener that requires SASL; SASL_PLAINTEXT to the same port is refused."""
+    from test_tls import Certs
+    certs = Certs()
+    ca = certs.p("ca.pem")
+    a = Agent(env=dict(REQUIRE, SLUICE_TLS_ENABLED="true", SLUICE_TLS_SERVER_CERT_FILE=certs.p("server.pem"),
+                       SLUICE_TLS_SERVER_PRIVATE_KEY_FILE=certs.p("server.key")))
+    try:
+        add_users(a)
+        a.start()
+        for mech in MECHS:
+            user = "u-" + mech.lower()
+            kcat_round_trip(a, mech, user, "s3cret-Pa55", "ssl-kcat-" + mech.lower(), ca=ca)
+            py_round_trip(a, mech, user, "s3cret-Pa55", "ssl-py-" + mech.lower(), ca=ca)
+        expect("authenticated User:u-plain" in a.log_text(), a.log_text()[-2000:])
+        p = subprocess.run(["kcat", "-b", a.bootstrap, "-X", "broker.address.family=v4",
+                            *sasl_args("PLAIN", "u-plain", "s3cret-Pa55"), "-L", "-m", "3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        expect(p.returncode != 0 and b"broker" not in p.stdout, "SASL_PLAINTEXT to a TLS port got metadata")
+        a.wait_log("plaintext Kafka request on a TLS listener")
+        kcat_round_trip(a, "SCRAM-SHA-256", "u-scram-sha-256", "s3cret-Pa55", "ssl-after", ca=ca)
     finally:
         a.cleanup()
 
