@@ -285,6 +285,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = groups_next_deadline(b);
     if (authz_enabled(b) && !b->authz.refreshing && b->authz.next_refresh_ms < d)
         d = b->authz.next_refresh_ms;
+    if (lifecycle_next_deadline(b) < d)
+        d = lifecycle_next_deadline(b);
     return d;
 }
 
@@ -304,6 +306,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     topics_tick(b, now_ms);
     groups_tick(b, now_ms);
     authz_tick(b, now_ms);
+    lifecycle_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
     metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);

@@ -294,6 +294,17 @@ struct read_failure {
     int64_t until_ms;
 };
 
+/* ---- background jobs (lifecycle.c): retention and garbage collection, on worker 0 ---- */
+
+struct lifecycle {
+    int64_t next_run_ms;
+    bool running;                /* a round is on a store thread */
+    bool held;                   /* this worker held the lease after its last round */
+    uint64_t rounds;             /* rounds run under the lease */
+};
+int64_t lifecycle_next_deadline(struct broker *b);
+void lifecycle_tick(struct broker *b, int64_t now_ms);
+
 /* ---- the broker ---- */
 
 struct broker {
@@ -331,6 +342,7 @@ struct broker {
     bool draining;
     struct group_parked group_parked;
     struct authz authz;          /* the ACLs, in memory */
+    struct lifecycle lifecycle;
 };
 
 /* Handlers, one per API (api_*.c). */
