@@ -4,6 +4,7 @@ objects leave the bucket), deleted topics' objects and never-committed objects a
 the grace period, and nothing else is ever deleted. file:// + SQLite, and s3rver + PostgreSQL with
 two agents sharing the job."""
 import os
+import shutil
 import threading
 import time
 
@@ -225,7 +226,8 @@ def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
     pg, s3 = remote_stores()
     agents = []
     try:
-        env = dict(FAST, SLUICE_METADATA_URL=pg.url, SLUICE_WORKERS="1", **s3.agent_env("lc"))
+        env = dict(FAST, SLUICE_METADATA_URL=pg.url, SLUICE_WORKERS="1", SLUICE_SLOTS="8",
+                   SLUICE_HEARTBEAT_TIMEOUT="2s", **s3.agent_env("lc"))
         agents = [Agent(env=env).start() for _ in range(2)]
         first, second = agents
 
@@ -243,13 +245,16 @@ def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
         expect(keys and len(keys) == len(set(keys)), "deletes: %r" % keys)
 
         holder.kill9()
+        other.wait_log("took the lease", timeout=15)  # the dead holder's lease expired
+        time.sleep(2.5)  # the dead agent's slots move to the live one (heartbeat timeout)
         create(other, "after-handover", retention_ms=1000)
         produce(other, "after-handover", [b"h%d" % i for i in range(10)])
-        other.wait_log("took the lease", timeout=15)
         wait_for(lambda: watermarks(other, "after-handover") == (10, 10), "retention after the hand-over")
     finally:
         for a in agents:
             if a.alive():
                 a.cleanup()
+            else:
+                shutil.rmtree(a.workdir, ignore_errors=True)
         s3.cleanup()
         pg.cleanup()
