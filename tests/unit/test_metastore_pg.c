@@ -84,7 +84,7 @@ TEST(pg_metastore_commit_assigns_offsets)
     PG_DB("t_commit", url);
     metastore_contract_commits(url, failed_);
     /* One migration row, at the newest version, however often the store was opened. */
-    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 7);
+    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 8);
     CHECK_EQ(query_num("t_commit", "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -104,6 +104,12 @@ TEST(pg_metastore_acls)
 {
     PG_DB("t_acls", url);
     metastore_contract_acls(url, failed_);
+}
+
+TEST(pg_metastore_lifecycle)
+{
+    PG_DB("t_lifecycle", url);
+    metastore_contract_lifecycle(url, failed_);
 }
 
 /* A group change announced wakes the other handles; a heartbeat's (announce false) does not. */
