@@ -498,6 +498,8 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
                               " DROP TABLE producer_ids; DROP TABLE producer_state;"
                               " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE acls;"
+                              " DROP TABLE job_leases; DROP INDEX chunks_by_object;"
+                              " ALTER TABLE objects DROP COLUMN unreferenced_ms;"
                               " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
              SQLITE_OK);
     sqlite3_close(db);
@@ -521,7 +523,7 @@ TEST(metastore_sqlite_migrates_to_members)
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 7);
+    CHECK_EQ(sqlite3_column_int(q, 0), 8);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);
