@@ -258,3 +258,34 @@ def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
                 shutil.rmtree(a.workdir, ignore_errors=True)
         s3.cleanup()
         pg.cleanup()
+
+
+def test_delete_records_moves_the_log_start():
+    a = Agent(env=FAST).start()
+    try:
+        create(a, "trimmed", partitions=2)
+        before = file_objects(a)
+        produce(a, "trimmed", [b"a%d" % i for i in range(10)])
+        first = file_objects(a) - before
+        produce(a, "trimmed", [b"b%d" % i for i in range(10)])
+        produce(a, "trimmed", [b"c%d" % i for i in range(10)])
+
+        def delete_records(parts):
+            s = kwire.connect(a.port)
+            try:
+                s.sendall(kwire.request(21, 1, 5, kwire.delete_records_v1_body("trimmed", parts)))
+                return kwire.parse_delete_records_v1_response(kwire.read_frame(s))
+            finally:
+                s.close()
+
+        expect(delete_records([(0, 15), (0, 31), (7, 0)]) == [(0, 15, 0), (0, -1, OFFSET_OUT_OF_RANGE), (7, -1, 3)],
+               "DeleteRecords answers")
+        expect(watermarks(a, "trimmed") == (15, 30), "watermarks after: %r" % (watermarks(a, "trimmed"),))
+        out = kcat(a, "-C", "-t", "trimmed", "-p", "0", "-o", "beginning", "-e", "-f", "%o %s\n").decode().split()
+        expect(out[:2] == ["15", "b5"] and len(out) == 30, "kcat from beginning: %r" % out[:6])
+        expect(fetch_error(a, "trimmed", 3) == OFFSET_OUT_OF_RANGE, "fetch below the new log start")
+        wait_for(lambda: not (first & file_objects(a)), "the first chunk's object left the bucket")
+        expect(delete_records([(0, -1), (1, -1)]) == [(0, 30, 0), (1, 0, 0)], "DeleteRecords to the high watermark")
+        expect(delete_records([(0, 3)]) == [(0, 30, 0)], "the log start never moves down")
+    finally:
+        a.cleanup()

@@ -44,6 +44,7 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_ACLS, 3, handle_describe_acls},
     {KAPI_CREATE_ACLS, 3, handle_create_acls},
     {KAPI_DELETE_ACLS, 3, handle_delete_acls},
+    {KAPI_DELETE_RECORDS, 2, handle_delete_records},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 

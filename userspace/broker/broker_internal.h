@@ -350,6 +350,7 @@ void handle_api_versions(struct broker *b, struct request *rq);
 void handle_metadata(struct broker *b, struct request *rq);
 void handle_produce(struct broker *b, struct request *rq);
 void handle_fetch(struct broker *b, struct request *rq);
+void handle_delete_records(struct broker *b, struct request *rq);
 void handle_list_offsets(struct broker *b, struct request *rq);
 void handle_create_topics(struct broker *b, struct request *rq);
 void handle_delete_topics(struct broker *b, struct request *rq);
