@@ -197,6 +197,8 @@ static void list_partition(struct broker *b, struct request *rq, const req_topic
     out->error_code = (int16_t)err;
     if (err)
         return;
+    if (offset >= 0 && offset < ps->log_start)
+        offset = ps->log_start; /* DeleteRecords may have cut into the chunk the time search found */
     out->offset = offset;
     out->timestamp = ts;
     out->leader_epoch = 0;
