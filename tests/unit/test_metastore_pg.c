@@ -498,7 +498,8 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
                               " DROP TABLE producer_ids; DROP TABLE producer_state;"
                               " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE acls;"
-                              " DROP TABLE job_leases; DROP INDEX chunks_by_object;"
+                              " DROP TABLE job_leases; DROP TABLE gc_candidates; DROP INDEX chunks_by_object;"
+                              " DROP INDEX objects_unreferenced;"
                               " ALTER TABLE objects DROP COLUMN unreferenced_ms;"
                               " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
              SQLITE_OK);

@@ -139,7 +139,10 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL,"
     "  expires_ms BIGINT NOT NULL);"
     "ALTER TABLE objects ADD COLUMN unreferenced_ms BIGINT;"
-    "CREATE INDEX chunks_by_object ON chunks(object_id);",
+    "CREATE INDEX objects_unreferenced ON objects(unreferenced_ms) WHERE unreferenced_ms IS NOT NULL;"
+    "CREATE INDEX chunks_by_object ON chunks(object_id);"
+    /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
+    "CREATE TABLE gc_candidates (object_id BIGINT PRIMARY KEY);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -152,6 +155,7 @@ enum stmt_id {
     S_CONFIG_INSERT,
     S_TOPIC_MARK_DELETED,
     S_TOPIC_DELETE_PARTITIONS,
+    S_TOPIC_GC_CANDIDATES,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_CONFIGS,
     S_TOPICS_LIST,
@@ -208,6 +212,8 @@ static const struct {
     [S_TOPIC_MARK_DELETED] = {"topic_mark_deleted",
                               "UPDATE topics SET deleted = 1 WHERE name = $1 AND deleted = 0 RETURNING id"},
     [S_TOPIC_DELETE_PARTITIONS] = {"topic_delete_partitions", "DELETE FROM partitions WHERE topic_id = $1"},
+    [S_TOPIC_GC_CANDIDATES] = {"topic_gc_candidates", "INSERT INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+                                                      " WHERE topic_id = $1 ON CONFLICT DO NOTHING"},
     [S_TOPIC_DELETE_CHUNKS] = {"topic_delete_chunks", "DELETE FROM chunks WHERE topic_id = $1"},
     [S_TOPIC_DELETE_CONFIGS] = {"topic_delete_configs", "DELETE FROM topic_configs WHERE topic_id = $1"},
     [S_TOPICS_LIST] = {"topics_list",
@@ -777,7 +783,8 @@ static int delete_topic_once(struct pg_store *s, const char *name)
     /* The topic row stays (deleted = 1) so its id is never reused. Partitions go before chunks:
      * deleting a partition row waits for a commit holding its lock, and the chunk delete, a
      * new statement, then sees that commit's chunks too. */
-    static const enum stmt_id steps[] = {S_TOPIC_DELETE_PARTITIONS, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_CONFIGS};
+    static const enum stmt_id steps[] = {S_TOPIC_DELETE_PARTITIONS, S_TOPIC_GC_CANDIDATES, S_TOPIC_DELETE_CHUNKS,
+                                         S_TOPIC_DELETE_CONFIGS};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         p = (struct params){0};
         par_i64(&p, id);
@@ -1989,7 +1996,8 @@ static int retention_offset_once(struct pg_store *s, int64_t topic_id, int32_t p
     const char *v[4] = {tid, part, ts, bytes};
     PGresult *r = exec_sql(
         s, "SELECT next_offset,"
-           " (SELECT min(base_offset) FROM chunks WHERE topic_id = $1 AND partition = $2 AND max_timestamp >= $3),"
+           " (SELECT base_offset FROM chunks WHERE topic_id = $1 AND partition = $2 AND max_timestamp >= $3"
+           "  ORDER BY base_offset LIMIT 1),"
            " CASE WHEN $4::bigint < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
            "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = $1 AND partition = $2)"
            "   AS w WHERE newer - len < $4::bigint) END"
@@ -2050,6 +2058,12 @@ static int trim_partition_once(struct pg_store *s, int64_t topic_id, int32_t par
     *chunks_removed = 0;
     if (offset > start) {
         snprintf(off, sizeof(off), "%lld", (long long)offset);
+        r = exec_sql(s, "INSERT INTO gc_candidates SELECT DISTINCT object_id FROM chunks WHERE topic_id = $1"
+                        " AND partition = $2 AND last_offset < $3 ON CONFLICT DO NOTHING",
+                     3, v, NULL, "trim chunks");
+        if (!r)
+            return abort_tx(s);
+        PQclear(r);
         r = exec_sql(s, "DELETE FROM chunks WHERE topic_id = $1 AND partition = $2 AND last_offset < $3", 3, v, NULL,
                      "trim chunks");
         if (!r)
@@ -2104,8 +2118,11 @@ static int pg_log_starts(struct metastore *m, struct log_start_row **out, int *n
 static int objects_unreferenced_once(struct pg_store *s, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
                                      int *n)
 {
-    PGresult *r = exec_sql(s, "UPDATE objects SET unreferenced_ms = " STORE_NOW_MS " WHERE unreferenced_ms IS NULL"
-                              " AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_id = objects.id)",
+    /* Only objects that lost chunks are looked at: the candidates taken are exactly those checked. */
+    PGresult *r = exec_sql(s, "WITH c AS (DELETE FROM gc_candidates RETURNING object_id)"
+                              " UPDATE objects SET unreferenced_ms = " STORE_NOW_MS " FROM c"
+                              " WHERE objects.id = c.object_id AND unreferenced_ms IS NULL"
+                              " AND NOT EXISTS (SELECT 1 FROM chunks ch WHERE ch.object_id = objects.id)",
                            0, NULL, NULL, "stamp unreferenced objects");
     if (!r)
         return -1;

@@ -131,7 +131,10 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL,"
     "  expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "ALTER TABLE objects ADD COLUMN unreferenced_ms INTEGER;"
-    "CREATE INDEX chunks_by_object ON chunks(object_id);",
+    "CREATE INDEX objects_unreferenced ON objects(unreferenced_ms) WHERE unreferenced_ms IS NOT NULL;"
+    "CREATE INDEX chunks_by_object ON chunks(object_id);"
+    /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
+    "CREATE TABLE gc_candidates (object_id INTEGER PRIMARY KEY);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -144,6 +147,7 @@ enum stmt_id {
     S_PARTITION_INSERT,
     S_CONFIG_INSERT,
     S_TOPIC_MARK_DELETED,
+    S_TOPIC_GC_CANDIDATES,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_PARTITIONS,
     S_TOPIC_DELETE_CONFIGS,
@@ -183,6 +187,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_PARTITION_INSERT] = "INSERT INTO partitions (topic_id, partition) VALUES (?1, ?2)",
     [S_CONFIG_INSERT] = "INSERT OR REPLACE INTO topic_configs (topic_id, name, value) VALUES (?1, ?2, ?3)",
     [S_TOPIC_MARK_DELETED] = "UPDATE topics SET deleted = 1 WHERE id = ?1",
+    [S_TOPIC_GC_CANDIDATES] = "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+                              " WHERE topic_id = ?1",
     [S_TOPIC_DELETE_CHUNKS] = "DELETE FROM chunks WHERE topic_id = ?1",
     [S_TOPIC_DELETE_PARTITIONS] = "DELETE FROM partitions WHERE topic_id = ?1",
     [S_TOPIC_DELETE_CONFIGS] = "DELETE FROM topic_configs WHERE topic_id = ?1",
@@ -422,7 +428,7 @@ static int sq_delete_topic(struct metastore *m, const char *name)
     }
     /* The topic row stays (deleted = 1) so its id is never handed out again; its chunks and
      * partitions go, which makes its objects garbage once no other chunk points into them. */
-    static const enum stmt_id steps[] = {S_TOPIC_MARK_DELETED, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_PARTITIONS,
+    static const enum stmt_id steps[] = {S_TOPIC_MARK_DELETED, S_TOPIC_GC_CANDIDATES, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_PARTITIONS,
                                          S_TOPIC_DELETE_CONFIGS};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         sqlite3_stmt *q = stmt(s, steps[i]);
@@ -1330,7 +1336,8 @@ static int sq_retention_offset(struct metastore *m, int64_t topic_id, int32_t pa
     struct sqlite_store *s = (struct sqlite_store *)m;
     sqlite3_stmt *q = prepare(
         s, "SELECT next_offset,"
-           " (SELECT min(base_offset) FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND max_timestamp >= ?3),"
+           " (SELECT base_offset FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND max_timestamp >= ?3"
+           "  ORDER BY base_offset LIMIT 1),"
            " CASE WHEN ?4 < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
            "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = ?1 AND partition = ?2)"
            "   WHERE newer - len < ?4) END"
@@ -1379,18 +1386,24 @@ static int sq_trim_partition(struct metastore *m, int64_t topic_id, int32_t part
     }
     *chunks_removed = 0;
     if (offset > start) {
-        sqlite3_stmt *q = prepare(s, "DELETE FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3");
-        if (!q)
-            return abort_tx(s);
-        sqlite3_bind_int64(q, 1, topic_id);
-        sqlite3_bind_int(q, 2, partition);
-        sqlite3_bind_int64(q, 3, offset);
-        rc = sqlite3_step(q);
-        sqlite3_finalize(q);
-        if (rc != SQLITE_DONE)
-            return db_error(s, "trim chunks"), abort_tx(s);
+        static const char *const sql[2] = {
+            "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+            " WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3",
+            "DELETE FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3"};
+        for (int i = 0; i < 2; i++) {
+            sqlite3_stmt *q = prepare(s, sql[i]);
+            if (!q)
+                return abort_tx(s);
+            sqlite3_bind_int64(q, 1, topic_id);
+            sqlite3_bind_int(q, 2, partition);
+            sqlite3_bind_int64(q, 3, offset);
+            rc = sqlite3_step(q);
+            sqlite3_finalize(q);
+            if (rc != SQLITE_DONE)
+                return db_error(s, "trim chunks"), abort_tx(s);
+        }
         *chunks_removed = sqlite3_changes(s->db);
-        q = prepare(s, "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2");
+        sqlite3_stmt *q = prepare(s, "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2");
         if (!q)
             return abort_tx(s);
         sqlite3_bind_int64(q, 1, topic_id);
@@ -1442,15 +1455,28 @@ static int sq_objects_unreferenced(struct metastore *m, int64_t grace_ms, int ma
 {
     struct sqlite_store *s = (struct sqlite_store *)m;
     int64_t now = wall_ms();
+    /* Only objects that lost chunks are looked at; they are checked once, in one transaction. */
+    if (begin(s) < 0)
+        return -1;
     sqlite3_stmt *q = prepare(s, "UPDATE objects SET unreferenced_ms = ?1 WHERE unreferenced_ms IS NULL"
+                                 " AND id IN (SELECT object_id FROM gc_candidates)"
                                  " AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_id = objects.id)");
     if (!q)
-        return -1;
+        return abort_tx(s);
     sqlite3_bind_int64(q, 1, now);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
-        return db_error(s, "stamp unreferenced objects");
+        return db_error(s, "stamp unreferenced objects"), abort_tx(s);
+    q = prepare(s, "DELETE FROM gc_candidates");
+    if (!q)
+        return abort_tx(s);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "clear gc candidates"), abort_tx(s);
+    if (commit(s) < 0)
+        return abort_tx(s);
     q = prepare(s, "SELECT key FROM objects WHERE unreferenced_ms <= ?1 ORDER BY unreferenced_ms LIMIT ?2");
     if (!q)
         return -1;
