@@ -250,6 +250,10 @@ def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
         create(other, "after-handover", retention_ms=1000)
         produce(other, "after-handover", [b"h%d" % i for i in range(10)])
         wait_for(lambda: watermarks(other, "after-handover") == (10, 10), "retention after the hand-over")
+        # A clean stop gives the lease up at once (no waiting for its expiry).
+        expect(pg.psql(pg.dbname, "SELECT count(*) FROM job_leases") == "1", "the live holder's lease")
+        other.cleanup()
+        expect(pg.psql(pg.dbname, "SELECT count(*) FROM job_leases") == "0", "lease left after a clean stop")
     finally:
         for a in agents:
             if a.alive():

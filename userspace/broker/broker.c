@@ -352,6 +352,7 @@ static void broker_begin_drain(struct broker *b)
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
     groups_drain(b);
+    lifecycle_release(b);
 }
 
 static bool broker_drained(struct broker *b)

@@ -304,6 +304,7 @@ struct lifecycle {
 };
 int64_t lifecycle_next_deadline(struct broker *b);
 void lifecycle_tick(struct broker *b, int64_t now_ms);
+void lifecycle_release(struct broker *b); /* draining: give the lease up once no round runs */
 
 /* ---- the broker ---- */
 

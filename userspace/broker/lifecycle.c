@@ -197,8 +197,44 @@ static void lifecycle_done(struct broker *b, struct job *job)
         }
         if (j->lease >= 0)
             lc->held = held;
+        if (b->draining)
+            lifecycle_release(b);
     }
     free(j);
+}
+
+struct release_job {
+    struct job base;
+    char owner[64];
+};
+
+static void release_run(struct job *job, struct metastore *m)
+{
+    struct release_job *j = (struct release_job *)job;
+    metastore_lease_release(m, LEASE_KIND, j->owner);
+}
+
+static void release_done(struct broker *b, struct job *job)
+{
+    (void)b;
+    free(job);
+}
+
+/* A clean stop hands the lease on at once rather than after its expiry; never while a round runs
+ * (another agent's round must not overlap it): lifecycle_done calls again. */
+void lifecycle_release(struct broker *b)
+{
+    struct lifecycle *lc = &b->lifecycle;
+    if (b->worker_id != 0 || !lc->held || lc->running)
+        return;
+    lc->held = false;
+    struct release_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->base.run = release_run;
+    j->base.done = release_done;
+    snprintf(j->owner, sizeof(j->owner), "%s", b->self.id);
+    jobs_submit(&b->store, &j->base);
 }
 
 int64_t lifecycle_next_deadline(struct broker *b)
