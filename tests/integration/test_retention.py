@@ -293,3 +293,18 @@ def test_delete_records_moves_the_log_start():
         expect(delete_records([(0, 3)]) == [(0, 30, 0)], "the log start never moves down")
     finally:
         a.cleanup()
+
+
+def test_retention_bytes_keeps_the_newest_chunks():
+    a = Agent(env=FAST).start()
+    try:
+        create(a, "sized", retention_bytes=1)  # keeps only what it must: the newest chunk
+        for r in "abcde":
+            produce(a, "sized", [b"%s%d" % (r.encode(), i) for i in range(10)])
+        wait_for(lambda: watermarks(a, "sized")[0] >= 40, "retention.bytes moved the log start")
+        low, high = watermarks(a, "sized")
+        expect(high == 50 and low < 50, "watermarks %r: the newest chunk stays" % ((low, high),))
+        out = kcat(a, "-C", "-t", "sized", "-o", "beginning", "-e", "-f", "%o %s\n").decode().split("\n")
+        expect([l for l in out if l] == ["%d e%d" % (o, o - 40) for o in range(low, 50)], "kcat: %r" % out)
+    finally:
+        a.cleanup()
