@@ -222,6 +222,17 @@ def remote_stores():
     return pg, s3
 
 
+def s3_put(s3, key, data):
+    """A PUT signed by curl (SigV4), as an agent that died before its commit left it."""
+    import hashlib
+    import s3server
+    url = "http://%s/%s/%s" % (s3.endpoint, s3.bucket, key)
+    harness.run(["curl", "-sS", "-f", "-X", "PUT", "-H", "x-amz-content-sha256: " + hashlib.sha256(data).hexdigest(),
+                 "--data-binary", "@-", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                 s3server.ACCESS_KEY + ":" + s3server.SECRET_KEY, url], input=data)
+    expect(key in s3.objects(), "the PUT of %s did not store it" % key)
+
+
 def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
     pg, s3 = remote_stores()
     agents = []
@@ -234,7 +245,12 @@ def test_two_agents_pg_s3_share_the_job_and_hand_it_over():
         def s3_objects():
             return set(k for k in s3.objects("lc/objects/"))
 
+        # An object PUT an hour ago and never committed (a crash between PUT and commit): collected
+        # by the bucket listing (ListObjectsV2).
+        stale = "lc/objects/%013d-crashed-w0-000001.obj" % (int(time.time() * 1000) - 3600 * 1000)
+        s3_put(s3, stale, b"\0" * 64)
         check_retention(first, s3_objects)
+        wait_for(lambda: stale not in s3.objects("lc/"), "the uncommitted object on S3 was collected")
         holders = [a for a in agents if "took the lease" in a.log_text()]
         expect(len(holders) == 1, "agents that took the lease: %d" % len(holders))
         holder = holders[0]
