@@ -33,6 +33,7 @@ struct lifecycle_job {
     char owner[64];
     int64_t ttl_ms;
     bool scan_bucket;
+    int64_t renewed_ms;          /* monotonic: when the lease was last taken or renewed */
     /* out: */
     int lease;                   /* metastore_lease_acquire's answer */
     int64_t chunks_expired;
@@ -56,6 +57,20 @@ static bool config_deletes(const struct topic_config *cfgs, int n)
     return true; /* Kafka's default cleanup.policy=delete */
 }
 
+/* A long round keeps its lease: renewed every third of its time to live. false when another
+ * agent holds it now (this one stalled past the expiry): the round stops. */
+static bool keep_lease(struct lifecycle_job *j, struct metastore *m)
+{
+    if (mono_ms() - j->renewed_ms > j->ttl_ms / 3) {
+        if (metastore_lease_acquire(m, LEASE_KIND, j->owner, j->ttl_ms) == 1) {
+            j->lease = 1;
+            return false;
+        }
+        j->renewed_ms = mono_ms();
+    }
+    return true;
+}
+
 /* Drops each partition's chunks that retention.ms or retention.bytes no longer keeps. */
 static void retention_round(struct lifecycle_job *j, struct metastore *m)
 {
@@ -63,7 +78,6 @@ static void retention_round(struct lifecycle_job *j, struct metastore *m)
     int ntopics = 0;
     if (metastore_list_topics(m, &topics, &ntopics) != 0)
         return;
-    int64_t renewed_ms = mono_ms();
     for (int t = 0; t < ntopics; t++) {
         struct topic_config *cfgs = NULL;
         int ncfgs = 0;
@@ -88,11 +102,8 @@ static void retention_round(struct lifecycle_job *j, struct metastore *m)
                 j->chunks_expired += removed;
             }
         }
-        /* A long round keeps its lease. */
-        if (mono_ms() - renewed_ms > j->ttl_ms / 3) {
-            metastore_lease_acquire(m, LEASE_KIND, j->owner, j->ttl_ms);
-            renewed_ms = mono_ms();
-        }
+        if (!keep_lease(j, m))
+            break;
     }
     free(topics);
 }
@@ -104,7 +115,7 @@ static void unreferenced_round(struct lifecycle_job *j, struct metastore *m)
     int n = 0;
     if (metastore_objects_unreferenced(m, j->cfg->object_delete_grace_ms, OBJECTS_PER_ROUND, &keys, &n) != 0)
         return;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && keep_lease(j, m); i++) {
         if (objstore_delete(j->objects, keys[i]) != 0)
             continue; /* kept in the store: tried again next round */
         log_info("gc: deleted object %s (unreferenced)", keys[i]);
@@ -152,7 +163,7 @@ static void uncommitted_round(struct lifecycle_job *j, struct metastore *m)
 {
     struct listed_keys l = {.older_than_ms = wall_ms() - j->cfg->object_delete_grace_ms};
     if (objstore_list(j->objects, "objects/", on_listed, &l) == 0) {
-        for (int i = 0; i < l.n; i++) {
+        for (int i = 0; i < l.n && keep_lease(j, m); i++) {
             if (metastore_object_known(m, l.v[i]) != 0)
                 continue; /* committed (or the store did not answer): never ours to delete */
             if (objstore_delete(j->objects, l.v[i]) == 0) {
@@ -170,9 +181,11 @@ static void lifecycle_run(struct job *job, struct metastore *m)
     j->lease = metastore_lease_acquire(m, LEASE_KIND, j->owner, j->ttl_ms);
     if (j->lease != 0)
         return;
+    j->renewed_ms = mono_ms();
     retention_round(j, m);
-    unreferenced_round(j, m);
-    if (j->scan_bucket)
+    if (j->lease == 0)
+        unreferenced_round(j, m);
+    if (j->lease == 0 && j->scan_bucket)
         uncommitted_round(j, m);
 }
 
@@ -183,14 +196,15 @@ static void lifecycle_done(struct broker *b, struct job *job)
         struct lifecycle *lc = &b->lifecycle;
         lc->running = false;
         bool held = j->lease == 0;
+        /* what was done counts even if the lease was lost half-way */
+        metrics_add(M_CHUNKS_EXPIRED, (uint64_t)j->chunks_expired);
+        metrics_add(M_OBJECTS_DELETED, (uint64_t)(j->objects_deleted + j->uncommitted_deleted));
         if (held) {
             if (!lc->held) {
                 log_info("lifecycle: took the lease for retention and garbage collection (owner %s)", j->owner);
                 metrics_add(M_LEASE_TAKEOVERS, 1);
             }
             metrics_add(M_JOB_RUNS, 1);
-            metrics_add(M_CHUNKS_EXPIRED, (uint64_t)j->chunks_expired);
-            metrics_add(M_OBJECTS_DELETED, (uint64_t)(j->objects_deleted + j->uncommitted_deleted));
             lc->rounds++;
         } else if (lc->held && j->lease == 1) {
             log_info("lifecycle: the lease is held by another agent now");
