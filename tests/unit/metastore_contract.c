@@ -734,5 +734,12 @@ void metastore_contract_lifecycle(const char *url, int *failed_)
     CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
     CHECK_EQ(ngone, 3);
     free(gone);
+    /* An object none of whose chunks was stored (its topic went meanwhile) is garbage at once. */
+    c = chunk(t2.id, 0, 10, 0, 1000);
+    CHECK_EQ(metastore_commit_object(m, "objects/0000000000005-a.obj", 100, &c, 1), 0);
+    CHECK_EQ(c.error, KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK_EQ(ngone, 4);
+    free(gone);
     metastore_close(m);
 }

@@ -156,6 +156,7 @@ enum stmt_id {
     S_TOPIC_MARK_DELETED,
     S_TOPIC_DELETE_PARTITIONS,
     S_TOPIC_GC_CANDIDATES,
+    S_GC_CANDIDATE_ADD,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_CONFIGS,
     S_TOPICS_LIST,
@@ -214,6 +215,7 @@ static const struct {
     [S_TOPIC_DELETE_PARTITIONS] = {"topic_delete_partitions", "DELETE FROM partitions WHERE topic_id = $1"},
     [S_TOPIC_GC_CANDIDATES] = {"topic_gc_candidates", "INSERT INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
                                                       " WHERE topic_id = $1 ON CONFLICT DO NOTHING"},
+    [S_GC_CANDIDATE_ADD] = {"gc_candidate_add", "INSERT INTO gc_candidates VALUES ($1) ON CONFLICT DO NOTHING"},
     [S_TOPIC_DELETE_CHUNKS] = {"topic_delete_chunks", "DELETE FROM chunks WHERE topic_id = $1"},
     [S_TOPIC_DELETE_CONFIGS] = {"topic_delete_configs", "DELETE FROM topic_configs WHERE topic_id = $1"},
     [S_TOPICS_LIST] = {"topics_list",
@@ -1295,6 +1297,11 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
         for (int k = 0; k < NPARRAYS; k++)
             par_str(&p, array_end(&pa[k]));
         pipe_send(s, &pp, S_PRODUCER_STATES_PUT, &p);
+    }
+    if (assigned == 0) { /* every chunk refused or a duplicate: the object is garbage at once */
+        p = (struct params){0};
+        par_i64(&p, object_id);
+        pipe_send(s, &pp, S_GC_CANDIDATE_ADD, &p);
     }
     if (assigned > 0)
         pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */

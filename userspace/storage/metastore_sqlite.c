@@ -148,6 +148,7 @@ enum stmt_id {
     S_CONFIG_INSERT,
     S_TOPIC_MARK_DELETED,
     S_TOPIC_GC_CANDIDATES,
+    S_GC_CANDIDATE_ADD,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_PARTITIONS,
     S_TOPIC_DELETE_CONFIGS,
@@ -189,6 +190,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOPIC_MARK_DELETED] = "UPDATE topics SET deleted = 1 WHERE id = ?1",
     [S_TOPIC_GC_CANDIDATES] = "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
                               " WHERE topic_id = ?1",
+    [S_GC_CANDIDATE_ADD] = "INSERT OR IGNORE INTO gc_candidates VALUES (?1)",
     [S_TOPIC_DELETE_CHUNKS] = "DELETE FROM chunks WHERE topic_id = ?1",
     [S_TOPIC_DELETE_PARTITIONS] = "DELETE FROM partitions WHERE topic_id = ?1",
     [S_TOPIC_DELETE_CONFIGS] = "DELETE FROM topic_configs WHERE topic_id = ?1",
@@ -681,6 +683,7 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
     if (run(s, q, "insert object") < 0)
         return fail_commit(s, chunks, nchunks);
     int64_t object_id = sqlite3_last_insert_rowid(s->db);
+    int inserted = 0;
 
     for (int i = 0; i < nchunks; i++) {
         struct commit_chunk *c = &chunks[i];
@@ -728,8 +731,17 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
             producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
         }
+        inserted++;
     }
     producer_plan_settle(&plan, chunks, nchunks);
+    if (inserted == 0) { /* every chunk refused or a duplicate: the object is garbage at once */
+        q = stmt(s, S_GC_CANDIDATE_ADD);
+        sqlite3_bind_int64(q, 1, object_id);
+        if (run(s, q, "gc candidate") < 0) {
+            producer_plan_free(&plan);
+            return fail_commit(s, chunks, nchunks);
+        }
+    }
     int saved = save_producers(s, &plan);
     producer_plan_free(&plan);
     if (saved < 0 || commit(s) < 0)
