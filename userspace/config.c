@@ -90,6 +90,12 @@ static const struct setting settings[] = {
      "partitions of auto-created topics and of CreateTopics with num_partitions -1"},
     {"auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", SET_BOOL, S(auto_create_topics), "true",
      "create unknown topics on Metadata/Produce requests (true/false)"},
+    {"require-sasl-authentication", "SLUICE_REQUIRE_SASL_AUTHENTICATION", SET_BOOL, S(require_sasl), "false",
+     "clients must authenticate with SASL before any request but ApiVersions (true/false)"},
+    {"sasl-mechanisms", "SLUICE_SASL_MECHANISMS", SET_STRING, S(sasl_mechanisms), "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+     "SASL mechanisms accepted, comma-separated (users: sluice user add)"},
+    {"sasl-session-lifetime", "SLUICE_SASL_SESSION_LIFETIME", SET_DURATION_MS, S(sasl_session_lifetime_ms), "0",
+     "clients re-authenticate this often or their connection is closed (Kafka's connections.max.reauth.ms; 0: off)"},
     {"cluster-id", "SLUICE_CLUSTER_ID", SET_STRING, S(cluster_id), "sluice", "cluster id reported to clients"},
     {"log-level", "SLUICE_LOG_LEVEL", SET_STRING, S(log_level), "info", "debug, info, warn or error"},
     {"workers", "SLUICE_WORKERS", SET_COUNT, S(workers), "0", "worker processes (0: one per online CPU)"},
@@ -245,8 +251,30 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
     return rc;
 }
 
+/* Every name in sasl-mechanisms is one sluice serves (a typo would silently disable one). */
+static int check_sasl_mechanisms(const char *list)
+{
+    static const char *const known[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        bool ok = n == 0;
+        for (size_t k = 0; k < 3 && !ok; k++)
+            ok = strlen(known[k]) == n && !strncmp(known[k], p, n);
+        if (!ok) {
+            fprintf(stderr, "sluice: sasl-mechanisms: unknown mechanism '%.*s' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\n",
+                    (int)n, p);
+            return -1;
+        }
+        p += n;
+    }
+    return 0;
+}
+
 static int check_ranges(struct config *c)
 {
+    if (check_sasl_mechanisms(c->sasl_mechanisms) != 0)
+        return -1;
     if (c->batch_max_bytes < 1024 || c->batch_max_bytes > (1 << 30)) {
         fprintf(stderr, "sluice: batch-max-bytes must be between 1KiB and 1GiB\n");
         return -1;

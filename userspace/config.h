@@ -35,6 +35,9 @@ struct config {
     int64_t fetch_read_bytes;     /* per worker: object bytes being read for fetches */
     int default_partitions;
     bool auto_create_topics;
+    bool require_sasl;            /* only ApiVersions and SASL before authentication */
+    char sasl_mechanisms[64];     /* enabled, comma-separated */
+    int64_t sasl_session_lifetime_ms; /* re-authenticate this often (KIP-368); 0 = off */
     char cluster_id[64];
     char log_level[16];
     int workers;                  /* worker processes; 0 = one per online CPU */

@@ -27,6 +27,7 @@ static int cmd_agent(int argc, char **argv)
 int cmd_steer(int argc, char **argv); /* tools/cli/steer_cmd.c */
 int cmd_bench(int argc, char **argv); /* tools/cli/bench_cmd.c */
 int cmd_diagnose(int argc, char **argv); /* tools/cli/diagnose_cmd.c */
+int cmd_user(int argc, char **argv); /* tools/cli/user_cmd.c */
 
 static void usage(void)
 {
@@ -37,6 +38,7 @@ static void usage(void)
            "  bench      produce|consume: a load generator (sluice bench --help)\n"
            "  diagnose-connection  bootstrap, Metadata and every advertised broker, timed and explained\n"
            "  steer      status|remove: the kernel's connection steering (sluice steer --help)\n"
+           "  user       add|delete|list: SASL users in the metadata store (sluice user --help)\n"
            "  version    print the version\n",
            SLUICE_VERSION);
 }
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return cmd_diagnose(argc - 2, argv + 2);
     if (!strcmp(cmd, "steer"))
         return cmd_steer(argc - 2, argv + 2);
+    if (!strcmp(cmd, "user"))
+        return cmd_user(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

@@ -644,6 +644,57 @@ void metastore_contract_acls(const char *url, int *failed_)
     metastore_close(m);
 }
 
+static struct sasl_credential cred(const char *user, const char *mech, int iterations)
+{
+    struct sasl_credential c = {0};
+    snprintf(c.user, sizeof(c.user), "%s", user);
+    snprintf(c.mechanism, sizeof(c.mechanism), "%s", mech);
+    snprintf(c.salt, sizeof(c.salt), "00ff");
+    c.iterations = iterations;
+    snprintf(c.stored_key, sizeof(c.stored_key), "ab%d", iterations);
+    snprintf(c.server_key, sizeof(c.server_key), "cd");
+    return c;
+}
+
+void metastore_contract_credentials(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct sasl_credential a = cred("bob", "SCRAM-SHA-256", 4096), b = cred("bob", "PLAIN", 5000),
+                           c = cred("alice", "SCRAM-SHA-512", 8192);
+    CHECK_EQ(metastore_cred_put(m, &a), 0);
+    CHECK_EQ(metastore_cred_put(m, &b), 0);
+    CHECK_EQ(metastore_cred_put(m, &c), 0);
+    a.iterations = 9999; /* replaces */
+    CHECK_EQ(metastore_cred_put(m, &a), 0);
+    struct sasl_credential *v = NULL;
+    int n = 0;
+    CHECK_EQ(metastore_cred_list(m, NULL, NULL, &v, &n), 0);
+    CHECK_EQ(n, 3);
+    if (n == 3) {
+        CHECK(!strcmp(v[0].user, "alice") && !strcmp(v[1].mechanism, "PLAIN") && v[2].iterations == 9999);
+        CHECK(!strcmp(v[2].stored_key, "ab4096") && !strcmp(v[2].salt, "00ff") && !strcmp(v[2].server_key, "cd"));
+    }
+    free(v);
+    CHECK_EQ(metastore_cred_list(m, "bob", "PLAIN", &v, &n), 0);
+    CHECK(n == 1 && v[0].iterations == 5000);
+    free(v);
+    CHECK_EQ(metastore_cred_list(m, "nobody", NULL, &v, &n), 0);
+    CHECK_EQ(n, 0);
+    free(v);
+    CHECK_EQ(metastore_cred_delete(m, "bob", "PLAIN"), 1);
+    CHECK_EQ(metastore_cred_delete(m, "bob", "PLAIN"), 0);
+    CHECK_EQ(metastore_cred_put(m, &b), 0);
+    CHECK_EQ(metastore_cred_delete(m, "bob", NULL), 2);
+    CHECK_EQ(metastore_cred_list(m, NULL, NULL, &v, &n), 0);
+    CHECK(n == 1 && !strcmp(v[0].user, "alice"));
+    free(v);
+    metastore_close(m);
+}
+
 void metastore_contract_lifecycle(const char *url, int *failed_)
 {
     char err[256] = "";

@@ -30,6 +30,9 @@ void metastore_contract_groups(const char *url, int *failed_);
 /* ACLs: added (an identical one stored once), listed in creation order with every field, deleted
  * by id (a missing id is not an error), kept across a reopen. */
 void metastore_contract_acls(const char *url, int *failed_);
+/* SASL credentials: put replaces, list filters by user and mechanism in order, delete one
+ * mechanism or all, counts what it deleted. */
+void metastore_contract_credentials(const char *url, int *failed_);
 
 /* Background jobs: job leases by compare-and-set (one holder, renewal, release, expiry), the
  * retention offset by time and by size, trimming (log start up only, OFFSET_OUT_OF_RANGE past the

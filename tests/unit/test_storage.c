@@ -316,6 +316,18 @@ TEST(storage_metastore_groups)
     free(tmp);
 }
 
+TEST(storage_metastore_credentials)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_credentials(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}
+
 TEST(storage_metastore_topic_changes)
 {
     char *tmp = test_temp_dir(), url[512];

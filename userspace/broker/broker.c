@@ -6,6 +6,7 @@
 
 #include "broker/broker_internal.h"
 #include "broker/notify.h"
+#include "broker/sasl.h"
 #include "metrics/metrics.h"
 #include "server/conn.h"
 #include "server/server.h"
@@ -43,8 +44,12 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
     {KAPI_DESCRIBE_ACLS, 3, handle_describe_acls},
     {KAPI_CREATE_ACLS, 3, handle_create_acls},
-    {KAPI_DELETE_ACLS, 3, handle_delete_acls},
     {KAPI_DELETE_RECORDS, 2, handle_delete_records},
+    {KAPI_DELETE_ACLS, 3, handle_delete_acls},
+    {KAPI_SASL_HANDSHAKE, 1, handle_sasl_handshake},
+    {KAPI_SASL_AUTHENTICATE, 2, handle_sasl_authenticate},
+    {KAPI_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, handle_describe_user_scram_credentials},
+    {KAPI_ALTER_USER_SCRAM_CREDENTIALS, 0, handle_alter_user_scram_credentials},
 };
 const int api_handlers_len = (int)(sizeof(api_handlers) / sizeof(api_handlers[0]));
 
@@ -264,6 +269,8 @@ void broker_handle(struct broker *b, struct request *rq)
     const struct api_handler *h = handler_for(rq->hdr.api_key);
     log_debug("%s v%d correlation=%d %s", rq->api->name, rq->hdr.api_version, rq->hdr.correlation_id,
               request_who(rq));
+    if (!sasl_gate(b, rq))
+        return;
     h->fn(b, rq);
 }
 
@@ -373,6 +380,7 @@ static void app_conn_closed(void *ctx, struct conn *c)
     fetch_cancel_conn(ctx, c);
     produce_cancel_conn(ctx, c);
     groups_cancel_conn(ctx, c);
+    sasl_conn_closed(c);
 }
 
 static int64_t app_next_deadline(void *ctx)

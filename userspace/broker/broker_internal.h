@@ -378,6 +378,8 @@ void handle_describe_producers(struct broker *b, struct request *rq);
 void handle_create_acls(struct broker *b, struct request *rq);
 void handle_describe_acls(struct broker *b, struct request *rq);
 void handle_delete_acls(struct broker *b, struct request *rq);
+void handle_describe_user_scram_credentials(struct broker *b, struct request *rq); /* scram_admin.c */
+void handle_alter_user_scram_credentials(struct broker *b, struct request *rq);
 
 /* The served API table (broker.c): key, version range, handler. */
 struct api_handler {

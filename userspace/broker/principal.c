@@ -4,11 +4,15 @@
 
 #include "broker/principal.h"
 #include "broker/request.h"
+#include "broker/sasl.h"
 #include "server/conn.h"
 
 const char *principal_of(const struct request *rq)
 {
-    /* SASL's identity first (sasl_principal, once SASL exists), then the mTLS certificate's. */
+    /* SASL's identity first, then the mTLS certificate's. */
+    const char *sasl = rq->conn ? sasl_principal(rq) : NULL;
+    if (sasl)
+        return sasl;
     const char *tls = rq->conn ? conn_tls_principal(rq->conn) : NULL;
     return tls ? tls : PRINCIPAL_ANONYMOUS;
 }

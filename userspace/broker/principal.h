@@ -9,7 +9,7 @@ struct request;
 #define PRINCIPAL_ANONYMOUS "User:ANONYMOUS"
 
 /* The authenticated principal: the SASL name first, then the mTLS certificate's CN, else
- * User:ANONYMOUS (until SASL and TLS are wired in, always User:ANONYMOUS). */
+ * User:ANONYMOUS. */
 const char *principal_of(const struct request *rq);
 /* The client's address without its port ("127.0.0.1", "::1"; IPv4-mapped IPv6 as IPv4), as
  * host-based ACLs name it. Returns out. */

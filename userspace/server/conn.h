@@ -73,6 +73,7 @@ struct conn {
     uint8_t *tls_rx;               /* TLS: ciphertext is received here, decrypted into `in` */
     size_t tls_rx_cap;
     int64_t accepted_ms;           /* TLS: the handshake must finish within TLS_HANDSHAKE_TIMEOUT_MS */
+    void *sasl;                    /* the broker's SASL state of the connection (broker/sasl.c) */
 };
 
 #define TLS_HANDSHAKE_TIMEOUT_MS 10000

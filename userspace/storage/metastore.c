@@ -207,6 +207,19 @@ int metastore_acl_delete(struct metastore *m, int64_t id)
     return m->ops->acl_delete(m, id);
 }
 
+int metastore_cred_put(struct metastore *m, const struct sasl_credential *c) { return m->ops->cred_put(m, c); }
+
+int metastore_cred_delete(struct metastore *m, const char *user, const char *mechanism)
+{
+    return m->ops->cred_delete(m, user, mechanism);
+}
+
+int metastore_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                        int *n)
+{
+    return m->ops->cred_list(m, user, mechanism, out, n);
+}
+
 int metastore_lease_acquire(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms)
 {
     return m->ops->lease_acquire(m, kind, owner, ttl_ms);

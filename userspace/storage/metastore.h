@@ -262,6 +262,24 @@ int metastore_acl_add(struct metastore *m, const struct acl_entry *e);
 int metastore_acl_list(struct metastore *m, struct acl_entry **out, int *n);
 /* Deletes the ACL with this id (gone already: not an error). 0 or -1. */
 int metastore_acl_delete(struct metastore *m, int64_t id);
+/* A SASL credential: for SCRAM the salted StoredKey and ServerKey (RFC 5802), for PLAIN a salted
+ * PBKDF2 hash in stored_key (server_key empty). Never the password. Binary values are hex. */
+#define SASL_USER_MAX 255
+struct sasl_credential {
+    char user[SASL_USER_MAX + 1];
+    char mechanism[16];           /* PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 */
+    char salt[129];
+    int32_t iterations;
+    char stored_key[129];
+    char server_key[129];
+};
+/* Stores (or replaces) the credential of (user, mechanism). */
+int metastore_cred_put(struct metastore *m, const struct sasl_credential *c);
+/* Deletes the user's credential for mechanism (NULL: all of them). How many, or -1. */
+int metastore_cred_delete(struct metastore *m, const char *user, const char *mechanism);
+/* Credentials matching user and mechanism (NULL: any), by user and mechanism. *out is malloc'd. */
+int metastore_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                        int *n);
 
 /* ---- background jobs (retention, garbage collection): leases and the data they remove ---- */
 

@@ -61,6 +61,10 @@ struct metastore_ops {
     int (*object_known)(struct metastore *m, const char *key);
     int (*notify_fd)(struct metastore *m);
     int (*consume_notifications)(struct metastore *m);
+    int (*cred_put)(struct metastore *m, const struct sasl_credential *c);
+    int (*cred_delete)(struct metastore *m, const char *user, const char *mechanism);
+    int (*cred_list)(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                     int *n);
 };
 
 /* Every backend's handle starts with this. */

@@ -131,7 +131,16 @@ static const char *const migrations[] = {
     "  operation INTEGER NOT NULL,"
     "  permission INTEGER NOT NULL,"
     "  UNIQUE (resource_type, resource_name, pattern_type, principal, host, operation, permission));",
-    /* 8: background jobs. A lease per job kind (owner, expiry on the server's clock: compare-and-set);
+    /* 8: SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
+    "CREATE TABLE sasl_credentials ("
+    "  username TEXT NOT NULL,"
+    "  mechanism TEXT NOT NULL,"
+    "  salt TEXT NOT NULL,"
+    "  iterations INTEGER NOT NULL,"
+    "  stored_key TEXT NOT NULL,"
+    "  server_key TEXT NOT NULL,"
+    "  PRIMARY KEY (username, mechanism));",
+    /* 9: background jobs. A lease per job kind (owner, expiry on the server's clock: compare-and-set);
      * objects no chunk points into get stamped when first seen so, and are deleted a grace period
      * later. */
     "CREATE TABLE job_leases ("
@@ -2239,6 +2248,80 @@ static void pg_close(struct metastore *m)
     free(s);
 }
 
+/* ---- SASL credentials ---- */
+
+static int cred_put_once(struct pg_store *s, const struct sasl_credential *c)
+{
+    char it[24];
+    snprintf(it, sizeof(it), "%d", c->iterations);
+    const char *v[6] = {c->user, c->mechanism, c->salt, it, c->stored_key, c->server_key};
+    PGresult *r = exec_sql(s, "INSERT INTO sasl_credentials (username, mechanism, salt, iterations, stored_key,"
+                              " server_key) VALUES ($1, $2, $3, $4::integer, $5, $6) ON CONFLICT (username, mechanism)"
+                              " DO UPDATE SET salt = $3, iterations = $4::integer, stored_key = $5, server_key = $6",
+                           6, v, NULL, "store credential");
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_cred_put(struct metastore *m, const struct sasl_credential *c)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, cred_put_once(s, c));
+}
+
+static int cred_delete_once(struct pg_store *s, const char *user, const char *mechanism)
+{
+    const char *v[2] = {user, mechanism};
+    PGresult *r = exec_sql(s, "DELETE FROM sasl_credentials WHERE username = $1 AND ($2::text IS NULL OR"
+                              " mechanism = $2::text)", 2, v, NULL, "delete credential");
+    if (!r)
+        return -1;
+    int n = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return n;
+}
+
+static int pg_cred_delete(struct metastore *m, const char *user, const char *mechanism)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, cred_delete_once(s, user, mechanism));
+}
+
+static int cred_list_once(struct pg_store *s, const char *user, const char *mechanism, struct sasl_credential **out,
+                          int *n)
+{
+    const char *v[2] = {user, mechanism};
+    PGresult *r = exec_sql(s, "SELECT username, mechanism, salt, iterations, stored_key, server_key FROM"
+                              " sasl_credentials WHERE ($1::text IS NULL OR username = $1::text) AND ($2::text IS NULL"
+                              " OR mechanism = $2::text) ORDER BY username COLLATE \"C\", mechanism COLLATE \"C\"",
+                           2, v, NULL, "list credentials");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct sasl_credential *c = alloc_rows(count, sizeof(*c));
+    for (int i = 0; i < count; i++) {
+        snprintf(c[i].user, sizeof(c[i].user), "%s", PQgetvalue(r, i, 0));
+        snprintf(c[i].mechanism, sizeof(c[i].mechanism), "%s", PQgetvalue(r, i, 1));
+        snprintf(c[i].salt, sizeof(c[i].salt), "%s", PQgetvalue(r, i, 2));
+        c[i].iterations = (int)get_i64(r, i, 3);
+        snprintf(c[i].stored_key, sizeof(c[i].stored_key), "%s", PQgetvalue(r, i, 4));
+        snprintf(c[i].server_key, sizeof(c[i].server_key), "%s", PQgetvalue(r, i, 5));
+    }
+    PQclear(r);
+    *out = c;
+    *n = count;
+    return 0;
+}
+
+static int pg_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                        int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, cred_list_once(s, user, mechanism, out, n));
+}
+
 static const struct metastore_ops pg_ops = {
     .close = pg_close,
     .create_topic = pg_create_topic,
@@ -2280,6 +2363,9 @@ static const struct metastore_ops pg_ops = {
     .object_known = pg_object_known,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
+    .cred_put = pg_cred_put,
+    .cred_delete = pg_cred_delete,
+    .cred_list = pg_cred_list,
 };
 
 /* "postgres://user@host:port/db" for log lines: the URL's parts without the password. */

@@ -124,7 +124,16 @@ static const char *const migrations[] = {
     "  operation INTEGER NOT NULL,"
     "  permission INTEGER NOT NULL,"
     "  UNIQUE (resource_type, resource_name, pattern_type, principal, host, operation, permission));",
-    /* 8: background jobs. A lease per job kind (owner, expiry: compare-and-set); objects no chunk
+    /* 8: SASL credentials: salts and derived keys only, never a password (see broker/sasl_creds.c). */
+    "CREATE TABLE sasl_credentials ("
+    "  username TEXT NOT NULL,"
+    "  mechanism TEXT NOT NULL,"
+    "  salt TEXT NOT NULL,"
+    "  iterations INTEGER NOT NULL,"
+    "  stored_key TEXT NOT NULL,"
+    "  server_key TEXT NOT NULL,"
+    "  PRIMARY KEY (username, mechanism)) WITHOUT ROWID;",
+    /* 9: background jobs. A lease per job kind (owner, expiry: compare-and-set); objects no chunk
      * points into get stamped when first seen so, and are deleted a grace period later. */
     "CREATE TABLE job_leases ("
     "  kind TEXT PRIMARY KEY,"
@@ -1563,6 +1572,79 @@ static void sq_close(struct metastore *m)
     free(s);
 }
 
+/* ---- SASL credentials ---- */
+
+static int sq_cred_put(struct metastore *m, const struct sasl_credential *c)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "INSERT INTO sasl_credentials (username, mechanism, salt, iterations, stored_key,"
+                                 " server_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (username, mechanism)"
+                                 " DO UPDATE SET salt = ?3, iterations = ?4, stored_key = ?5, server_key = ?6");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, c->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->mechanism, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, c->salt, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 4, c->iterations);
+    sqlite3_bind_text(q, 5, c->stored_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, c->server_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(s, "store credential");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static int sq_cred_delete(struct metastore *m, const char *user, const char *mechanism)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "DELETE FROM sasl_credentials WHERE username = ?1 AND (?2 IS NULL OR mechanism = ?2)");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, user, -1, SQLITE_STATIC);
+    if (mechanism)
+        sqlite3_bind_text(q, 2, mechanism, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? sqlite3_changes(s->db) : db_error(s, "delete credential");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static int sq_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
+                        int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT username, mechanism, salt, iterations, stored_key, server_key FROM"
+                                 " sasl_credentials WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR"
+                                 " mechanism = ?2) ORDER BY username, mechanism");
+    if (!q)
+        return -1;
+    if (user)
+        sqlite3_bind_text(q, 1, user, -1, SQLITE_STATIC);
+    if (mechanism)
+        sqlite3_bind_text(q, 2, mechanism, -1, SQLITE_STATIC);
+    struct sasl_credential *v = NULL;
+    int count = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct sasl_credential *nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        struct sasl_credential *c = &v[count++];
+        snprintf(c->user, sizeof(c->user), "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(c->mechanism, sizeof(c->mechanism), "%s", (const char *)sqlite3_column_text(q, 1));
+        snprintf(c->salt, sizeof(c->salt), "%s", (const char *)sqlite3_column_text(q, 2));
+        c->iterations = sqlite3_column_int(q, 3);
+        snprintf(c->stored_key, sizeof(c->stored_key), "%s", (const char *)sqlite3_column_text(q, 4));
+        snprintf(c->server_key, sizeof(c->server_key), "%s", (const char *)sqlite3_column_text(q, 5));
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list credentials");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
 static const struct metastore_ops sqlite_ops = {
     .close = sq_close,
     .create_topic = sq_create_topic,
@@ -1604,6 +1686,9 @@ static const struct metastore_ops sqlite_ops = {
     .object_known = sq_object_known,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
+    .cred_put = sq_cred_put,
+    .cred_delete = sq_cred_delete,
+    .cred_list = sq_cred_list,
 };
 
 /* Creates the folders above the database file; fsyncs the parent of each one it creates. */
