@@ -17,7 +17,7 @@
 #include "util/log.h"
 #include "util/netaddr.h"
 
-enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_COUNT, SET_DURATION_MS, SET_BYTES, SET_BOOL };
+enum setting_kind { SET_STRING, SET_PORT, SET_INT, SET_COUNT, SET_DURATION_MS, SET_BYTES, SET_BYTES_OR_NONE, SET_BOOL };
 
 struct setting {
     const char *flag;      /* --flag */
@@ -57,6 +57,15 @@ static const struct setting settings[] = {
     {"offsets-retention", "SLUICE_OFFSETS_RETENTION", SET_DURATION_MS, S(offsets_retention_ms), "7d",
      "a consumer group's committed offsets are kept this long after it became empty (Kafka's "
      "offsets.retention.minutes)"},
+    {"retention-ms", "SLUICE_RETENTION_MS", SET_DURATION_MS, S(retention_ms), "7d",
+     "default retention.ms of topics: older data is deleted (Kafka's log.retention.hours=168)"},
+    {"retention-bytes", "SLUICE_RETENTION_BYTES", SET_BYTES_OR_NONE, S(retention_bytes), "-1",
+     "default retention.bytes of topics, per partition (-1: no size limit)"},
+    {"retention-check-interval", "SLUICE_RETENTION_CHECK_INTERVAL", SET_DURATION_MS, S(retention_check_ms), "30s",
+     "how often retention, deletion and garbage collection look for work"},
+    {"object-delete-grace", "SLUICE_OBJECT_DELETE_GRACE", SET_DURATION_MS, S(object_delete_grace_ms), "60s",
+     "an object no data points into any more is deleted this long after (reads in flight finish first); "
+     "an object never committed is deleted once this old"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -226,6 +235,12 @@ static int apply(struct config *c, const struct setting *st, const char *value, 
         break;
     case SET_BYTES:
         rc = parse_bytes(value, (int64_t *)field);
+        break;
+    case SET_BYTES_OR_NONE: /* -1: no limit */
+        if (!strcmp(value, "-1"))
+            *(int64_t *)field = -1;
+        else
+            rc = parse_bytes(value, (int64_t *)field);
         break;
     case SET_BOOL:
         rc = parse_bool(value, (bool *)field);

@@ -19,6 +19,10 @@ struct config {
     int64_t heartbeat_timeout_ms; /* a member silent this long is dead */
     int64_t commit_poll_ms;       /* waiting fetches look for other processes' commits this often */
     int64_t offsets_retention_ms; /* committed offsets of an empty group are kept this long */
+    int64_t retention_ms;         /* topics' default retention.ms */
+    int64_t retention_bytes;      /* topics' default retention.bytes (-1: none) */
+    int64_t retention_check_ms;   /* background jobs look for work this often */
+    int64_t object_delete_grace_ms; /* unreferenced objects are deleted this long after */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;

@@ -330,3 +330,25 @@ def parse_describe_producers_response(frame):
             out[(topic, part)] = (err, producers)
         _tags, pos = _read_uvarint(frame, pos)
     return out
+
+
+def delete_records_v1_body(topic, partitions, timeout_ms=5000):
+    """DeleteRecords v1: partitions is [(partition, offset)]."""
+    out = struct.pack(">i", 1) + string(topic) + struct.pack(">i", len(partitions))
+    for p, off in partitions:
+        out += struct.pack(">iq", p, off)
+    return out + struct.pack(">i", timeout_ms)
+
+
+def parse_delete_records_v1_response(frame):
+    """-> [(partition, low_watermark, error_code)] of the single topic."""
+    pos = 4 + 4 + 4  # correlation id, throttle time, topics count (1)
+    (tl,) = struct.unpack_from(">h", frame, pos)
+    pos += 2 + tl
+    (n,) = struct.unpack_from(">i", frame, pos)
+    pos += 4
+    out = []
+    for _ in range(n):
+        out.append(struct.unpack_from(">iqh", frame, pos))
+        pos += 14
+    return out

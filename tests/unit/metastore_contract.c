@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "protocol/errors.h"
 #include "storage/metastore.h"
@@ -691,5 +692,105 @@ void metastore_contract_credentials(const char *url, int *failed_)
     CHECK_EQ(metastore_cred_list(m, NULL, NULL, &v, &n), 0);
     CHECK(n == 1 && !strcmp(v[0].user, "alice"));
     free(v);
+    metastore_close(m);
+}
+
+void metastore_contract_lifecycle(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Leases: one holder at a time; the holder renews; a release or an expiry frees it. */
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-a", 60000), 0);
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-b", 60000), 1);
+    CHECK_EQ(metastore_lease_acquire(m, "other-kind", "agent-b", 60000), 0); /* kinds are independent */
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-a", 60000), 0);  /* renewal */
+    CHECK_EQ(metastore_lease_release(m, "retention", "agent-b"), 0);          /* not its lease: no effect */
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-b", 60000), 1);
+    CHECK_EQ(metastore_lease_release(m, "retention", "agent-a"), 0);
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-b", 1), 0);
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL); /* agent-b "crashed": its 1 ms lease expired */
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-a", 60000), 0);
+    CHECK_EQ(metastore_lease_acquire(m, "retention", "agent-b", 60000), 1);
+
+    /* Retention and trimming: three chunks of 10 offsets, 100 bytes, max timestamps 1000/2000/3000. */
+    struct topic_info t;
+    CHECK_EQ(metastore_create_topic(m, "aging", 1, NULL, 0, &t), 0);
+    const char *keys[3] = {"objects/0000000000001-a.obj", "objects/0000000000002-a.obj", "objects/0000000000003-a.obj"};
+    for (int i = 0; i < 3; i++) {
+        struct commit_chunk c = chunk(t.id, 0, 10, 0, 1000 * (i + 1));
+        CHECK_EQ(metastore_commit_object(m, keys[i], 100, &c, 1), 0);
+    }
+    int64_t off = -7, start = -7, hwm = -7;
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, 1500, -1, &off), 0);
+    CHECK_EQ(off, 10);
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, INT64_MIN, -1, &off), 0);
+    CHECK_EQ(off, 0);
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, 9999, -1, &off), 0);
+    CHECK_EQ(off, 30); /* everything expired: up to the high watermark */
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, INT64_MIN, 150, &off), 0);
+    CHECK_EQ(off, 10); /* what stays is at least retention.bytes, as in Kafka */
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, INT64_MIN, 100, &off), 0);
+    CHECK_EQ(off, 20);
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, 2500, 250, &off), 0);
+    CHECK_EQ(off, 20); /* the stricter of the two */
+    CHECK_EQ(metastore_retention_offset(m, t.id, 7, 0, -1, &off), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    int removed = -1;
+    CHECK_EQ(metastore_trim_partition(m, t.id, 0, 31, &start, &removed), KERR_OFFSET_OUT_OF_RANGE);
+    CHECK_EQ(metastore_trim_partition(m, t.id, 0, 15, &start, &removed), 0);
+    CHECK_EQ(start, 15);
+    CHECK_EQ(removed, 1); /* the chunk ending at 9; the one holding 15 stays */
+    CHECK_EQ(metastore_trim_partition(m, t.id, 0, 5, &start, &removed), 0);
+    CHECK_EQ(start, 15); /* never down */
+    CHECK_EQ(removed, 0);
+    CHECK_EQ(metastore_partition_offsets(m, t.id, 0, &start, &hwm), 0);
+    CHECK(start == 15 && hwm == 30);
+    struct chunk_ref refs[4];
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 0, refs, 4), 2);
+    CHECK_EQ(refs[0].base_offset, 10);
+    struct log_start_row *rows = NULL;
+    int nrows = 0;
+    CHECK_EQ(metastore_log_starts(m, &rows, &nrows), 0);
+    CHECK(nrows == 1 && rows[0].topic_id == t.id && rows[0].partition == 0 && rows[0].log_start == 15);
+    free(rows);
+
+    /* Unreferenced objects: stamped when first seen, returned once the grace period passed. */
+    char(*gone)[OBJECT_KEY_MAX] = NULL;
+    int ngone = -1;
+    CHECK_EQ(metastore_objects_unreferenced(m, 60000, 100, &gone, &ngone), 0);
+    CHECK_EQ(ngone, 0);
+    free(gone);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK(ngone == 1 && !strcmp(gone[0], keys[0]));
+    free(gone);
+    CHECK_EQ(metastore_trim_partition(m, t.id, 0, -1, &start, &removed), 0);
+    CHECK(start == 30 && removed == 2);
+    CHECK_EQ(metastore_object_known(m, keys[0]), 1);
+    CHECK_EQ(metastore_object_forget(m, keys[0]), 0);
+    CHECK_EQ(metastore_object_known(m, keys[0]), 0);
+    CHECK_EQ(metastore_object_known(m, "objects/never-written"), 0);
+    /* A deleted topic's objects become garbage too. */
+    struct topic_info t2;
+    CHECK_EQ(metastore_create_topic(m, "doomed", 1, NULL, 0, &t2), 0);
+    struct commit_chunk c = chunk(t2.id, 0, 10, 0, 1000);
+    CHECK_EQ(metastore_commit_object(m, "objects/0000000000004-a.obj", 100, &c, 1), 0);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK_EQ(ngone, 2); /* the trimmed topic's two other objects */
+    free(gone);
+    CHECK_EQ(metastore_delete_topic(m, "doomed"), 0);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK_EQ(ngone, 3);
+    free(gone);
+    /* An object none of whose chunks was stored (its topic went meanwhile) is garbage at once. */
+    c = chunk(t2.id, 0, 10, 0, 1000);
+    CHECK_EQ(metastore_commit_object(m, "objects/0000000000005-a.obj", 100, &c, 1), 0);
+    CHECK_EQ(c.error, KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK_EQ(ngone, 4);
+    free(gone);
     metastore_close(m);
 }

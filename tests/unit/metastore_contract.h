@@ -34,6 +34,12 @@ void metastore_contract_acls(const char *url, int *failed_);
  * mechanism or all, counts what it deleted. */
 void metastore_contract_credentials(const char *url, int *failed_);
 
+/* Background jobs: job leases by compare-and-set (one holder, renewal, release, expiry), the
+ * retention offset by time and by size, trimming (log start up only, OFFSET_OUT_OF_RANGE past the
+ * high watermark), log starts listed, unreferenced objects stamped then returned after the grace
+ * period (trimmed and deleted topics'), forgotten and looked up. */
+void metastore_contract_lifecycle(const char *url, int *failed_);
+
 /* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);
 

@@ -84,7 +84,7 @@ TEST(pg_metastore_commit_assigns_offsets)
     PG_DB("t_commit", url);
     metastore_contract_commits(url, failed_);
     /* One migration row, at the newest version, however often the store was opened. */
-    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 8);
+    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 9);
     CHECK_EQ(query_num("t_commit", "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -110,6 +110,12 @@ TEST(pg_metastore_credentials)
 {
     PG_DB("t_creds", url);
     metastore_contract_credentials(url, failed_);
+}
+
+TEST(pg_metastore_lifecycle)
+{
+    PG_DB("t_lifecycle", url);
+    metastore_contract_lifecycle(url, failed_);
 }
 
 /* A group change announced wakes the other handles; a heartbeat's (announce false) does not. */
@@ -499,6 +505,9 @@ TEST(metastore_sqlite_migrates_to_members)
                               " DROP TABLE producer_ids; DROP TABLE producer_state;"
                               " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE acls;"
                               " DROP TABLE sasl_credentials;"
+                              " DROP TABLE job_leases; DROP TABLE gc_candidates; DROP INDEX chunks_by_object;"
+                              " DROP INDEX objects_unreferenced;"
+                              " ALTER TABLE objects DROP COLUMN unreferenced_ms;"
                               " UPDATE schema_version SET version = 1", NULL, NULL, NULL),
              SQLITE_OK);
     sqlite3_close(db);
@@ -522,7 +531,7 @@ TEST(metastore_sqlite_migrates_to_members)
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 8);
+    CHECK_EQ(sqlite3_column_int(q, 0), 9);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);

@@ -578,3 +578,15 @@ TEST(storage_metastore_acls)
     test_rm_rf(tmp);
     free(tmp);
 }
+
+TEST(storage_metastore_lifecycle)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_lifecycle(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}

@@ -44,6 +44,7 @@ const struct api_handler api_handlers[] = {
     {KAPI_DESCRIBE_PRODUCERS, 0, handle_describe_producers},
     {KAPI_DESCRIBE_ACLS, 3, handle_describe_acls},
     {KAPI_CREATE_ACLS, 3, handle_create_acls},
+    {KAPI_DELETE_RECORDS, 2, handle_delete_records},
     {KAPI_DELETE_ACLS, 3, handle_delete_acls},
     {KAPI_SASL_HANDSHAKE, 1, handle_sasl_handshake},
     {KAPI_SASL_AUTHENTICATE, 2, handle_sasl_authenticate},
@@ -292,6 +293,8 @@ static int64_t broker_next_deadline(struct broker *b)
         d = groups_next_deadline(b);
     if (authz_enabled(b) && !b->authz.refreshing && b->authz.next_refresh_ms < d)
         d = b->authz.next_refresh_ms;
+    if (lifecycle_next_deadline(b) < d)
+        d = lifecycle_next_deadline(b);
     return d;
 }
 
@@ -311,6 +314,7 @@ static void broker_tick(struct broker *b, int64_t now_ms)
     topics_tick(b, now_ms);
     groups_tick(b, now_ms);
     authz_tick(b, now_ms);
+    lifecycle_tick(b, now_ms);
     if (!b->draining && now_ms >= b->next_heartbeat_ms)
         heartbeat(b, now_ms, false);
     metrics_set(M_PRODUCE_BUFFERED_BYTES, b->produce_bytes);
@@ -355,6 +359,7 @@ static void broker_begin_drain(struct broker *b)
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
     groups_drain(b);
+    lifecycle_release(b);
 }
 
 static bool broker_drained(struct broker *b)

@@ -294,6 +294,18 @@ struct read_failure {
     int64_t until_ms;
 };
 
+/* ---- background jobs (lifecycle.c): retention and garbage collection, on worker 0 ---- */
+
+struct lifecycle {
+    int64_t next_run_ms;
+    bool running;                /* a round is on a store thread */
+    bool held;                   /* this worker held the lease after its last round */
+    uint64_t rounds;             /* rounds run under the lease */
+};
+int64_t lifecycle_next_deadline(struct broker *b);
+void lifecycle_tick(struct broker *b, int64_t now_ms);
+void lifecycle_release(struct broker *b); /* draining: give the lease up once no round runs */
+
 /* ---- the broker ---- */
 
 struct broker {
@@ -331,6 +343,7 @@ struct broker {
     bool draining;
     struct group_parked group_parked;
     struct authz authz;          /* the ACLs, in memory */
+    struct lifecycle lifecycle;
 };
 
 /* Handlers, one per API (api_*.c). */
@@ -338,6 +351,7 @@ void handle_api_versions(struct broker *b, struct request *rq);
 void handle_metadata(struct broker *b, struct request *rq);
 void handle_produce(struct broker *b, struct request *rq);
 void handle_fetch(struct broker *b, struct request *rq);
+void handle_delete_records(struct broker *b, struct request *rq);
 void handle_list_offsets(struct broker *b, struct request *rq);
 void handle_create_topics(struct broker *b, struct request *rq);
 void handle_delete_topics(struct broker *b, struct request *rq);

@@ -199,6 +199,10 @@ static int read_partition(struct broker *b, struct request *rq, struct fetch_par
         const struct chunk_ref *ref = &fp->refs[i];
         if (ref->last_offset < next)
             continue;
+        /* Offsets have no gaps, so a first chunk past the fetch offset means retention or
+         * DeleteRecords removed it after this worker last read the log start. */
+        if (ref->base_offset > next && next == fp->pin->fetch_offset)
+            return KERR_OFFSET_OUT_OF_RANGE;
         int err;
         const struct buf *data = chunk_need(b, rq, ref, &err);
         if (!data) {

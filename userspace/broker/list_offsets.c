@@ -144,7 +144,9 @@ static void list_partition(struct broker *b, struct request *rq, const req_topic
     struct topic_entry *t = topics_need(b, rq, tin->name.ptr, tin->name.len, &err);
     struct partition_state *ps = NULL;
     if (t) {
-        int64_t since = in->timestamp == TS_LATEST ? rq->received_ms - LATEST_FRESH_MS : INT64_MIN;
+        /* LATEST and EARLIEST move (commits; retention and DeleteRecords on any agent): read fresh. */
+        bool moves = in->timestamp == TS_LATEST || in->timestamp == TS_EARLIEST;
+        int64_t since = moves ? rq->received_ms - LATEST_FRESH_MS : INT64_MIN;
         ps = partition_need(b, rq, t, in->partition_index, since, &err);
     }
     if (!ps) {
@@ -195,6 +197,8 @@ static void list_partition(struct broker *b, struct request *rq, const req_topic
     out->error_code = (int16_t)err;
     if (err)
         return;
+    if (offset >= 0 && offset < ps->log_start)
+        offset = ps->log_start; /* DeleteRecords may have cut into the chunk the time search found */
     out->offset = offset;
     out->timestamp = ts;
     out->leader_epoch = 0;

@@ -149,6 +149,8 @@ struct listing_job {
     struct topic_read *topics;
     int n;
     int rc;
+    struct log_start_row *starts; /* partitions retention or DeleteRecords trimmed */
+    int nstarts;
 };
 
 static void listing_run(struct job *job, struct metastore *m)
@@ -173,6 +175,8 @@ static void listing_run(struct job *job, struct metastore *m)
                 metastore_topic_configs(m, infos[i].id, &j->topics[i].configs, &j->topics[i].nconfigs) == 0;
     }
     free(infos);
+    if (metastore_log_starts(m, &j->starts, &j->nstarts) != 0)
+        j->nstarts = 0;
 }
 
 static void free_reads(struct topic_read *r, int n)
@@ -238,6 +242,15 @@ static void apply_listing(struct broker *b, struct listing_job *j)
     tc->topics = entries;
     tc->n = j->n;
     tc->listed_ms = j->started_ms;
+    /* Log starts only move up (retention, DeleteRecords, on any agent). */
+    for (int i = 0; i < j->nstarts; i++) {
+        struct topic_entry *t = topics_find_id(b, j->starts[i].topic_id);
+        if (t && j->starts[i].partition < t->info.partitions) {
+            struct partition_state *ps = &t->parts[j->starts[i].partition];
+            if (ps->loaded && j->starts[i].log_start > ps->log_start)
+                ps->log_start = j->starts[i].log_start;
+        }
+    }
     waiters_release(b, &orphans);
 }
 
@@ -254,6 +267,7 @@ static void listing_done(struct broker *b, struct job *job)
     }
     free(j->known_ids);
     free(j->known_epochs);
+    free(j->starts);
     free_reads(j->topics, j->n);
     free(j);
 }
@@ -668,6 +682,7 @@ int topics_load(struct broker *b, struct metastore *m)
     if (j.rc != 0)
         return -1;
     apply_listing(b, &j);
+    free(j.starts);
     free_reads(j.topics, j.n);
     return 0;
 }

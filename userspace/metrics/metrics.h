@@ -23,7 +23,11 @@
     X(M_METADATA_COMMIT_ERRORS, "sluice_metadata_commit_errors_total", "Metadata commits of objects that failed")  \
     X(M_READ_CACHE_HITS, "sluice_read_cache_hits_total", "Chunk look-ups answered from the read cache")            \
     X(M_READ_CACHE_MISSES, "sluice_read_cache_misses_total", "Chunk look-ups the read cache did not hold")         \
-    X(M_WORKER_STARTS, "sluice_worker_starts_total", "Times the supervisor started this worker")
+    X(M_WORKER_STARTS, "sluice_worker_starts_total", "Times the supervisor started this worker")                 \
+    X(M_JOB_RUNS, "sluice_job_runs_total", "Rounds of retention and garbage collection run under the lease")      \
+    X(M_LEASE_TAKEOVERS, "sluice_lease_takeovers_total", "Times this worker took the job lease it did not hold") \
+    X(M_CHUNKS_EXPIRED, "sluice_chunks_expired_total", "Chunks dropped by retention and DeleteRecords")         \
+    X(M_OBJECTS_DELETED, "sluice_objects_deleted_total", "Objects deleted from the bucket (unreferenced or never committed)")
 
 /* Gauges: X(id, name, help). Per worker; zeroed when the worker exits. */
 #define METRICS_GAUGES(X)                                                                                          \

@@ -219,3 +219,44 @@ int metastore_cred_list(struct metastore *m, const char *user, const char *mecha
 {
     return m->ops->cred_list(m, user, mechanism, out, n);
 }
+
+int metastore_lease_acquire(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms)
+{
+    return m->ops->lease_acquire(m, kind, owner, ttl_ms);
+}
+
+int metastore_lease_release(struct metastore *m, const char *kind, const char *owner)
+{
+    return m->ops->lease_release(m, kind, owner);
+}
+
+int metastore_retention_offset(struct metastore *m, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                               int64_t max_bytes, int64_t *offset)
+{
+    return m->ops->retention_offset(m, topic_id, partition, min_timestamp, max_bytes, offset);
+}
+
+int metastore_trim_partition(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
+                             int64_t *log_start, int *chunks_removed)
+{
+    int removed = 0;
+    int rc = m->ops->trim_partition(m, topic_id, partition, offset, log_start, &removed);
+    if (chunks_removed)
+        *chunks_removed = rc == 0 ? removed : 0;
+    return rc;
+}
+
+int metastore_log_starts(struct metastore *m, struct log_start_row **out, int *n)
+{
+    return m->ops->log_starts(m, out, n);
+}
+
+int metastore_objects_unreferenced(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                   int *n)
+{
+    return m->ops->objects_unreferenced(m, grace_ms, max, keys, n);
+}
+
+int metastore_object_forget(struct metastore *m, const char *key) { return m->ops->object_forget(m, key); }
+
+int metastore_object_known(struct metastore *m, const char *key) { return m->ops->object_known(m, key); }

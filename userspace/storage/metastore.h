@@ -281,4 +281,51 @@ int metastore_cred_delete(struct metastore *m, const char *user, const char *mec
 int metastore_cred_list(struct metastore *m, const char *user, const char *mechanism, struct sasl_credential **out,
                         int *n);
 
+/* ---- background jobs (retention, garbage collection): leases and the data they remove ---- */
+
+#define LEASE_KIND_MAX 64
+#define OBJECT_KEY_MAX 128
+
+/* Takes or renews the lease of one job kind for owner until ttl_ms from now (the store's clock), in
+ * one conditional write (compare-and-set): it succeeds when nobody holds the lease, owner already
+ * holds it, or the holder's lease has expired. Returns 0 (owner holds it), 1 (someone else does),
+ * or -1. */
+int metastore_lease_acquire(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms);
+/* Gives the lease up if owner holds it (done with the work); not holding it is fine. 0 or -1. */
+int metastore_lease_release(struct metastore *m, const char *kind, const char *owner);
+
+/* The first offset retention keeps in a partition: the base offset of the first chunk whose max
+ * timestamp is >= min_timestamp, raised so that the chunks dropped before it leave at least
+ * max_bytes (< 0: no size limit) in the partition; the high watermark when every chunk goes.
+ * Returns 0, KERR_UNKNOWN_TOPIC_OR_PARTITION, or -1. */
+int metastore_retention_offset(struct metastore *m, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                               int64_t max_bytes, int64_t *offset);
+
+/* DeleteRecords, and what retention applies: in one transaction moves the partition's log start
+ * up to offset (-1: the high watermark; never down) and deletes the chunks that end below it.
+ * *log_start gets the log start after, *chunks_removed (may be NULL) how many chunks went.
+ * Returns 0, KERR_OFFSET_OUT_OF_RANGE (offset beyond the high watermark),
+ * KERR_UNKNOWN_TOPIC_OR_PARTITION, or -1. */
+int metastore_trim_partition(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
+                             int64_t *log_start, int *chunks_removed);
+
+/* Partitions whose log start is above 0: the topic listing refreshes each worker's view. */
+struct log_start_row {
+    int64_t topic_id;
+    int32_t partition;
+    int64_t log_start;
+};
+/* *out malloc'd. 0 or -1. */
+int metastore_log_starts(struct metastore *m, struct log_start_row **out, int *n);
+
+/* Garbage objects: stamps every object no chunk points into (a trimmed or deleted topic's) with
+ * the store's clock the first time it is seen so, and returns up to max keys of those stamped at
+ * least grace_ms ago (*keys: malloc'd array of OBJECT_KEY_MAX strings). 0 or -1. */
+int metastore_objects_unreferenced(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                   int *n);
+/* Forgets an object that was deleted from the bucket (only if still unreferenced). 0 or -1. */
+int metastore_object_forget(struct metastore *m, const char *key);
+/* Whether the store knows this object (committed and not yet forgotten): 1, 0, or -1. */
+int metastore_object_known(struct metastore *m, const char *key);
+
 #endif

@@ -48,6 +48,17 @@ struct metastore_ops {
     int (*acl_add)(struct metastore *m, const struct acl_entry *e);
     int (*acl_list)(struct metastore *m, struct acl_entry **out, int *n);
     int (*acl_delete)(struct metastore *m, int64_t id);
+    int (*lease_acquire)(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms);
+    int (*lease_release)(struct metastore *m, const char *kind, const char *owner);
+    int (*retention_offset)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                            int64_t max_bytes, int64_t *offset);
+    int (*trim_partition)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
+                          int64_t *log_start, int *chunks_removed);
+    int (*log_starts)(struct metastore *m, struct log_start_row **out, int *n);
+    int (*objects_unreferenced)(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                int *n);
+    int (*object_forget)(struct metastore *m, const char *key);
+    int (*object_known)(struct metastore *m, const char *key);
     int (*notify_fd)(struct metastore *m);
     int (*consume_notifications)(struct metastore *m);
     int (*cred_put)(struct metastore *m, const struct sasl_credential *c);

@@ -140,6 +140,18 @@ static const char *const migrations[] = {
     "  stored_key TEXT NOT NULL,"
     "  server_key TEXT NOT NULL,"
     "  PRIMARY KEY (username, mechanism));",
+    /* 9: background jobs. A lease per job kind (owner, expiry on the server's clock: compare-and-set);
+     * objects no chunk points into get stamped when first seen so, and are deleted a grace period
+     * later. */
+    "CREATE TABLE job_leases ("
+    "  kind TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  expires_ms BIGINT NOT NULL);"
+    "ALTER TABLE objects ADD COLUMN unreferenced_ms BIGINT;"
+    "CREATE INDEX objects_unreferenced ON objects(unreferenced_ms) WHERE unreferenced_ms IS NOT NULL;"
+    "CREATE INDEX chunks_by_object ON chunks(object_id);"
+    /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
+    "CREATE TABLE gc_candidates (object_id BIGINT PRIMARY KEY);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -152,6 +164,8 @@ enum stmt_id {
     S_CONFIG_INSERT,
     S_TOPIC_MARK_DELETED,
     S_TOPIC_DELETE_PARTITIONS,
+    S_TOPIC_GC_CANDIDATES,
+    S_GC_CANDIDATE_ADD,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_CONFIGS,
     S_TOPICS_LIST,
@@ -208,6 +222,9 @@ static const struct {
     [S_TOPIC_MARK_DELETED] = {"topic_mark_deleted",
                               "UPDATE topics SET deleted = 1 WHERE name = $1 AND deleted = 0 RETURNING id"},
     [S_TOPIC_DELETE_PARTITIONS] = {"topic_delete_partitions", "DELETE FROM partitions WHERE topic_id = $1"},
+    [S_TOPIC_GC_CANDIDATES] = {"topic_gc_candidates", "INSERT INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+                                                      " WHERE topic_id = $1 ON CONFLICT DO NOTHING"},
+    [S_GC_CANDIDATE_ADD] = {"gc_candidate_add", "INSERT INTO gc_candidates VALUES ($1) ON CONFLICT DO NOTHING"},
     [S_TOPIC_DELETE_CHUNKS] = {"topic_delete_chunks", "DELETE FROM chunks WHERE topic_id = $1"},
     [S_TOPIC_DELETE_CONFIGS] = {"topic_delete_configs", "DELETE FROM topic_configs WHERE topic_id = $1"},
     [S_TOPICS_LIST] = {"topics_list",
@@ -777,7 +794,8 @@ static int delete_topic_once(struct pg_store *s, const char *name)
     /* The topic row stays (deleted = 1) so its id is never reused. Partitions go before chunks:
      * deleting a partition row waits for a commit holding its lock, and the chunk delete, a
      * new statement, then sees that commit's chunks too. */
-    static const enum stmt_id steps[] = {S_TOPIC_DELETE_PARTITIONS, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_CONFIGS};
+    static const enum stmt_id steps[] = {S_TOPIC_DELETE_PARTITIONS, S_TOPIC_GC_CANDIDATES, S_TOPIC_DELETE_CHUNKS,
+                                         S_TOPIC_DELETE_CONFIGS};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         p = (struct params){0};
         par_i64(&p, id);
@@ -1288,6 +1306,11 @@ static int commit_once(struct pg_store *s, const char *object_key, uint64_t obje
         for (int k = 0; k < NPARRAYS; k++)
             par_str(&p, array_end(&pa[k]));
         pipe_send(s, &pp, S_PRODUCER_STATES_PUT, &p);
+    }
+    if (assigned == 0) { /* every chunk refused or a duplicate: the object is garbage at once */
+        p = (struct params){0};
+        par_i64(&p, object_id);
+        pipe_send(s, &pp, S_GC_CANDIDATE_ADD, &p);
     }
     if (assigned > 0)
         pipe_send(s, &pp, S_NOTIFY, NULL); /* delivered to listeners when the transaction commits */
@@ -1937,6 +1960,248 @@ static int pg_acl_delete(struct metastore *m, int64_t id)
     RETURN_WITH_RETRY(s, acl_delete_once(s, id));
 }
 
+/* ---- background jobs: leases, retention, garbage objects ---- */
+
+static int lease_acquire_once(struct pg_store *s, const char *kind, const char *owner, int64_t ttl_ms)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+    const char *v[3] = {kind, owner, ttl};
+    /* One statement: insert, or take over only from ourselves or an expired holder. */
+    PGresult *r = exec_sql(s, "INSERT INTO job_leases (kind, owner, expires_ms) VALUES ($1, $2, " STORE_NOW_MS
+                              " + $3::bigint) ON CONFLICT (kind) DO UPDATE SET owner = excluded.owner,"
+                              " expires_ms = excluded.expires_ms WHERE job_leases.owner = excluded.owner"
+                              " OR job_leases.expires_ms < " STORE_NOW_MS " RETURNING 1",
+                           3, v, NULL, "acquire lease");
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_lease_acquire(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, lease_acquire_once(s, kind, owner, ttl_ms));
+}
+
+static int lease_release_once(struct pg_store *s, const char *kind, const char *owner)
+{
+    const char *v[2] = {kind, owner};
+    PGresult *r = exec_sql(s, "DELETE FROM job_leases WHERE kind = $1 AND owner = $2", 2, v, NULL, "release lease");
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+static int pg_lease_release(struct metastore *m, const char *kind, const char *owner)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, lease_release_once(s, kind, owner));
+}
+
+/* One statement, so the chunks and the high watermark are read in one snapshot. */
+static int retention_offset_once(struct pg_store *s, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                                 int64_t max_bytes, int64_t *offset)
+{
+    char tid[24], part[16], ts[24], bytes[24];
+    snprintf(tid, sizeof(tid), "%lld", (long long)topic_id);
+    snprintf(part, sizeof(part), "%d", partition);
+    snprintf(ts, sizeof(ts), "%lld", (long long)min_timestamp);
+    snprintf(bytes, sizeof(bytes), "%lld", (long long)max_bytes);
+    const char *v[4] = {tid, part, ts, bytes};
+    PGresult *r = exec_sql(
+        s, "SELECT next_offset,"
+           " (SELECT base_offset FROM chunks WHERE topic_id = $1 AND partition = $2 AND max_timestamp >= $3"
+           "  ORDER BY base_offset LIMIT 1),"
+           " CASE WHEN $4::bigint < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
+           "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = $1 AND partition = $2)"
+           "   AS w WHERE newer - len < $4::bigint) END"
+           " FROM partitions WHERE topic_id = $1 AND partition = $2",
+        4, v, NULL, "retention offset");
+    if (!r)
+        return -1;
+    int rc = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (PQntuples(r) == 1) {
+        int64_t keep = get_i64(r, 0, 0); /* no chunk kept: everything up to the high watermark goes */
+        if (!PQgetisnull(r, 0, 1)) {
+            keep = get_i64(r, 0, 1);
+            if (!PQgetisnull(r, 0, 2) && get_i64(r, 0, 2) > keep)
+                keep = get_i64(r, 0, 2);
+        }
+        *offset = keep;
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_retention_offset(struct metastore *m, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                               int64_t max_bytes, int64_t *offset)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, retention_offset_once(s, topic_id, partition, min_timestamp, max_bytes, offset));
+}
+
+static int trim_partition_once(struct pg_store *s, int64_t topic_id, int32_t partition, int64_t offset,
+                               int64_t *log_start, int *chunks_removed)
+{
+    char tid[24], part[16], off[24];
+    snprintf(tid, sizeof(tid), "%lld", (long long)topic_id);
+    snprintf(part, sizeof(part), "%d", partition);
+    if (exec_cmd(s, S_BEGIN, NULL, "trim partition") < 0)
+        return -1;
+    /* The row lock orders this against commits advancing the same partition. */
+    const char *v[3] = {tid, part, off};
+    PGresult *r = exec_sql(s, "SELECT log_start_offset, next_offset FROM partitions"
+                              " WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
+                           2, v, NULL, "trim partition");
+    if (!r)
+        return abort_tx(s);
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        rollback(s);
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    int64_t start = get_i64(r, 0, 0), hwm = get_i64(r, 0, 1);
+    PQclear(r);
+    if (offset < 0)
+        offset = hwm;
+    if (offset > hwm) {
+        rollback(s);
+        return KERR_OFFSET_OUT_OF_RANGE;
+    }
+    *chunks_removed = 0;
+    if (offset > start) {
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        r = exec_sql(s, "INSERT INTO gc_candidates SELECT DISTINCT object_id FROM chunks WHERE topic_id = $1"
+                        " AND partition = $2 AND last_offset < $3 ON CONFLICT DO NOTHING",
+                     3, v, NULL, "trim chunks");
+        if (!r)
+            return abort_tx(s);
+        PQclear(r);
+        r = exec_sql(s, "DELETE FROM chunks WHERE topic_id = $1 AND partition = $2 AND last_offset < $3", 3, v, NULL,
+                     "trim chunks");
+        if (!r)
+            return abort_tx(s);
+        *chunks_removed = atoi(PQcmdTuples(r));
+        PQclear(r);
+        r = exec_sql(s, "UPDATE partitions SET log_start_offset = $3 WHERE topic_id = $1 AND partition = $2", 3, v,
+                     NULL, "move log start");
+        if (!r)
+            return abort_tx(s);
+        PQclear(r);
+        start = offset;
+    }
+    if (commit(s, "trim partition") < 0)
+        return abort_tx(s);
+    *log_start = start;
+    return 0;
+}
+
+static int pg_trim_partition(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
+                             int64_t *log_start, int *chunks_removed)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, trim_partition_once(s, topic_id, partition, offset, log_start, chunks_removed));
+}
+
+static int log_starts_once(struct pg_store *s, struct log_start_row **out, int *n)
+{
+    PGresult *r = exec_sql(s, "SELECT topic_id, partition, log_start_offset FROM partitions WHERE log_start_offset > 0",
+                           0, NULL, NULL, "list log starts");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    struct log_start_row *v = alloc_rows(count, sizeof(*v));
+    for (int i = 0; i < count; i++) {
+        v[i].topic_id = get_i64(r, i, 0);
+        v[i].partition = (int32_t)get_i64(r, i, 1);
+        v[i].log_start = get_i64(r, i, 2);
+    }
+    PQclear(r);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_log_starts(struct metastore *m, struct log_start_row **out, int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, log_starts_once(s, out, n));
+}
+
+static int objects_unreferenced_once(struct pg_store *s, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                     int *n)
+{
+    /* Only objects that lost chunks are looked at: the candidates taken are exactly those checked. */
+    PGresult *r = exec_sql(s, "WITH c AS (DELETE FROM gc_candidates RETURNING object_id)"
+                              " UPDATE objects SET unreferenced_ms = " STORE_NOW_MS " FROM c"
+                              " WHERE objects.id = c.object_id AND unreferenced_ms IS NULL"
+                              " AND NOT EXISTS (SELECT 1 FROM chunks ch WHERE ch.object_id = objects.id)",
+                           0, NULL, NULL, "stamp unreferenced objects");
+    if (!r)
+        return -1;
+    PQclear(r);
+    char grace[24], lim[16];
+    snprintf(grace, sizeof(grace), "%lld", (long long)grace_ms);
+    snprintf(lim, sizeof(lim), "%d", max);
+    const char *v[2] = {grace, lim};
+    r = exec_sql(s, "SELECT key FROM objects WHERE unreferenced_ms <= " STORE_NOW_MS " - $1::bigint"
+                    " ORDER BY unreferenced_ms LIMIT $2::int",
+                 2, v, NULL, "list unreferenced objects");
+    if (!r)
+        return -1;
+    int count = PQntuples(r);
+    char(*k)[OBJECT_KEY_MAX] = alloc_rows(count, sizeof(*k));
+    for (int i = 0; i < count; i++)
+        snprintf(k[i], OBJECT_KEY_MAX, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    *keys = k;
+    *n = count;
+    return 0;
+}
+
+static int pg_objects_unreferenced(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                   int *n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, objects_unreferenced_once(s, grace_ms, max, keys, n));
+}
+
+static int object_forget_once(struct pg_store *s, const char *key)
+{
+    const char *v[1] = {key};
+    PGresult *r = exec_sql(s, "DELETE FROM objects WHERE key = $1"
+                              " AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_id = objects.id)",
+                           1, v, NULL, "forget object");
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+static int pg_object_forget(struct metastore *m, const char *key)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, object_forget_once(s, key));
+}
+
+static int object_known_once(struct pg_store *s, const char *key)
+{
+    const char *v[1] = {key};
+    PGresult *r = exec_sql(s, "SELECT 1 FROM objects WHERE key = $1", 1, v, NULL, "look up object");
+    if (!r)
+        return -1;
+    int known = PQntuples(r) > 0;
+    PQclear(r);
+    return known;
+}
+
+static int pg_object_known(struct metastore *m, const char *key)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    RETURN_WITH_RETRY(s, object_known_once(s, key));
+}
+
 static int pg_notify_fd(struct metastore *m)
 {
     struct pg_store *s = (struct pg_store *)m;
@@ -2088,6 +2353,14 @@ static const struct metastore_ops pg_ops = {
     .acl_add = pg_acl_add,
     .acl_list = pg_acl_list,
     .acl_delete = pg_acl_delete,
+    .lease_acquire = pg_lease_acquire,
+    .lease_release = pg_lease_release,
+    .retention_offset = pg_retention_offset,
+    .trim_partition = pg_trim_partition,
+    .log_starts = pg_log_starts,
+    .objects_unreferenced = pg_objects_unreferenced,
+    .object_forget = pg_object_forget,
+    .object_known = pg_object_known,
     .notify_fd = pg_notify_fd,
     .consume_notifications = pg_consume_notifications,
     .cred_put = pg_cred_put,

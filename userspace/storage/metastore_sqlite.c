@@ -133,6 +133,17 @@ static const char *const migrations[] = {
     "  stored_key TEXT NOT NULL,"
     "  server_key TEXT NOT NULL,"
     "  PRIMARY KEY (username, mechanism)) WITHOUT ROWID;",
+    /* 9: background jobs. A lease per job kind (owner, expiry: compare-and-set); objects no chunk
+     * points into get stamped when first seen so, and are deleted a grace period later. */
+    "CREATE TABLE job_leases ("
+    "  kind TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "ALTER TABLE objects ADD COLUMN unreferenced_ms INTEGER;"
+    "CREATE INDEX objects_unreferenced ON objects(unreferenced_ms) WHERE unreferenced_ms IS NOT NULL;"
+    "CREATE INDEX chunks_by_object ON chunks(object_id);"
+    /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
+    "CREATE TABLE gc_candidates (object_id INTEGER PRIMARY KEY);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -145,6 +156,8 @@ enum stmt_id {
     S_PARTITION_INSERT,
     S_CONFIG_INSERT,
     S_TOPIC_MARK_DELETED,
+    S_TOPIC_GC_CANDIDATES,
+    S_GC_CANDIDATE_ADD,
     S_TOPIC_DELETE_CHUNKS,
     S_TOPIC_DELETE_PARTITIONS,
     S_TOPIC_DELETE_CONFIGS,
@@ -184,6 +197,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_PARTITION_INSERT] = "INSERT INTO partitions (topic_id, partition) VALUES (?1, ?2)",
     [S_CONFIG_INSERT] = "INSERT OR REPLACE INTO topic_configs (topic_id, name, value) VALUES (?1, ?2, ?3)",
     [S_TOPIC_MARK_DELETED] = "UPDATE topics SET deleted = 1 WHERE id = ?1",
+    [S_TOPIC_GC_CANDIDATES] = "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+                              " WHERE topic_id = ?1",
+    [S_GC_CANDIDATE_ADD] = "INSERT OR IGNORE INTO gc_candidates VALUES (?1)",
     [S_TOPIC_DELETE_CHUNKS] = "DELETE FROM chunks WHERE topic_id = ?1",
     [S_TOPIC_DELETE_PARTITIONS] = "DELETE FROM partitions WHERE topic_id = ?1",
     [S_TOPIC_DELETE_CONFIGS] = "DELETE FROM topic_configs WHERE topic_id = ?1",
@@ -423,7 +439,7 @@ static int sq_delete_topic(struct metastore *m, const char *name)
     }
     /* The topic row stays (deleted = 1) so its id is never handed out again; its chunks and
      * partitions go, which makes its objects garbage once no other chunk points into them. */
-    static const enum stmt_id steps[] = {S_TOPIC_MARK_DELETED, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_PARTITIONS,
+    static const enum stmt_id steps[] = {S_TOPIC_MARK_DELETED, S_TOPIC_GC_CANDIDATES, S_TOPIC_DELETE_CHUNKS, S_TOPIC_DELETE_PARTITIONS,
                                          S_TOPIC_DELETE_CONFIGS};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         sqlite3_stmt *q = stmt(s, steps[i]);
@@ -676,6 +692,7 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
     if (run(s, q, "insert object") < 0)
         return fail_commit(s, chunks, nchunks);
     int64_t object_id = sqlite3_last_insert_rowid(s->db);
+    int inserted = 0;
 
     for (int i = 0; i < nchunks; i++) {
         struct commit_chunk *c = &chunks[i];
@@ -723,8 +740,17 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
             producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
         }
+        inserted++;
     }
     producer_plan_settle(&plan, chunks, nchunks);
+    if (inserted == 0) { /* every chunk refused or a duplicate: the object is garbage at once */
+        q = stmt(s, S_GC_CANDIDATE_ADD);
+        sqlite3_bind_int64(q, 1, object_id);
+        if (run(s, q, "gc candidate") < 0) {
+            producer_plan_free(&plan);
+            return fail_commit(s, chunks, nchunks);
+        }
+    }
     int saved = save_producers(s, &plan);
     producer_plan_free(&plan);
     if (saved < 0 || commit(s) < 0)
@@ -1288,6 +1314,241 @@ static int sq_acl_delete(struct metastore *m, int64_t id)
     return rc == SQLITE_DONE ? 0 : db_error(s, "delete acl");
 }
 
+/* ---- background jobs: leases, retention, garbage objects ---- */
+
+static int sq_lease_acquire(struct metastore *m, const char *kind, const char *owner, int64_t ttl_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    /* One statement: insert, or take over only from ourselves or an expired holder. */
+    sqlite3_stmt *q = prepare(s, "INSERT INTO job_leases (kind, owner, expires_ms) VALUES (?1, ?2, ?3 + ?4)"
+                                 " ON CONFLICT (kind) DO UPDATE SET owner = excluded.owner,"
+                                 " expires_ms = excluded.expires_ms"
+                                 " WHERE job_leases.owner = excluded.owner OR job_leases.expires_ms < ?3");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, wall_ms());
+    sqlite3_bind_int64(q, 4, ttl_ms);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "acquire lease");
+    return sqlite3_changes(s->db) == 1 ? 0 : 1;
+}
+
+static int sq_lease_release(struct metastore *m, const char *kind, const char *owner)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "DELETE FROM job_leases WHERE kind = ?1 AND owner = ?2");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, owner, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, "release lease");
+}
+
+/* One statement, so the chunks and the high watermark are read at one point in time. */
+static int sq_retention_offset(struct metastore *m, int64_t topic_id, int32_t partition, int64_t min_timestamp,
+                               int64_t max_bytes, int64_t *offset)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(
+        s, "SELECT next_offset,"
+           " (SELECT base_offset FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND max_timestamp >= ?3"
+           "  ORDER BY base_offset LIMIT 1),"
+           " CASE WHEN ?4 < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
+           "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = ?1 AND partition = ?2)"
+           "   WHERE newer - len < ?4) END"
+           " FROM partitions WHERE topic_id = ?1 AND partition = ?2");
+    if (!q)
+        return -1;
+    sqlite3_bind_int64(q, 1, topic_id);
+    sqlite3_bind_int(q, 2, partition);
+    sqlite3_bind_int64(q, 3, min_timestamp);
+    sqlite3_bind_int64(q, 4, max_bytes);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        int64_t keep = sqlite3_column_int64(q, 0); /* no chunk kept: everything up to the high watermark goes */
+        if (sqlite3_column_type(q, 1) != SQLITE_NULL) {
+            keep = sqlite3_column_int64(q, 1);
+            if (sqlite3_column_type(q, 2) != SQLITE_NULL && sqlite3_column_int64(q, 2) > keep)
+                keep = sqlite3_column_int64(q, 2);
+        }
+        *offset = keep;
+    }
+    sqlite3_finalize(q);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    return db_error(s, "retention offset");
+}
+
+static int sq_trim_partition(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
+                             int64_t *log_start, int *chunks_removed)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (begin(s) < 0)
+        return -1;
+    int64_t start, hwm;
+    int rc = sq_partition_offsets(m, topic_id, partition, &start, &hwm);
+    if (rc != 0) {
+        rollback(s);
+        return rc;
+    }
+    if (offset < 0)
+        offset = hwm;
+    if (offset > hwm) {
+        rollback(s);
+        return KERR_OFFSET_OUT_OF_RANGE;
+    }
+    *chunks_removed = 0;
+    if (offset > start) {
+        static const char *const sql[2] = {
+            "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+            " WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3",
+            "DELETE FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND last_offset < ?3"};
+        for (int i = 0; i < 2; i++) {
+            sqlite3_stmt *q = prepare(s, sql[i]);
+            if (!q)
+                return abort_tx(s);
+            sqlite3_bind_int64(q, 1, topic_id);
+            sqlite3_bind_int(q, 2, partition);
+            sqlite3_bind_int64(q, 3, offset);
+            rc = sqlite3_step(q);
+            sqlite3_finalize(q);
+            if (rc != SQLITE_DONE)
+                return db_error(s, "trim chunks"), abort_tx(s);
+        }
+        *chunks_removed = sqlite3_changes(s->db);
+        sqlite3_stmt *q = prepare(s, "UPDATE partitions SET log_start_offset = ?3 WHERE topic_id = ?1 AND partition = ?2");
+        if (!q)
+            return abort_tx(s);
+        sqlite3_bind_int64(q, 1, topic_id);
+        sqlite3_bind_int(q, 2, partition);
+        sqlite3_bind_int64(q, 3, offset);
+        rc = sqlite3_step(q);
+        sqlite3_finalize(q);
+        if (rc != SQLITE_DONE)
+            return db_error(s, "move log start"), abort_tx(s);
+        start = offset;
+    }
+    if (commit(s) < 0)
+        return abort_tx(s);
+    *log_start = start;
+    return 0;
+}
+
+static int sq_log_starts(struct metastore *m, struct log_start_row **out, int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT topic_id, partition, log_start_offset FROM partitions"
+                                 " WHERE log_start_offset > 0");
+    if (!q)
+        return -1;
+    struct log_start_row *v = NULL;
+    int count = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct log_start_row *nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        v[count].topic_id = sqlite3_column_int64(q, 0);
+        v[count].partition = sqlite3_column_int(q, 1);
+        v[count].log_start = sqlite3_column_int64(q, 2);
+        count++;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list log starts");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_objects_unreferenced(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
+                                   int *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    int64_t now = wall_ms();
+    /* Only objects that lost chunks are looked at; they are checked once, in one transaction. */
+    if (begin(s) < 0)
+        return -1;
+    sqlite3_stmt *q = prepare(s, "UPDATE objects SET unreferenced_ms = ?1 WHERE unreferenced_ms IS NULL"
+                                 " AND id IN (SELECT object_id FROM gc_candidates)"
+                                 " AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_id = objects.id)");
+    if (!q)
+        return abort_tx(s);
+    sqlite3_bind_int64(q, 1, now);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "stamp unreferenced objects"), abort_tx(s);
+    q = prepare(s, "DELETE FROM gc_candidates");
+    if (!q)
+        return abort_tx(s);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return db_error(s, "clear gc candidates"), abort_tx(s);
+    if (commit(s) < 0)
+        return abort_tx(s);
+    q = prepare(s, "SELECT key FROM objects WHERE unreferenced_ms <= ?1 ORDER BY unreferenced_ms LIMIT ?2");
+    if (!q)
+        return -1;
+    sqlite3_bind_int64(q, 1, now - grace_ms);
+    sqlite3_bind_int(q, 2, max);
+    char(*v)[OBJECT_KEY_MAX] = NULL;
+    int count = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        char(*nv)[OBJECT_KEY_MAX] = realloc(v, sizeof(*v) * (size_t)(count + 1));
+        if (!nv)
+            abort();
+        v = nv;
+        snprintf(v[count++], OBJECT_KEY_MAX, "%s", (const char *)sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, "list unreferenced objects");
+    }
+    *keys = v;
+    *n = count;
+    return 0;
+}
+
+static int sq_object_forget(struct metastore *m, const char *key)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "DELETE FROM objects WHERE key = ?1"
+                                 " AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.object_id = objects.id)");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, "forget object");
+}
+
+static int sq_object_known(struct metastore *m, const char *key)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    sqlite3_stmt *q = prepare(s, "SELECT 1 FROM objects WHERE key = ?1");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : db_error(s, "look up object");
+}
+
 static int sq_notify_fd(struct metastore *m)
 {
     (void)m;
@@ -1415,6 +1676,14 @@ static const struct metastore_ops sqlite_ops = {
     .acl_add = sq_acl_add,
     .acl_list = sq_acl_list,
     .acl_delete = sq_acl_delete,
+    .lease_acquire = sq_lease_acquire,
+    .lease_release = sq_lease_release,
+    .retention_offset = sq_retention_offset,
+    .trim_partition = sq_trim_partition,
+    .log_starts = sq_log_starts,
+    .objects_unreferenced = sq_objects_unreferenced,
+    .object_forget = sq_object_forget,
+    .object_known = sq_object_known,
     .notify_fd = sq_notify_fd,
     .consume_notifications = sq_consume_notifications,
     .cred_put = sq_cred_put,
