@@ -260,3 +260,9 @@ int metastore_objects_unreferenced(struct metastore *m, int64_t grace_ms, int ma
 int metastore_object_forget(struct metastore *m, const char *key) { return m->ops->object_forget(m, key); }
 
 int metastore_object_known(struct metastore *m, const char *key) { return m->ops->object_known(m, key); }
+
+int metastore_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
+                             struct chunk_replacement *runs, int n)
+{
+    return m->ops->replace_chunks(m, object_key, object_size, runs, n);
+}
