@@ -163,7 +163,8 @@ static const char *const migrations[] = {
     "  WHERE chunks.topic_id = r.topic_id AND chunks.partition = r.partition AND chunks.base_offset = r.base_offset;"
     "UPDATE partitions SET max_timestamp = (SELECT max(max_timestamp) FROM chunks c"
     "  WHERE c.topic_id = partitions.topic_id AND c.partition = partitions.partition);"
-    "CREATE INDEX chunks_by_running_max_timestamp ON chunks(topic_id, partition, running_max_timestamp);",
+    /* base_offset too: ties (equal running maxima) come out in offset order without a sort */
+    "CREATE INDEX chunks_by_running_max_timestamp ON chunks(topic_id, partition, running_max_timestamp, base_offset);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
