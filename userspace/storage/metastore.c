@@ -264,5 +264,10 @@ int metastore_object_known(struct metastore *m, const char *key) { return m->ops
 int metastore_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
                              struct chunk_replacement *runs, int n)
 {
-    return m->ops->replace_chunks(m, object_key, object_size, runs, n);
+    for (int i = 0; i < n; i++)
+        runs[i].replaced = false;
+    int rc = m->ops->replace_chunks(m, object_key, object_size, runs, n);
+    for (int i = 0; rc < 0 && i < n; i++)
+        runs[i].replaced = false; /* rolled back: nothing was replaced */
+    return rc;
 }

@@ -2174,8 +2174,6 @@ static int replace_run(struct pg_store *s, const char *object_id, struct chunk_r
 static int replace_chunks_once(struct pg_store *s, const char *object_key, uint64_t object_size,
                                struct chunk_replacement *runs, int n)
 {
-    for (int i = 0; i < n; i++)
-        runs[i].replaced = false;
     if (exec_cmd(s, S_BEGIN, NULL, "replace chunks") < 0)
         return -1;
     struct params p = {0};
@@ -2208,11 +2206,8 @@ static int replace_chunks_once(struct pg_store *s, const char *object_key, uint6
     int replaced = 0;
     for (int i = 0; i < n; i++) {
         int rc = replace_run(s, object_id, &runs[i]);
-        if (rc < 0) {
-            for (int k = 0; k < i; k++)
-                runs[k].replaced = false;
+        if (rc < 0)
             return abort_tx(s);
-        }
         runs[i].replaced = rc == 1;
         replaced += rc;
     }
@@ -2222,11 +2217,8 @@ static int replace_chunks_once(struct pg_store *s, const char *object_key, uint6
         if (exec_cmd(s, S_GC_CANDIDATE_ADD, &p, "replace chunks") < 0)
             return abort_tx(s);
     }
-    if (commit(s, "replace chunks") < 0) {
-        for (int i = 0; i < n; i++)
-            runs[i].replaced = false;
+    if (commit(s, "replace chunks") < 0)
         return abort_tx(s);
-    }
     return replaced;
 }
 

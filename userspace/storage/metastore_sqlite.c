@@ -1471,16 +1471,24 @@ static int sq_trim_partition(struct metastore *m, int64_t topic_id, int32_t part
     return 0;
 }
 
-/* Runs one prepared statement over a run's chunks (?1 topic, ?2 partition, ?3..?4 base offsets). */
-static int run_over(struct sqlite_store *s, const char *sql, const struct chunk_replacement *r, const char *what)
+/* A statement over a run's chunks: ?1 topic, ?2 partition, ?3..?4 base offsets. */
+static sqlite3_stmt *prepare_over(struct sqlite_store *s, const char *sql, const struct chunk_replacement *r)
 {
     sqlite3_stmt *q = prepare(s, sql);
+    if (q) {
+        sqlite3_bind_int64(q, 1, r->topic_id);
+        sqlite3_bind_int(q, 2, r->partition);
+        sqlite3_bind_int64(q, 3, r->base_offset);
+        sqlite3_bind_int64(q, 4, r->last_offset);
+    }
+    return q;
+}
+
+static int run_over(struct sqlite_store *s, const char *sql, const struct chunk_replacement *r, const char *what)
+{
+    sqlite3_stmt *q = prepare_over(s, sql, r);
     if (!q)
         return -1;
-    sqlite3_bind_int64(q, 1, r->topic_id);
-    sqlite3_bind_int(q, 2, r->partition);
-    sqlite3_bind_int64(q, 3, r->base_offset);
-    sqlite3_bind_int64(q, 4, r->last_offset);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? 0 : db_error(s, what);
@@ -1489,17 +1497,13 @@ static int run_over(struct sqlite_store *s, const char *sql, const struct chunk_
 /* One run: checked against what is stored, then switched. 1 replaced, 0 changed meanwhile, -1. */
 static int replace_run(struct sqlite_store *s, int64_t object_id, struct chunk_replacement *r)
 {
-    sqlite3_stmt *q = prepare(s, "SELECT count(*), min(base_offset), max(last_offset), max(max_timestamp),"
-                                 " max(running_max_timestamp), (SELECT first_timestamp FROM chunks"
-                                 "  WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3)"
-                                 " FROM chunks WHERE topic_id = ?1 AND partition = ?2"
-                                 " AND base_offset >= ?3 AND base_offset <= ?4");
+    sqlite3_stmt *q = prepare_over(s, "SELECT count(*), min(base_offset), max(last_offset), max(max_timestamp),"
+                                      " max(running_max_timestamp), (SELECT first_timestamp FROM chunks"
+                                      "  WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3)"
+                                      " FROM chunks WHERE topic_id = ?1 AND partition = ?2"
+                                      " AND base_offset >= ?3 AND base_offset <= ?4", r);
     if (!q)
         return -1;
-    sqlite3_bind_int64(q, 1, r->topic_id);
-    sqlite3_bind_int(q, 2, r->partition);
-    sqlite3_bind_int64(q, 3, r->base_offset);
-    sqlite3_bind_int64(q, 4, r->last_offset);
     if (sqlite3_step(q) != SQLITE_ROW) {
         sqlite3_finalize(q);
         return db_error(s, "read chunks to replace");
@@ -1518,15 +1522,11 @@ static int replace_run(struct sqlite_store *s, int64_t object_id, struct chunk_r
                     " AND base_offset <= ?4",
                  r, "replace chunks") < 0)
         return -1;
-    q = prepare(s, "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
-                   " batch_count, first_timestamp, max_timestamp, running_max_timestamp, cleaned)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+    q = prepare_over(s, "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                        " batch_count, first_timestamp, max_timestamp, running_max_timestamp, cleaned)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", r);
     if (!q)
         return -1;
-    sqlite3_bind_int64(q, 1, r->topic_id);
-    sqlite3_bind_int(q, 2, r->partition);
-    sqlite3_bind_int64(q, 3, r->base_offset);
-    sqlite3_bind_int64(q, 4, r->last_offset);
     sqlite3_bind_int64(q, 5, object_id);
     sqlite3_bind_int64(q, 6, (int64_t)r->pos);
     sqlite3_bind_int64(q, 7, r->len);
@@ -1544,8 +1544,6 @@ static int sq_replace_chunks(struct metastore *m, const char *object_key, uint64
                              struct chunk_replacement *runs, int n)
 {
     struct sqlite_store *s = (struct sqlite_store *)m;
-    for (int i = 0; i < n; i++)
-        runs[i].replaced = false;
     if (strlen(object_key) >= OBJECT_KEY_MAX) {
         log_error("metastore: object key too long: %s", object_key);
         return -1;
@@ -1562,11 +1560,8 @@ static int sq_replace_chunks(struct metastore *m, const char *object_key, uint64
     int replaced = 0;
     for (int i = 0; i < n; i++) {
         int rc = replace_run(s, object_id, &runs[i]);
-        if (rc < 0) {
-            for (int k = 0; k < i; k++)
-                runs[k].replaced = false;
+        if (rc < 0)
             return abort_tx(s);
-        }
         runs[i].replaced = rc == 1;
         replaced += rc;
     }
@@ -1576,11 +1571,8 @@ static int sq_replace_chunks(struct metastore *m, const char *object_key, uint64
         if (run(s, q, "gc candidate") < 0)
             return abort_tx(s);
     }
-    if (commit(s) < 0) {
-        for (int i = 0; i < n; i++)
-            runs[i].replaced = false;
+    if (commit(s) < 0)
         return abort_tx(s);
-    }
     return replaced;
 }
 
