@@ -151,3 +151,23 @@ def test_compacted_topic_pg_s3():
             a.cleanup()
         s3.cleanup()
         pg.cleanup()
+
+
+def test_everything_deleted_leaves_an_empty_range():
+    """Every record of the cleanable range goes (a key and its expired tombstone): the range
+    becomes an empty chunk that reads skip, from the beginning and from inside it."""
+    a = Agent(env=FAST).start()
+    try:
+        create(a, "emptied", cleanup_policy="compact", delete_retention_ms=0, min_cleanable_dirty_ratio="0.01")
+        produce(a, "emptied", [(b"x", b"1")])
+        produce(a, "emptied", [(b"x", None)])
+        time.sleep(4)
+        produce(a, "emptied", [(b"y", b"2")])
+        a.wait_log("key compaction: emptied-0 offsets 0-1", timeout=30)
+        expect(read_all(a, "emptied") == [(2, b"y", b"2")], "from the beginning: %r" % read_all(a, "emptied"))
+        expect(read_all(a, "emptied", 1) == [(2, b"y", b"2")], "from offset 1: %r" % read_all(a, "emptied", 1))
+        lines = kcat(a, "-C", "-t", "emptied", "-o", "beginning", "-e", "-f", "%o %k %s\n").decode().splitlines()
+        expect(lines == ["2 y 2"], "kcat: %r" % lines)
+        expect(not a.sanitizer_report(), "sanitizer: %s" % a.sanitizer_report())
+    finally:
+        a.cleanup()
