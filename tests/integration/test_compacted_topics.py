@@ -1,14 +1,17 @@
 """Compacted topics (cleanup.policy=compact): the lifecycle job keeps each key's latest record, as
 Kafka's log cleaner does. 100,000 updates over 1,000 keys plus 100 tombstones compact to the 1,000
-latest records, byte-identical at their delivery offsets (confluent-kafka and kcat read them);
+latest records, byte-identical at their delivery offsets (confluent-kafka, kcat and kafkajs read them);
 tombstones stay until delete.retention.ms passed, then go; a consumer inside a gap gets the next
 record; ListOffsets by timestamp still answers; a record without a key is refused. file:// + SQLite
 and PostgreSQL + s3rver."""
+import json
 import os
+import subprocess
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+import harness
 from harness import Agent, expect, kcat
 from test_retention import create, remote_stores, wait_for
 
@@ -103,6 +106,15 @@ def check_compaction(agent):
     lines = kcat(agent, "-C", "-t", topic, "-o", "beginning", "-e", "-Z", "-f", "%o %k %s\n").decode().splitlines()
     expect(lines == ["%d %s %s" % (o, k.decode(), "NULL" if v is None else v.decode()) for o, k, v in want],
            "kcat: %d lines, first %r" % (len(lines), lines[:3]))
+
+    # kafkajs too.
+    node = os.path.join(harness.ROOT, "tests", "js", "node_modules", ".bin", "node")
+    js = subprocess.run([node, os.path.join(harness.ROOT, "tests", "js", "kafkajs_compacted.js"), agent.bootstrap,
+                         topic, str(want[-1][0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
+    expect(js.returncode == 0, "kafkajs: %s" % js.stderr.decode()[-2000:])
+    got_js = [tuple(r) for r in json.loads(js.stdout.decode().strip().splitlines()[-1])]
+    expect(got_js == [(o, k.decode(), None if v is None else v.decode()) for o, k, v in want],
+           "kafkajs: %d records, first %r" % (len(got_js), got_js[:3]))
 
     # A consumer positioned inside a gap gets the next record.
     kept = [o for o, _k, _v in want]
