@@ -1,5 +1,6 @@
 /* Key compaction's pure part: the key map and the rewrite of a chunk, on real batches (one
  * uncompressed, one lz4), and walking chunks whose batches skip offsets. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +81,10 @@ TEST(key_compact_keeps_latest_per_key_and_tombstones_until_horizon)
     CHECK(key_map_get(km, (const uint8_t *)"b", 1) == 103);
 
     /* tombstones younger than the horizon stay */
-    struct key_compact_stats st = {0};
+    struct key_compact_stats st = {.first_tombstone_kept = INT64_MAX};
     CHECK(key_compact_chunk(km, chunk.data, chunk.len, 100, 105, 0, &out, &st) == 0);
     CHECK(st.records_in == 6 && st.records_kept == 4 && st.tombstones_removed == 0 && st.batches_out == 2);
+    CHECK(st.first_tombstone_kept == 2001);
     struct seen s;
     CHECK(read_chunk(&out, 100, 105, &s, failed_) == 2);
     CHECK(s.n == 4);
@@ -105,9 +107,9 @@ TEST(key_compact_keeps_latest_per_key_and_tombstones_until_horizon)
 
     /* past the horizon the tombstone goes; a batch left empty is dropped */
     buf_reset(&again);
-    struct key_compact_stats st3 = {0};
+    struct key_compact_stats st3 = {.first_tombstone_kept = INT64_MAX};
     CHECK(key_compact_chunk(km, out.data, out.len, 100, 105, 5000, &again, &st3) == 0);
-    CHECK(st3.tombstones_removed == 1 && st3.records_kept == 3);
+    CHECK(st3.tombstones_removed == 1 && st3.records_kept == 3 && st3.first_tombstone_kept == INT64_MAX);
     CHECK(read_chunk(&again, 100, 105, &s, failed_) == 2);
     CHECK(s.n == 3 && s.offset[2] == 105);
 

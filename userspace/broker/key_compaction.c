@@ -9,7 +9,8 @@
  * most RUN_BYTES), PUTs them as one object in the standard format and switches them in with
  * metastore_replace_chunks (one transaction; the old objects become garbage for GC). Tombstones go
  * when their timestamp is older than delete.retention.ms at a cleaning (Kafka: older than the
- * delete horizon of the segment that was cleaned). */
+ * delete horizon of the segment that was cleaned); a partition whose oldest kept tombstone has
+ * expired is cleaned even when not dirty enough. */
 #include "broker/key_compaction.h"
 
 #include <inttypes.h>
@@ -57,13 +58,38 @@ static bool keep_lease(struct kc_ctx *c)
     return true;
 }
 
+/* When a partition's oldest kept tombstone expires (its timestamp + delete.retention.ms): it is
+ * cleaned then even below min.cleanable.dirty.ratio. Remembered by this worker only (the lease's
+ * next holder waits for the next dirty cleaning, as Kafka without KIP-534); rounds never overlap. */
+#define DUE_MAX 256
+static struct tombstones_due {
+    int64_t topic_id;
+    int32_t partition;
+    int64_t due_ms; /* 0: free slot */
+} due[DUE_MAX];
+
+static struct tombstones_due *due_find(int64_t topic_id, int32_t partition, bool add)
+{
+    struct tombstones_due *free_slot = NULL;
+    for (int i = 0; i < DUE_MAX; i++) {
+        if (due[i].due_ms && due[i].topic_id == topic_id && due[i].partition == partition)
+            return &due[i];
+        if (!due[i].due_ms && !free_slot)
+            free_slot = &due[i];
+    }
+    if (add && free_slot)
+        *free_slot = (struct tombstones_due){topic_id, partition, 0};
+    return add ? free_slot : NULL;
+}
+
 struct topic_rules {
     int64_t delete_retention_ms, min_lag_ms;
     double min_dirty_ratio;
 };
 
 /* The chunks to clean: how many of refs[0, n), 0 when the partition is not due. */
-static int cleanable(const struct chunk_ref *refs, int n, const struct topic_rules *r, int64_t now)
+static int cleanable(const struct chunk_ref *refs, int n, const struct topic_rules *r, int64_t now,
+                     bool tombstones_due)
 {
     int64_t lag = r->min_lag_ms > MIN_AGE_MS ? r->min_lag_ms : MIN_AGE_MS;
     int k = 0;
@@ -74,7 +100,7 @@ static int cleanable(const struct chunk_ref *refs, int n, const struct topic_rul
             dirty += refs[k].len;
         k++;
     }
-    if (dirty == 0 || (double)dirty < r->min_dirty_ratio * (double)total)
+    if (!tombstones_due && (dirty == 0 || (double)dirty < r->min_dirty_ratio * (double)total))
         return 0;
     return k;
 }
@@ -94,7 +120,8 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
         goto out;
     int n = metastore_find_chunks(c->m, t->id, p, start, refs, MAX_CHUNKS);
     int64_t now = wall_ms();
-    int k = n > 0 ? cleanable(refs, n, r, now) : 0;
+    struct tombstones_due *d = due_find(t->id, p, false);
+    int k = n > 0 ? cleanable(refs, n, r, now, d && d->due_ms <= now) : 0;
     if (k == 0)
         goto out;
     data = calloc((size_t)k, sizeof(*data));
@@ -126,7 +153,7 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
         }
     }
     /* 2. rewrite it, one new chunk per run of old chunks */
-    struct key_compact_stats st = {0};
+    struct key_compact_stats st = {.first_tombstone_kept = INT64_MAX};
     int nruns = 0;
     size_t run_start = 0;
     for (int i = 0; i < k; i++) {
@@ -177,6 +204,8 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
                  p);
         goto out;
     }
+    if ((d = due_find(t->id, p, st.first_tombstone_kept != INT64_MAX)))
+        d->due_ms = st.first_tombstone_kept == INT64_MAX ? 0 : st.first_tombstone_kept + r->delete_retention_ms + 1;
     metrics_add(M_KEY_COMPACTIONS, 1);
     metrics_add(M_RECORDS_CLEANED, (uint64_t)(st.records_in - st.records_kept));
     log_info("key compaction: %s-%d offsets %" PRId64 "-%" PRId64 ": %d chunks into %d, %" PRId64

@@ -171,10 +171,10 @@ static int rewrite_batch(void *arg, const struct batch_header *h, const uint8_t 
     while ((rc = record_next(plain->data, plain->len, &pos, &r)) == 1) {
         n++;
         bool keep = true;
+        int64_t ts = h->attributes & BATCH_ATTR_LOG_APPEND_TIME ? h->max_timestamp
+                                                                 : h->base_timestamp + r.timestamp_delta;
         if (r.key) {
             int64_t offset = base + r.offset_delta;
-            int64_t ts = h->attributes & BATCH_ATTR_LOG_APPEND_TIME ? h->max_timestamp
-                                                                     : h->base_timestamp + r.timestamp_delta;
             if (key_map_get(w->km, r.key, (size_t)r.key_len) > offset)
                 keep = false;
             else if (!r.value && ts < w->horizon) {
@@ -185,6 +185,8 @@ static int rewrite_batch(void *arg, const struct batch_header *h, const uint8_t 
         if (keep) {
             buf_append(&w->kept, plain->data + start, pos - start);
             kept++;
+            if (r.key && !r.value && ts < w->st->first_tombstone_kept)
+                w->st->first_tombstone_kept = ts;
         }
         start = pos;
     }

@@ -34,6 +34,7 @@ struct key_compact_stats {
     int64_t records_in, records_kept;
     int64_t tombstones_removed;
     int32_t batches_out;
+    int64_t first_tombstone_kept;  /* the smallest timestamp of a tombstone kept; set INT64_MAX first */
 };
 
 /* Rewrites a chunk: a record is kept when the map has no later offset for its key (a key not in
