@@ -181,3 +181,29 @@ def test_everything_deleted_leaves_an_empty_range():
         expect(not a.sanitizer_report(), "sanitizer: %s" % a.sanitizer_report())
     finally:
         a.cleanup()
+
+
+def test_producer_base_offset_is_ignored():
+    """A producer's baseOffset (outside the CRC) is not stored: a huge one would otherwise read as a
+    gap past the chunk (readers take a stored baseOffset as the batch's offset)."""
+    import kwire
+    import struct
+    a = Agent(env=FAST).start()
+    try:
+        create(a, "plain")
+        s = kwire.connect(a.port)
+        try:
+            for i in range(2):
+                batch = bytearray(kwire.record_batch([b"a%d" % i, b"b%d" % i, b"c%d" % i]))
+                struct.pack_into(">q", batch, 0, 1 << 62)
+                s.sendall(kwire.request(0, 3, 1 + i, kwire.produce_v3_body("plain", 0, bytes(batch))))
+                _corr, parts = kwire.parse_produce_v3_response(kwire.read_frame(s))
+                expect(parts[0][2] == 0 and parts[0][3] == 3 * i, "produce %d: %r" % (i, parts))
+            s.sendall(kwire.request(1, 4, 9, kwire.fetch_v4_body("plain", 0, 0, max_wait_ms=100)))
+            _corr, err, hwm, records = kwire.parse_fetch_v4_response(kwire.read_frame(s))
+        finally:
+            s.close()
+        expect(err == 0 and hwm == 6, "fetch: error %d, high watermark %d" % (err, hwm))
+        expect(kwire.batches(records) == [(0, 2), (3, 5)], "batches: %r" % kwire.batches(records))
+    finally:
+        a.cleanup()
