@@ -1,6 +1,6 @@
 """Compacted topics (cleanup.policy=compact): the lifecycle job keeps each key's latest record, as
 Kafka's log cleaner does. 100,000 updates over 1,000 keys plus 100 tombstones compact to the 1,000
-latest records, byte-identical at their delivery offsets (confluent-kafka, kcat and kafkajs read them);
+latest records, byte-identical at their delivery offsets (confluent-kafka, kcat, kafkajs and @platformatic/kafka read them);
 tombstones stay until delete.retention.ms passed, then go; a consumer inside a gap gets the next
 record; ListOffsets by timestamp still answers; a record without a key is refused. file:// + SQLite
 and PostgreSQL + s3rver."""
@@ -107,7 +107,7 @@ def check_compaction(agent):
     expect(lines == ["%d %s %s" % (o, k.decode(), "NULL" if v is None else v.decode()) for o, k, v in want],
            "kcat: %d lines, first %r" % (len(lines), lines[:3]))
 
-    # kafkajs too.
+    # kafkajs and @platformatic/kafka too.
     node = os.path.join(harness.ROOT, "tests", "js", "node_modules", ".bin", "node")
     js = subprocess.run([node, os.path.join(harness.ROOT, "tests", "js", "kafkajs_compacted.js"), agent.bootstrap,
                          topic, str(want[-1][0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
@@ -115,6 +115,14 @@ def check_compaction(agent):
     got_js = [tuple(r) for r in json.loads(js.stdout.decode().strip().splitlines()[-1])]
     expect(got_js == [(o, k.decode(), None if v is None else v.decode()) for o, k, v in want],
            "kafkajs: %d records, first %r" % (len(got_js), got_js[:3]))
+
+    plt = subprocess.run([node, os.path.join(harness.ROOT, "tests", "js", "platformatic_compacted.mjs"),
+                          agent.bootstrap, topic, str(want[-1][0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=90)
+    expect(plt.returncode == 0, "@platformatic/kafka: %s" % plt.stderr.decode()[-2000:])
+    got_plt = [tuple(r) for r in json.loads(plt.stdout.decode().strip().splitlines()[-1])]
+    expect(got_plt == [(o, k.decode(), None if v is None else v.decode()) for o, k, v in want],
+           "@platformatic/kafka: %d records, first %r" % (len(got_plt), got_plt[:3]))
 
     # A consumer positioned inside a gap gets the next record.
     kept = [o for o, _k, _v in want]
