@@ -3,8 +3,9 @@
  * never cleans the active segment), stopping at the first chunk younger than
  * min.compaction.lag.ms or MIN_AGE_MS. The partition is cleaned when the bytes of chunks never
  * cleaned are at least min.cleanable.dirty.ratio of the range. A cleaning reads the range (ranged
- * GETs, at most ROUND_BYTES: a prefix beyond), builds the map key -> latest offset over it (at
- * most SLUICE_KEY_COMPACTION_MAP_BYTES: a prefix of the range when the keys do not fit, as Kafka),
+ * GETs, at most ROUND_BYTES: a prefix beyond), builds the map key -> latest offset over its dirty
+ * part (at most SLUICE_KEY_COMPACTION_MAP_BYTES: a prefix of the range when the keys do not fit,
+ * as Kafka),
  * rewrites it (record/key_compact.h) into one new chunk per run of old chunks (each run's output at
  * most RUN_BYTES), PUTs them as one object in the standard format and switches them in with
  * metastore_replace_chunks (one transaction; the old objects become garbage for GC). Tombstones go
@@ -129,7 +130,10 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
     runs = calloc((size_t)k, sizeof(*runs));
     if (!data || !km || !runs)
         goto out;
-    /* 1. read the range and map each key to its latest offset */
+    /* 1. read the range and map each key to its latest offset in the dirty part: each key is once
+     * in the cleaned chunks before it (they were cleaned together), so the map need not hold them
+     * (Kafka's cleaner maps the dirty section only, too) */
+    bool leading_clean = true;
     for (int i = 0; i < k; i++) {
         buf_init(&data[i]);
         if (objstore_get_range(c->objects, refs[i].object_key, refs[i].pos, refs[i].len, &data[i]) != 0) {
@@ -137,6 +141,9 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
             k = i + 1;
             goto out;
         }
+        leading_clean = leading_clean && refs[i].cleaned;
+        if (leading_clean)
+            continue;
         int rc = key_map_add_chunk(km, data[i].data, data[i].len, refs[i].base_offset, refs[i].last_offset);
         if (rc < 0) {
             log_error("key compaction: %s-%d: chunk %s@%" PRIu64 " does not parse, not cleaned", t->name, p,
@@ -146,9 +153,13 @@ static void clean_partition(struct kc_ctx *c, const struct topic_info *t, int32_
         }
         if (rc == 1) { /* the map is full: clean the chunks before this one */
             buf_free(&data[i]);
+            bool first_dirty = i == 0 || refs[i - 1].cleaned;
             k = i;
-            if (k == 0)
+            if (first_dirty) { /* not even one dirty chunk fits: nothing to gain */
+                log_warn("key compaction: %s-%d: the keys of one chunk do not fit in the map "
+                         "(SLUICE_KEY_COMPACTION_MAP_BYTES), not cleaned", t->name, p);
                 goto out;
+            }
             break;
         }
     }
