@@ -189,20 +189,34 @@ struct answer_run {
     const struct buf *from; /* the cached chunk ptr points into */
 };
 
+static int chunk_corrupt(const struct fetch_part *fp, const struct chunk_ref *ref)
+{
+    log_error("fetch: chunk %s@%llu of %.*s/%d does not match its offsets", ref->object_key,
+              (unsigned long long)ref->pos, fp->tin->topic.len, fp->tin->topic.ptr, fp->pin->partition);
+    return KERR_KAFKA_STORAGE_ERROR;
+}
+
 static int read_partition(struct broker *b, struct request *rq, struct fetch_part *fp, int64_t high_watermark,
                           int64_t budget, bool response_empty, struct buf *out, struct answer_run *run,
                           bool *waits)
 {
     int64_t next = fp->pin->fetch_offset;
+    bool seen = false; /* a chunk at or after the fetch offset */
     *run = (struct answer_run){0};
     for (int i = 0; i < fp->nrefs && next < high_watermark; i++) {
         const struct chunk_ref *ref = &fp->refs[i];
         if (ref->last_offset < next)
             continue;
-        /* Offsets have no gaps, so a first chunk past the fetch offset means retention or
+        /* Chunks cover the log without holes (a compacted chunk keeps its whole offset range,
+         * gaps are inside chunks), so a first chunk past the fetch offset means retention or
          * DeleteRecords removed it after this worker last read the log start. */
-        if (ref->base_offset > next && next == fp->pin->fetch_offset)
+        if (ref->base_offset > next && !seen)
             return KERR_OFFSET_OUT_OF_RANGE;
+        seen = true;
+        if (ref->len == 0 && ref->cleaned) { /* key compaction removed every record */
+            next = ref->last_offset + 1;
+            continue;
+        }
         int err;
         const struct buf *data = chunk_need(b, rq, ref, &err);
         if (!data) {
@@ -218,6 +232,8 @@ static int read_partition(struct broker *b, struct request *rq, struct fetch_par
         struct batch_header h;
         const uint8_t *batch;
         while (batch_next(data->data, data->len, &pos, &h, &batch, &size) == 1) {
+            if (batch_walk_base(&h, ref->last_offset, &base) != 0)
+                return chunk_corrupt(fp, ref);
             int64_t span = (int64_t)h.last_offset_delta + 1;
             if (base + span > next && base < high_watermark) {
                 size_t have = run->len + out->len;
@@ -242,11 +258,11 @@ static int read_partition(struct broker *b, struct request *rq, struct fetch_par
             }
             base += span;
         }
-        if (base != ref->last_offset + 1) {
-            log_error("fetch: chunk %s@%llu of %.*s/%d is shorter than its offsets", ref->object_key,
-                      (unsigned long long)ref->pos, fp->tin->topic.len, fp->tin->topic.ptr, fp->pin->partition);
-            return KERR_KAFKA_STORAGE_ERROR;
-        }
+        /* A compacted chunk may end before its last offset (its last records were removed). */
+        if (base > ref->last_offset + 1 || (base != ref->last_offset + 1 && !ref->cleaned))
+            return chunk_corrupt(fp, ref);
+        if (next <= ref->last_offset) /* the chunk's last offsets were removed: go on after them */
+            next = ref->last_offset + 1;
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "broker/key_compaction.h"
 #include "metrics/metrics.h"
 #include "storage/objstore.h"
 #include "util/clock.h"
@@ -183,6 +184,8 @@ static void lifecycle_run(struct job *job, struct metastore *m)
         return;
     j->renewed_ms = mono_ms();
     retention_round(j, m);
+    if (j->lease == 0 && key_compaction_round(m, j->objects, LEASE_KIND, j->owner, j->ttl_ms) != 0)
+        j->lease = 1;
     if (j->lease == 0)
         unreferenced_round(j, m);
     if (j->lease == 0 && j->scan_bucket)

@@ -85,6 +85,11 @@ static int search_chunk(const struct buf *data, const struct chunk_ref *ref, int
     const uint8_t *batch;
     int rc;
     while ((rc = batch_next(data->data, data->len, &pos, &h, &batch, &size)) == 1) {
+        if (batch_walk_base(&h, ref->last_offset, &base) != 0) {
+            log_error("list_offsets: chunk %s@%llu does not match its offsets", ref->object_key,
+                      (unsigned long long)ref->pos);
+            return -1;
+        }
         if (h.max_timestamp >= ts) {
             int64_t delta = batch_find_timestamp(batch, size, ts);
             if (delta >= 0) {
@@ -109,6 +114,8 @@ static int offset_for_time(struct broker *b, struct request *rq, const struct ti
     *found_ts = -1;
     bool missing = false;
     for (int i = 0; i < s->nrefs; i++) {
+        if (s->refs[i].len == 0) /* key compaction removed every record */
+            continue;
         int err;
         const struct buf *data = chunk_need(b, rq, &s->refs[i], &err);
         if (!data) {

@@ -353,6 +353,18 @@ void produce_cancel_conn(struct broker *b, struct conn *c)
 
 /* ---- buffering ---- */
 
+/* Every stored batch has baseOffset 0 (Kafka ignores what the producer sent there): readers take
+ * a baseOffset beyond their walk position as a gap left by key compaction (batch_walk_base). Not
+ * covered by the CRC. */
+static void zero_base_offsets(uint8_t *p, size_t len)
+{
+    size_t pos = 0, size;
+    struct batch_header h;
+    const uint8_t *batch;
+    while (batch_next(p, len, &pos, &h, &batch, &size) == 1)
+        batch_set_base_offset(p + (batch - p), 0);
+}
+
 /* LogAppendTime topics: the broker's clock replaces the producer's timestamps. */
 static void stamp_log_append_time(uint8_t *p, size_t len, int64_t now)
 {
@@ -398,6 +410,7 @@ static int buffer_partition(struct broker *b, struct request *rq, const struct t
                              });
     size_t at = ch->data.len;
     buf_append(&ch->data, in->records.ptr, (size_t)in->records.len);
+    zero_base_offsets(ch->data.data + at, (size_t)in->records.len);
     if (t->log_append_time) {
         int64_t now = wall_ms();
         stamp_log_append_time(ch->data.data + at, (size_t)in->records.len, now);

@@ -27,7 +27,9 @@
     X(M_JOB_RUNS, "sluice_job_runs_total", "Rounds of retention and garbage collection run under the lease")      \
     X(M_LEASE_TAKEOVERS, "sluice_lease_takeovers_total", "Times this worker took the job lease it did not hold") \
     X(M_CHUNKS_EXPIRED, "sluice_chunks_expired_total", "Chunks dropped by retention and DeleteRecords")         \
-    X(M_OBJECTS_DELETED, "sluice_objects_deleted_total", "Objects deleted from the bucket (unreferenced or never committed)")
+    X(M_OBJECTS_DELETED, "sluice_objects_deleted_total", "Objects deleted from the bucket (unreferenced or never committed)") \
+    X(M_KEY_COMPACTIONS, "sluice_key_compactions_total", "Partitions of compacted topics cleaned (cleanup.policy=compact)") \
+    X(M_RECORDS_CLEANED, "sluice_records_cleaned_total", "Records removed by key compaction (superseded or expired tombstones)")
 
 /* Gauges: X(id, name, help). Per worker; zeroed when the worker exits. */
 #define METRICS_GAUGES(X)                                                                                          \

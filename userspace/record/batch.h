@@ -86,6 +86,20 @@ int records_validate(const uint8_t *p, size_t len, struct records_summary *s, co
 /* Rewrites baseOffset of the batch at p (outside the CRC, so no CRC update). */
 static inline void batch_set_base_offset(uint8_t *p, int64_t base_offset) { be64_put(p, (uint64_t)base_offset); }
 
+/* Walking a chunk's batches: *base is the offset the next batch starts at when offsets have no
+ * gaps. Produce stores every batch with baseOffset 0; key compaction stores each batch's absolute
+ * baseOffset, so a stored baseOffset beyond *base means offsets were removed before it. Returns 0
+ * (*base moved to it), or -1 when it lies past the chunk's last offset (a corrupt chunk). */
+static inline int batch_walk_base(const struct batch_header *h, int64_t last_offset, int64_t *base)
+{
+    if (h->base_offset > *base) {
+        if (h->base_offset > last_offset)
+            return -1;
+        *base = h->base_offset;
+    }
+    return 0;
+}
+
 /* LogAppendTime: set attribute bit 3 and maxTimestamp, then recompute the CRC. */
 void batch_set_log_append_time(uint8_t *p, int64_t ts);
 
