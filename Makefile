@@ -89,13 +89,13 @@ RECORD_SRC := $(wildcard userspace/record/*.c) userspace/util/buf.c tests/unit/b
 $(BUILD)/fuzz_records: tests/fuzz/fuzz_records.c $(RECORD_SRC) $(wildcard userspace/record/*.h) tests/unit/batch_builder.h
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-Iuserspace -Itests/unit -o $@ tests/fuzz/fuzz_records.c $(RECORD_SRC) -lz -lzstd -llz4 -lsnappy -lpthread
+		-Iuserspace -Itests/unit -o $@ tests/fuzz/fuzz_records.c $(RECORD_SRC) -lz -lzstd -llz4 -lsnappy -lcrypto -lpthread
 
 # Validation throughput per codec (make bench), optimised and without sanitizers.
 $(BUILD)/bench_validate: tools/bench_validate.c $(RECORD_SRC) $(wildcard userspace/record/*.h) tests/unit/batch_builder.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -Iuserspace -Itests/unit -o $@ tools/bench_validate.c $(RECORD_SRC) \
-		-lz -lzstd -llz4 -lsnappy -lpthread
+		-lz -lzstd -llz4 -lsnappy -lcrypto -lpthread
 
 # Metadata commit time per flush on SQLite and PostgreSQL (make bench): the agent's optimised store
 # code, with the unit tests' throwaway PostgreSQL.
