@@ -1,4 +1,5 @@
-/* Compaction of small objects (issue 13, part 2) — DESIGN NOTE, not implemented yet.
+/* Compaction of small objects (issue 13, part 2) — DESIGN NOTE. Implemented so far: run selection
+ * (compaction_find_run); the store operations, the job step and the integration test are to come.
  *
  * Why: with a short batch timeout every flush writes one small object holding a few bytes of each
  * partition, so a partition's log becomes thousands of tiny chunks: fetches then cost one GET per
@@ -42,3 +43,26 @@
  *
  * Metrics: sluice_compactions_total, sluice_chunks_compacted_total,
  * sluice_compaction_bytes_written_total, sluice_compaction_conflicts_total. */
+
+#include "broker/compaction.h"
+
+int compaction_find_run(const struct chunk_ref *chunks, int n, const struct compaction_limits *lim, int *start)
+{
+    int i = 0;
+    while (i < n) {
+        int first = i;
+        uint64_t bytes = 0;
+        while (i < n && chunks[i].len < lim->small_bytes && bytes + chunks[i].len <= lim->max_run_bytes &&
+               (i == first || chunks[i].base_offset == chunks[i - 1].last_offset + 1)) {
+            bytes += chunks[i].len;
+            i++;
+        }
+        if (i - first > lim->min_chunks) {
+            *start = first;
+            return i - first;
+        }
+        if (i == first)
+            i++; /* a large chunk (or one alone past the cap): the next run starts after it */
+    }
+    return 0;
+}
