@@ -64,6 +64,9 @@ struct chunk_ref {
     int64_t last_offset;          /* base_offset + offset_count - 1 */
     int64_t max_timestamp;
     uint64_t object_size;         /* the whole object's (small ones are read whole) */
+    int64_t first_timestamp;
+    bool cleaned;                 /* written by key compaction (cleanup.policy=compact): holds only
+                                     each key's latest record as of that cleaning */
 };
 
 /* url: "sqlite:///abs/path.db", "sqlite://relative/path.db", or "postgres://user:pass@host:port/db?..."
@@ -327,5 +330,33 @@ int metastore_objects_unreferenced(struct metastore *m, int64_t grace_ms, int ma
 int metastore_object_forget(struct metastore *m, const char *key);
 /* Whether the store knows this object (committed and not yet forgotten): 1, 0, or -1. */
 int metastore_object_known(struct metastore *m, const char *key);
+
+/* ---- compaction: runs of chunks rewritten into one new object ---- */
+
+/* One run of a partition's chunks and the one chunk that replaces it. The run is every chunk from
+ * base_offset to last_offset: exactly old_chunks of them, the first starting at base_offset and the
+ * last ending at last_offset (none trimmed, deleted or replaced since they were listed). The new
+ * chunk keeps those offsets (key compaction leaves gaps inside it: Kafka's batches may skip
+ * offsets); its timestamps are the run's (the store takes them from the old rows). */
+struct chunk_replacement {
+    int64_t topic_id;
+    int32_t partition;
+    int64_t base_offset;
+    int64_t last_offset;
+    int32_t old_chunks;
+    uint64_t pos;                 /* the new chunk's bytes in the new object */
+    uint32_t len;
+    int32_t batch_count;
+    bool cleaned;                 /* key compaction wrote it (chunk_ref.cleaned) */
+    bool replaced;                /* out: false when the run had changed (its chunks stay) */
+};
+
+/* One transaction: records the new object, then for each run still exactly as listed deletes its
+ * chunks, inserts the new chunk and makes the old chunks' objects gc candidates (deleted once no
+ * chunk points into them, after --object-delete-grace). Runs that changed meanwhile are left as
+ * they are. Returns how many runs were replaced, or -1 (nothing changed). An object no run went
+ * into is unreferenced, so garbage collection deletes it after the grace period. */
+int metastore_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
+                             struct chunk_replacement *runs, int n);
 
 #endif
