@@ -23,7 +23,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 
 SCHEMAS  := $(wildcard userspace/protocol/schema/*.def)
 LIB_SRC  := $(filter-out userspace/main.c tools/bench_validate.c tools/mock_broker.c,$(shell find userspace tools -name '*.c' | sort)) $(GEN)/messages.c
-LIB_SRC  := $(filter-out tools/bench_commit.c,$(LIB_SRC))
+LIB_SRC  := $(filter-out tools/bench_commit.c tools/bench_chunk_index.c,$(LIB_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 LIB_OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
@@ -103,6 +103,11 @@ BENCH_COMMIT_SRC := tools/bench_commit.c tests/unit/pg_fixture.c tests/unit/test
 $(BUILD)/bench_commit: $(BENCH_COMMIT_SRC) $(LIB_OBJ)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -Itests/unit -o $@ $(BENCH_COMMIT_SRC) $(LIB_OBJ) $(LDLIBS)
 
+# Fetch planning and ListOffsets-by-time lookups on aged partitions (make bench, issue 13).
+BENCH_CHUNKS_SRC := tools/bench_chunk_index.c tests/unit/pg_fixture.c tests/unit/test_util.c
+$(BUILD)/bench_chunk_index: $(BENCH_CHUNKS_SRC) $(LIB_OBJ)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -Itests/unit -o $@ $(BENCH_CHUNKS_SRC) $(LIB_OBJ) $(LDLIBS)
+
 # librdkafka's in-memory mock cluster, the baseline make bench compares the agent with.
 $(BUILD)/mock_broker: tools/mock_broker.c
 	@mkdir -p $(dir $@)
@@ -119,9 +124,10 @@ test: deps $(BUILD)/sluice $(BUILD)/sluice-san $(BUILD)/unit_tests $(BUILD)/fuzz
 	tests/run.sh
 
 bench: deps $(BUILD)/sluice $(BED_BPF_OBJ) $(BUILD)/bench_validate $(BUILD)/mock_broker
-bench: $(BUILD)/bench_commit
+bench: $(BUILD)/bench_commit $(BUILD)/bench_chunk_index
 	$(BUILD)/bench_validate
 	$(BUILD)/bench_commit
+	$(BUILD)/bench_chunk_index
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice MOCK_BROKER=$(CURDIR)/$(BUILD)/mock_broker /usr/bin/python3 tools/bench_perf.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_catchup.py

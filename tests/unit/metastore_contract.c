@@ -794,3 +794,107 @@ void metastore_contract_lifecycle(const char *url, int *failed_)
     free(gone);
     metastore_close(m);
 }
+
+/* Finds the unreferenced object key in a list returned by metastore_objects_unreferenced. */
+static bool listed(char (*keys)[OBJECT_KEY_MAX], int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i], key))
+            return true;
+    return false;
+}
+
+void metastore_contract_compaction(const char *url, int *failed_)
+{
+    char err[256] = "";
+    struct metastore *m = metastore_open(url, err, sizeof(err));
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    /* Six objects, each with a chunk of partition 0 (10 offsets) and of partition 1 (5 offsets).
+     * Partition 0's timestamps go up and down, as producers may set them. */
+    struct topic_info t;
+    CHECK_EQ(metastore_create_topic(m, "squash", 2, NULL, 0, &t), 0);
+    static const int64_t ts0[6] = {1000, 3000, 2000, 5000, 4000, 6000};
+    char keys[6][OBJECT_KEY_MAX];
+    for (int i = 0; i < 6; i++) {
+        snprintf(keys[i], OBJECT_KEY_MAX, "objects/000000000001%d-small.obj", i);
+        struct commit_chunk c[2] = {chunk(t.id, 0, 10, 0, ts0[i]), chunk(t.id, 1, 5, 100, 100 + i)};
+        CHECK_EQ(metastore_commit_object(m, keys[i], 200, c, 2), 0);
+    }
+    /* The time index: the first chunk holding a timestamp >= t, then the later ones by offset. */
+    struct chunk_ref refs[8];
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 2500, refs, 8), 5);
+    CHECK(refs[0].base_offset == 10 && refs[0].max_timestamp == 3000 && refs[4].base_offset == 50);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 4500, refs, 8), 3);
+    CHECK_EQ(refs[0].base_offset, 30);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 6001, refs, 8), 0);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 0, refs, 2), 2);
+    CHECK(refs[0].base_offset == 0 && refs[1].base_offset == 10);
+    CHECK(refs[0].first_timestamp == 995 && !refs[0].cleaned);
+    int64_t off = -1;
+    CHECK_EQ(metastore_retention_offset(m, t.id, 0, 4500, -1, &off), 0);
+    CHECK_EQ(off, 30);
+    /* Several chunks of one partition in one commit: each continues the running maximum. */
+    struct commit_chunk many[3] = {chunk(t.id, 0, 10, 0, 9000), chunk(t.id, 0, 10, 100, 7000),
+                                   chunk(t.id, 0, 10, 200, 9500)};
+    CHECK_EQ(metastore_commit_object(m, "objects/0000000000020-many.obj", 300, many, 3), 0);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 6500, refs, 8), 3);
+    CHECK_EQ(refs[0].base_offset, 60);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 9200, refs, 8), 1);
+    CHECK_EQ(refs[0].base_offset, 80);
+
+    /* Compaction: partition 0's first four chunks and partition 1's first two become one chunk
+     * each in a new object; a run listed wrong (three chunks where there are four) changes nothing. */
+    struct chunk_replacement runs[3] = {
+        {.topic_id = t.id, .partition = 0, .base_offset = 0, .last_offset = 39, .old_chunks = 4, .pos = 0,
+         .len = 400, .batch_count = 4},
+        {.topic_id = t.id, .partition = 1, .base_offset = 0, .last_offset = 9, .old_chunks = 2, .pos = 400,
+         .len = 200, .batch_count = 2, .cleaned = true},
+        {.topic_id = t.id, .partition = 1, .base_offset = 10, .last_offset = 24, .old_chunks = 2, .pos = 600,
+         .len = 300, .batch_count = 3},
+    };
+    const char *big = "objects/0000000000030-big.obj";
+    CHECK_EQ(metastore_replace_chunks(m, big, 900, runs, 3), 2);
+    CHECK(runs[0].replaced && runs[1].replaced && !runs[2].replaced);
+    CHECK_EQ(metastore_find_chunks(m, t.id, 0, 0, refs, 8), 6);
+    CHECK(!strcmp(refs[0].object_key, big) && refs[0].base_offset == 0 && refs[0].last_offset == 39);
+    CHECK(refs[0].pos == 0 && refs[0].len == 400 && refs[0].batch_count == 4 && refs[0].object_size == 900);
+    CHECK(refs[0].first_timestamp == 995 && refs[0].max_timestamp == 5000 && !refs[0].cleaned);
+    CHECK(refs[1].base_offset == 40 && !strcmp(refs[1].object_key, keys[4]));
+    CHECK_EQ(metastore_find_chunks(m, t.id, 1, 0, refs, 8), 5);
+    CHECK(refs[0].base_offset == 0 && refs[0].last_offset == 9 && refs[0].cleaned && refs[0].pos == 400);
+    CHECK(refs[1].base_offset == 10 && refs[1].len == 100); /* the run that did not match stayed */
+    /* The time index still answers: the merged chunk holds 5000, the later ones keep theirs. */
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 4500, refs, 8), 6);
+    CHECK_EQ(refs[0].base_offset, 0);
+    CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 5500, refs, 8), 4);
+    CHECK_EQ(refs[0].base_offset, 50);
+    /* The objects whose every chunk went into the new one are garbage; the others are not. */
+    char(*gone)[OBJECT_KEY_MAX] = NULL;
+    int ngone = -1;
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK(ngone == 2 && listed(gone, ngone, keys[0]) && listed(gone, ngone, keys[1]));
+    free(gone);
+
+    /* A run trimmed meanwhile (DeleteRecords, retention) or of a deleted topic is left alone, and
+     * an object nothing went into is garbage. */
+    int64_t start;
+    int removed;
+    CHECK_EQ(metastore_trim_partition(m, t.id, 1, 15, &start, &removed), 0);
+    struct chunk_replacement late = {.topic_id = t.id, .partition = 1, .base_offset = 10, .last_offset = 24,
+                                     .old_chunks = 3, .pos = 0, .len = 300, .batch_count = 3};
+    CHECK_EQ(metastore_replace_chunks(m, "objects/0000000000040-late.obj", 300, &late, 1), 0);
+    CHECK(!late.replaced);
+    CHECK_EQ(metastore_find_chunks(m, t.id, 1, 0, refs, 8), 3);
+    CHECK_EQ(refs[0].base_offset, 15);
+    CHECK_EQ(metastore_objects_unreferenced(m, 0, 100, &gone, &ngone), 0);
+    CHECK(listed(gone, ngone, "objects/0000000000040-late.obj"));
+    free(gone);
+    CHECK_EQ(metastore_delete_topic(m, "squash"), 0);
+    struct chunk_replacement dead = {.topic_id = t.id, .partition = 0, .base_offset = 40, .last_offset = 59,
+                                     .old_chunks = 2, .pos = 0, .len = 200, .batch_count = 2};
+    CHECK_EQ(metastore_replace_chunks(m, "objects/0000000000050-dead.obj", 200, &dead, 1), 0);
+    CHECK(!dead.replaced);
+    metastore_close(m);
+}

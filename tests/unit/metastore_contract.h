@@ -40,6 +40,11 @@ void metastore_contract_credentials(const char *url, int *failed_);
  * period (trimmed and deleted topics'), forgotten and looked up. */
 void metastore_contract_lifecycle(const char *url, int *failed_);
 
+/* The time index (running maximum timestamps, across commits and within one) and compaction's
+ * switch: runs replaced by one chunk each in one transaction, runs that changed (wrong count,
+ * trimmed, deleted topic) left alone, replaced objects and empty new ones garbage. */
+void metastore_contract_compaction(const char *url, int *failed_);
+
 /* A chunk of count offsets at pos, 100 bytes, one batch, timestamps max_ts - 5 .. max_ts. */
 struct commit_chunk contract_chunk(int64_t topic_id, int32_t partition, int64_t count, uint64_t pos, int64_t max_ts);
 

@@ -84,7 +84,7 @@ TEST(pg_metastore_commit_assigns_offsets)
     PG_DB("t_commit", url);
     metastore_contract_commits(url, failed_);
     /* One migration row, at the newest version, however often the store was opened. */
-    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 9);
+    CHECK_EQ(query_num("t_commit", "SELECT max(version) FROM schema_version"), 10);
     CHECK_EQ(query_num("t_commit", "SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -116,6 +116,12 @@ TEST(pg_metastore_lifecycle)
 {
     PG_DB("t_lifecycle", url);
     metastore_contract_lifecycle(url, failed_);
+}
+
+TEST(pg_metastore_compaction)
+{
+    PG_DB("t_compaction", url);
+    metastore_contract_compaction(url, failed_);
 }
 
 /* A group change announced wakes the other handles; a heartbeat's (announce false) does not. */
@@ -498,10 +504,21 @@ TEST(metastore_sqlite_migrates_to_members)
     CHECK(m != NULL);
     struct topic_info t;
     CHECK(m && metastore_create_topic(m, "old", 1, NULL, 0, &t) == 0);
+    /* chunks from before the time index: their running maxima are filled in by migration 10 */
+    static const int64_t ts[3] = {3000, 1000, 5000};
+    for (int i = 0; m && i < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "objects/000000000000%d-old.obj", i);
+        struct commit_chunk c = {.topic_id = t.id, .partition = 0, .len = 10, .batch_count = 1, .offset_count = 10,
+                                 .first_timestamp = ts[i], .max_timestamp = ts[i]};
+        CHECK_EQ(metastore_commit_object(m, key, 10, &c, 1), 0);
+    }
     metastore_close(m);
     sqlite3 *db;
     CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ(sqlite3_exec(db, "DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
+    CHECK_EQ(sqlite3_exec(db, "DROP INDEX chunks_by_running_max_timestamp; ALTER TABLE chunks DROP COLUMN cleaned;"
+                              " ALTER TABLE chunks DROP COLUMN running_max_timestamp;"
+                              " ALTER TABLE partitions DROP COLUMN max_timestamp; DROP TABLE members; ALTER TABLE topics DROP COLUMN config_epoch;"
                               " DROP TABLE producer_ids; DROP TABLE producer_state;"
                               " DROP TABLE consumer_groups; DROP TABLE group_offsets; DROP TABLE acls;"
                               " DROP TABLE sasl_credentials;"
@@ -525,13 +542,22 @@ TEST(metastore_sqlite_migrates_to_members)
         free(v);
         struct topic_info got;
         CHECK_EQ(metastore_get_topic(m, "old", &got), 0);
+        struct chunk_ref refs[3];
+        CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 2000, refs, 3), 3);
+        CHECK_EQ(refs[0].base_offset, 0);
+        CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 4000, refs, 3), 1);
+        CHECK_EQ(refs[0].base_offset, 20);
+        struct commit_chunk c = {.topic_id = t.id, .partition = 0, .len = 10, .batch_count = 1, .offset_count = 10,
+                                 .first_timestamp = 100, .max_timestamp = 100};
+        CHECK_EQ(metastore_commit_object(m, "objects/0000000000009-new.obj", 10, &c, 1), 0);
+        CHECK_EQ(metastore_find_chunks_by_time(m, t.id, 0, 4000, refs, 3), 2); /* it continues 5000 */
         metastore_close(m);
     }
     CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *q;
     CHECK_EQ(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL), SQLITE_OK);
     CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-    CHECK_EQ(sqlite3_column_int(q, 0), 9);
+    CHECK_EQ(sqlite3_column_int(q, 0), 10);
     sqlite3_finalize(q);
     sqlite3_close(db);
     test_rm_rf(dir);

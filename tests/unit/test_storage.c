@@ -590,3 +590,15 @@ TEST(storage_metastore_lifecycle)
     test_rm_rf(tmp);
     free(tmp);
 }
+
+TEST(storage_metastore_compaction)
+{
+    char *tmp = test_temp_dir(), url[512];
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    snprintf(url, sizeof(url), "sqlite://%s/meta.db", tmp);
+    metastore_contract_compaction(url, failed_);
+    test_rm_rf(tmp);
+    free(tmp);
+}

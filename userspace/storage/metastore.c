@@ -260,3 +260,14 @@ int metastore_objects_unreferenced(struct metastore *m, int64_t grace_ms, int ma
 int metastore_object_forget(struct metastore *m, const char *key) { return m->ops->object_forget(m, key); }
 
 int metastore_object_known(struct metastore *m, const char *key) { return m->ops->object_known(m, key); }
+
+int metastore_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
+                             struct chunk_replacement *runs, int n)
+{
+    for (int i = 0; i < n; i++)
+        runs[i].replaced = false;
+    int rc = m->ops->replace_chunks(m, object_key, object_size, runs, n);
+    for (int i = 0; rc < 0 && i < n; i++)
+        runs[i].replaced = false; /* rolled back: nothing was replaced */
+    return rc;
+}

@@ -54,6 +54,8 @@ struct metastore_ops {
                             int64_t max_bytes, int64_t *offset);
     int (*trim_partition)(struct metastore *m, int64_t topic_id, int32_t partition, int64_t offset,
                           int64_t *log_start, int *chunks_removed);
+    int (*replace_chunks)(struct metastore *m, const char *object_key, uint64_t object_size,
+                          struct chunk_replacement *runs, int n);
     int (*log_starts)(struct metastore *m, struct log_start_row **out, int *n);
     int (*objects_unreferenced)(struct metastore *m, int64_t grace_ms, int max, char (**keys)[OBJECT_KEY_MAX],
                                 int *n);

@@ -152,6 +152,19 @@ static const char *const migrations[] = {
     "CREATE INDEX chunks_by_object ON chunks(object_id);"
     /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
     "CREATE TABLE gc_candidates (object_id BIGINT PRIMARY KEY);",
+    /* 10: the time index and compaction (see the SQLite backend): a chunk's running maximum
+     * timestamp never decreases with the offset, so a timestamp look-up is one index seek; the
+     * partition keeps its largest timestamp for the next commit; cleaned: key compaction wrote it. */
+    "ALTER TABLE partitions ADD COLUMN max_timestamp BIGINT;"
+    "ALTER TABLE chunks ADD COLUMN running_max_timestamp BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE chunks ADD COLUMN cleaned BOOLEAN NOT NULL DEFAULT false;"
+    "UPDATE chunks SET running_max_timestamp = r.m FROM (SELECT topic_id, partition, base_offset,"
+    "  max(max_timestamp) OVER (PARTITION BY topic_id, partition ORDER BY base_offset) AS m FROM chunks) AS r"
+    "  WHERE chunks.topic_id = r.topic_id AND chunks.partition = r.partition AND chunks.base_offset = r.base_offset;"
+    "UPDATE partitions SET max_timestamp = (SELECT max(max_timestamp) FROM chunks c"
+    "  WHERE c.topic_id = partitions.topic_id AND c.partition = partitions.partition);"
+    /* base_offset too: ties (equal running maxima) come out in offset order without a sort */
+    "CREATE INDEX chunks_by_running_max_timestamp ON chunks(topic_id, partition, running_max_timestamp, base_offset);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -196,7 +209,9 @@ enum stmt_id {
 };
 
 #define TOPIC_COLS "id, name, encode(uuid, 'hex'), partitions, created_ms, config_epoch"
-#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
+#define CHUNK_COLS                                                                                    \
+    "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size,"      \
+    " c.first_timestamp, c.cleaned"
 #define MEMBER_COLS "id, agent_group, host, port_base, worker, fwd_addr, heartbeat_ms"
 #define STORE_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
@@ -247,12 +262,21 @@ static const struct {
                               " WHERE p.topic_id = v.topic_id AND p.partition = v.partition"
                               " AND EXISTS (SELECT 1 FROM topics t WHERE t.id = v.topic_id AND t.deleted = 0)"
                               " RETURNING p.topic_id, p.partition, p.next_offset"},
+    /* Each chunk's running maximum timestamp continues its partition's (read before this
+     * statement's own update: every part of one statement sees the same snapshot), and the
+     * partitions keep their new maxima. The partitions are locked by the commit already. */
     [S_CHUNKS_INSERT] = {"chunks_insert",
-                         "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
-                         " batch_count, first_timestamp, max_timestamp)"
-                         " SELECT t, p, b, l, $1, pos, len, bc, ft, mt FROM unnest($2::bigint[], $3::int[],"
-                         " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[],"
-                         " $10::bigint[]) AS v(t, p, b, l, pos, len, bc, ft, mt)"},
+                         "WITH v AS (SELECT * FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::bigint[],"
+                         " $6::bigint[], $7::bigint[], $8::int[], $9::bigint[], $10::bigint[])"
+                         " AS v(t, p, b, l, pos, len, bc, ft, mt)),"
+                         " up AS (UPDATE partitions pt SET max_timestamp = GREATEST(pt.max_timestamp, m.mt)"
+                         " FROM (SELECT t, p, max(mt) AS mt FROM v GROUP BY t, p) AS m"
+                         " WHERE pt.topic_id = m.t AND pt.partition = m.p)"
+                         " INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                         " batch_count, first_timestamp, max_timestamp, running_max_timestamp)"
+                         " SELECT v.t, v.p, v.b, v.l, $1, v.pos, v.len, v.bc, v.ft, v.mt,"
+                         " GREATEST(pt.max_timestamp, max(v.mt) OVER (PARTITION BY v.t, v.p ORDER BY v.b))"
+                         " FROM v JOIN partitions pt ON pt.topic_id = v.t AND pt.partition = v.p"},
     [S_PARTITION_OFFSETS] = {"partition_offsets", "SELECT log_start_offset, next_offset FROM partitions"
                                                   " WHERE topic_id = $1 AND partition = $2"},
     [S_FIND_CHUNKS] = {"find_chunks", "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
@@ -260,8 +284,8 @@ static const struct {
                                       " ORDER BY c.last_offset LIMIT $4"},
     [S_FIND_CHUNKS_BY_TIME] = {"find_chunks_by_time",
                                "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
-                               " WHERE c.topic_id = $1 AND c.partition = $2 AND c.max_timestamp >= $3"
-                               " ORDER BY c.base_offset LIMIT $4"},
+                               " WHERE c.topic_id = $1 AND c.partition = $2 AND c.running_max_timestamp >= $3"
+                               " ORDER BY c.running_max_timestamp, c.base_offset LIMIT $4"},
     [S_MAX_TIMESTAMP] = {"max_timestamp",
                          "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
                          " WHERE c.topic_id = $1 AND c.partition = $2 AND c.max_timestamp ="
@@ -1491,6 +1515,8 @@ static void read_chunk(const PGresult *r, int row, struct chunk_ref *c)
     c->last_offset = get_i64(r, row, 5);
     c->max_timestamp = get_i64(r, row, 6);
     c->object_size = (uint64_t)get_i64(r, row, 7);
+    c->first_timestamp = get_i64(r, row, 8);
+    c->cleaned = PQgetvalue(r, row, 9)[0] == 't';
 }
 
 /* Runs one of the chunk queries ($1 topic, $2 partition, $3 bound, $4 limit); max_timestamp
@@ -2012,8 +2038,8 @@ static int retention_offset_once(struct pg_store *s, int64_t topic_id, int32_t p
     const char *v[4] = {tid, part, ts, bytes};
     PGresult *r = exec_sql(
         s, "SELECT next_offset,"
-           " (SELECT base_offset FROM chunks WHERE topic_id = $1 AND partition = $2 AND max_timestamp >= $3"
-           "  ORDER BY base_offset LIMIT 1),"
+           " (SELECT base_offset FROM chunks WHERE topic_id = $1 AND partition = $2"
+           "  AND running_max_timestamp >= $3 ORDER BY running_max_timestamp, base_offset LIMIT 1),"
            " CASE WHEN $4::bigint < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
            "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = $1 AND partition = $2)"
            "   AS w WHERE newer - len < $4::bigint) END"
@@ -2104,6 +2130,107 @@ static int pg_trim_partition(struct metastore *m, int64_t topic_id, int32_t part
 {
     struct pg_store *s = (struct pg_store *)m;
     RETURN_WITH_RETRY(s, trim_partition_once(s, topic_id, partition, offset, log_start, chunks_removed));
+}
+
+/* One run under its partition's lock: checked against what is stored, then switched. 1 replaced,
+ * 0 changed meanwhile, -1. */
+static int replace_run(struct pg_store *s, const char *object_id, struct chunk_replacement *r)
+{
+    char tid[24], part[16], base[24], last[24], pos[24], len[16], batches[16];
+    snprintf(tid, sizeof(tid), "%" PRId64, r->topic_id);
+    snprintf(part, sizeof(part), "%d", r->partition);
+    snprintf(base, sizeof(base), "%" PRId64, r->base_offset);
+    snprintf(last, sizeof(last), "%" PRId64, r->last_offset);
+    const char *v[9] = {tid, part, base, last, object_id, pos, len, batches, r->cleaned ? "true" : "false"};
+    PGresult *res = exec_sql(s, "SELECT count(*), min(base_offset), max(last_offset) FROM chunks"
+                                " WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3 AND base_offset <= $4",
+                             4, v, NULL, "read chunks to replace");
+    if (!res)
+        return -1;
+    bool same = get_i64(res, 0, 0) == r->old_chunks && !PQgetisnull(res, 0, 1) &&
+                get_i64(res, 0, 1) == r->base_offset && get_i64(res, 0, 2) == r->last_offset;
+    PQclear(res);
+    if (!same)
+        return 0;
+    snprintf(pos, sizeof(pos), "%" PRIu64, r->pos);
+    snprintf(len, sizeof(len), "%" PRIu32, r->len);
+    snprintf(batches, sizeof(batches), "%" PRId32, r->batch_count);
+    /* One statement: the old rows are read, made gc candidates and deleted, the new one inserted. */
+    res = exec_sql(s, "WITH old AS (DELETE FROM chunks WHERE topic_id = $1 AND partition = $2"
+                      "  AND base_offset >= $3 AND base_offset <= $4 RETURNING *),"
+                      " gc AS (INSERT INTO gc_candidates SELECT DISTINCT object_id FROM old ON CONFLICT DO NOTHING)"
+                      " INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                      " batch_count, first_timestamp, max_timestamp, running_max_timestamp, cleaned)"
+                      " SELECT $1, $2, $3, $4, $5::bigint, $6::bigint, $7::bigint, $8::int,"
+                      " (SELECT first_timestamp FROM old WHERE base_offset = $3::bigint),"
+                      " max(max_timestamp), max(running_max_timestamp), $9::boolean FROM old",
+                   9, v, NULL, "replace chunks");
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 1;
+}
+
+static int replace_chunks_once(struct pg_store *s, const char *object_key, uint64_t object_size,
+                               struct chunk_replacement *runs, int n)
+{
+    if (exec_cmd(s, S_BEGIN, NULL, "replace chunks") < 0)
+        return -1;
+    struct params p = {0};
+    par_str(&p, object_key);
+    par_i64(&p, (int64_t)object_size);
+    par_i64(&p, wall_ms());
+    PGresult *r = exec(s, S_OBJECT_INSERT, &p, "replace chunks");
+    if (!r)
+        return abort_tx(s);
+    char object_id[24];
+    snprintf(object_id, sizeof(object_id), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    /* The runs' partitions, locked in the order every commit locks them (no deadlock): trimming
+     * and deleting a topic wait for the switch, and it for them. */
+    struct array lock[2];
+    arrays_init(lock, 2);
+    for (int i = 0; i < n; i++) {
+        array_add(&lock[0], runs[i].topic_id);
+        array_add(&lock[1], runs[i].partition);
+    }
+    p = (struct params){0};
+    par_str(&p, array_end(&lock[0]));
+    par_str(&p, array_end(&lock[1]));
+    r = exec(s, S_PARTITIONS_LOCK, &p, "replace chunks");
+    free(lock[0].p);
+    free(lock[1].p);
+    if (!r)
+        return abort_tx(s);
+    PQclear(r);
+    int replaced = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = replace_run(s, object_id, &runs[i]);
+        if (rc < 0)
+            return abort_tx(s);
+        runs[i].replaced = rc == 1;
+        replaced += rc;
+    }
+    if (replaced == 0) { /* nothing went into it: garbage once the grace period has passed */
+        p = (struct params){0};
+        par_str(&p, object_id);
+        if (exec_cmd(s, S_GC_CANDIDATE_ADD, &p, "replace chunks") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s, "replace chunks") < 0)
+        return abort_tx(s);
+    return replaced;
+}
+
+static int pg_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
+                             struct chunk_replacement *runs, int n)
+{
+    struct pg_store *s = (struct pg_store *)m;
+    if (strlen(object_key) >= OBJECT_KEY_MAX) {
+        log_error("metastore: object key too long: %s", object_key);
+        return -1;
+    }
+    RETURN_WITH_RETRY(s, replace_chunks_once(s, object_key, object_size, runs, n));
 }
 
 static int log_starts_once(struct pg_store *s, struct log_start_row **out, int *n)
@@ -2357,6 +2484,7 @@ static const struct metastore_ops pg_ops = {
     .lease_release = pg_lease_release,
     .retention_offset = pg_retention_offset,
     .trim_partition = pg_trim_partition,
+    .replace_chunks = pg_replace_chunks,
     .log_starts = pg_log_starts,
     .objects_unreferenced = pg_objects_unreferenced,
     .object_forget = pg_object_forget,

@@ -144,6 +144,21 @@ static const char *const migrations[] = {
     "CREATE INDEX chunks_by_object ON chunks(object_id);"
     /* objects that lost chunks (trimmed, deleted topic): the only ones garbage collection checks */
     "CREATE TABLE gc_candidates (object_id INTEGER PRIMARY KEY);",
+    /* 10: the time index and compaction. A chunk's running_max_timestamp is the largest
+     * max_timestamp of its partition up to and including it: it never decreases with the offset,
+     * so "the first chunk holding a timestamp >= t" is one index seek, however many chunks the
+     * partition has (a chunk's own max_timestamp is not ordered: producers set timestamps). The
+     * partition keeps its largest timestamp for the next commit. cleaned: key compaction wrote
+     * the chunk (cleanup.policy=compact). */
+    "ALTER TABLE partitions ADD COLUMN max_timestamp INTEGER;"
+    "ALTER TABLE chunks ADD COLUMN running_max_timestamp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE chunks ADD COLUMN cleaned INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE chunks SET running_max_timestamp = r.m FROM (SELECT topic_id, partition, base_offset,"
+    "  max(max_timestamp) OVER (PARTITION BY topic_id, partition ORDER BY base_offset) AS m FROM chunks) AS r"
+    "  WHERE chunks.topic_id = r.topic_id AND chunks.partition = r.partition AND chunks.base_offset = r.base_offset;"
+    "UPDATE partitions SET max_timestamp = (SELECT max(max_timestamp) FROM chunks c"
+    "  WHERE c.topic_id = partitions.topic_id AND c.partition = partitions.partition);"
+    "CREATE INDEX chunks_by_running_max_timestamp ON chunks(topic_id, partition, running_max_timestamp);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -186,7 +201,9 @@ enum stmt_id {
 };
 
 #define TOPIC_COLS "id, name, uuid, partitions, created_ms, config_epoch"
-#define CHUNK_COLS "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size"
+#define CHUNK_COLS                                                                                    \
+    "o.key, c.pos, c.len, c.batch_count, c.base_offset, c.last_offset, c.max_timestamp, o.size,"      \
+    " c.first_timestamp, c.cleaned"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -207,22 +224,27 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CONFIGS_LIST] = "SELECT name, value FROM topic_configs WHERE topic_id = ?1 ORDER BY name",
     [S_OBJECT_INSERT] = "INSERT INTO objects (key, size, created_ms) VALUES (?1, ?2, ?3)",
     /* Check (live topic, existing partition), read and advance next_offset in one statement. */
-    [S_PARTITION_ADVANCE] = "UPDATE partitions SET next_offset = next_offset + ?3"
+    [S_PARTITION_ADVANCE] = "UPDATE partitions SET next_offset = next_offset + ?3,"
+                            " max_timestamp = CASE WHEN max_timestamp IS NULL OR max_timestamp < ?4"
+                            " THEN ?4 ELSE max_timestamp END"
                             " WHERE topic_id = ?1 AND partition = ?2"
                             " AND EXISTS (SELECT 1 FROM topics WHERE id = ?1 AND deleted = 0)"
-                            " RETURNING next_offset",
+                            " RETURNING next_offset, max_timestamp",
     [S_CHUNK_INSERT] = "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
-                       " batch_count, first_timestamp, max_timestamp)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                       " batch_count, first_timestamp, max_timestamp, running_max_timestamp)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [S_PARTITION_OFFSETS] = "SELECT log_start_offset, next_offset FROM partitions"
                             " WHERE topic_id = ?1 AND partition = ?2",
     /* Chunks of a partition never overlap, so last_offset order is base_offset order. */
     [S_FIND_CHUNKS] = "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
                       " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.last_offset >= ?3"
                       " ORDER BY c.last_offset LIMIT ?4",
-    [S_FIND_CHUNKS_BY_TIME] = "SELECT " CHUNK_COLS " FROM chunks c JOIN objects o ON o.id = c.object_id"
-                              " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.max_timestamp >= ?3"
-                              " ORDER BY c.base_offset LIMIT ?4",
+    /* The time index: from the first chunk holding a timestamp >= ?3 on, by offset (running
+     * maxima grow with the offset); later ones may hold smaller timestamps only. */
+    [S_FIND_CHUNKS_BY_TIME] = "SELECT " CHUNK_COLS " FROM chunks c INDEXED BY chunks_by_running_max_timestamp"
+                              " JOIN objects o ON o.id = c.object_id"
+                              " WHERE c.topic_id = ?1 AND c.partition = ?2 AND c.running_max_timestamp >= ?3"
+                              " ORDER BY c.running_max_timestamp, c.base_offset LIMIT ?4",
     /* The first chunk (by offset) holding the partition's largest timestamp: two index seeks.
      * Without INDEXED BY the planner walks the partition in offset order. */
     [S_MAX_TIMESTAMP] = "SELECT " CHUNK_COLS " FROM chunks c INDEXED BY chunks_by_max_timestamp"
@@ -657,15 +679,18 @@ static int save_producers(struct sqlite_store *s, const struct producer_plan *pl
 
 /* Takes offset_count offsets of the chunk's partition if the topic is live and the partition
  * exists: 1 and *next (the new next_offset), 0 if not, -1 on a store error. */
-static int advance_partition(struct sqlite_store *s, const struct commit_chunk *c, int64_t *next)
+static int advance_partition(struct sqlite_store *s, const struct commit_chunk *c, int64_t *next,
+                             int64_t *running_max_ts)
 {
     sqlite3_stmt *q = stmt(s, S_PARTITION_ADVANCE);
     sqlite3_bind_int64(q, 1, c->topic_id);
     sqlite3_bind_int(q, 2, c->partition);
     sqlite3_bind_int64(q, 3, c->offset_count);
+    sqlite3_bind_int64(q, 4, c->max_timestamp);
     int found = 0, rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         *next = sqlite3_column_int64(q, 0);
+        *running_max_ts = sqlite3_column_int64(q, 1);
         found = 1;
         rc = sqlite3_step(q);
     }
@@ -714,8 +739,8 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
         struct commit_chunk *c = &chunks[i];
         if (!producer_chunk_appends(c))
             continue;
-        int64_t next;
-        int found = advance_partition(s, c, &next);
+        int64_t next, running_max_ts;
+        int found = advance_partition(s, c, &next, &running_max_ts);
         if (found < 0) {
             producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
@@ -736,6 +761,7 @@ static int sq_commit_object(struct metastore *m, const char *object_key, uint64_
         sqlite3_bind_int(q, 8, c->batch_count);
         sqlite3_bind_int64(q, 9, c->first_timestamp);
         sqlite3_bind_int64(q, 10, c->max_timestamp);
+        sqlite3_bind_int64(q, 11, running_max_ts);
         if (run(s, q, "insert chunk") < 0) {
             producer_plan_free(&plan);
             return fail_commit(s, chunks, nchunks);
@@ -878,6 +904,8 @@ static void read_chunk(sqlite3_stmt *q, struct chunk_ref *c)
     c->last_offset = sqlite3_column_int64(q, 5);
     c->max_timestamp = sqlite3_column_int64(q, 6);
     c->object_size = (uint64_t)sqlite3_column_int64(q, 7);
+    c->first_timestamp = sqlite3_column_int64(q, 8);
+    c->cleaned = sqlite3_column_int(q, 9) != 0;
 }
 
 /* Runs one of the chunk queries (?1 topic, ?2 partition, ?3 bound, ?4 limit). */
@@ -1357,8 +1385,9 @@ static int sq_retention_offset(struct metastore *m, int64_t topic_id, int32_t pa
     struct sqlite_store *s = (struct sqlite_store *)m;
     sqlite3_stmt *q = prepare(
         s, "SELECT next_offset,"
-           " (SELECT base_offset FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND max_timestamp >= ?3"
-           "  ORDER BY base_offset LIMIT 1),"
+           " (SELECT base_offset FROM chunks INDEXED BY chunks_by_running_max_timestamp"
+           "  WHERE topic_id = ?1 AND partition = ?2 AND running_max_timestamp >= ?3"
+           "  ORDER BY running_max_timestamp, base_offset LIMIT 1),"
            " CASE WHEN ?4 < 0 THEN NULL ELSE (SELECT min(base_offset) FROM (SELECT base_offset, len,"
            "   sum(len) OVER (ORDER BY base_offset DESC) AS newer FROM chunks WHERE topic_id = ?1 AND partition = ?2)"
            "   WHERE newer - len < ?4) END"
@@ -1440,6 +1469,111 @@ static int sq_trim_partition(struct metastore *m, int64_t topic_id, int32_t part
         return abort_tx(s);
     *log_start = start;
     return 0;
+}
+
+/* A statement over a run's chunks: ?1 topic, ?2 partition, ?3..?4 base offsets. */
+static sqlite3_stmt *prepare_over(struct sqlite_store *s, const char *sql, const struct chunk_replacement *r)
+{
+    sqlite3_stmt *q = prepare(s, sql);
+    if (q) {
+        sqlite3_bind_int64(q, 1, r->topic_id);
+        sqlite3_bind_int(q, 2, r->partition);
+        sqlite3_bind_int64(q, 3, r->base_offset);
+        sqlite3_bind_int64(q, 4, r->last_offset);
+    }
+    return q;
+}
+
+static int run_over(struct sqlite_store *s, const char *sql, const struct chunk_replacement *r, const char *what)
+{
+    sqlite3_stmt *q = prepare_over(s, sql, r);
+    if (!q)
+        return -1;
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : db_error(s, what);
+}
+
+/* One run: checked against what is stored, then switched. 1 replaced, 0 changed meanwhile, -1. */
+static int replace_run(struct sqlite_store *s, int64_t object_id, struct chunk_replacement *r)
+{
+    sqlite3_stmt *q = prepare_over(s, "SELECT count(*), min(base_offset), max(last_offset), max(max_timestamp),"
+                                      " max(running_max_timestamp), (SELECT first_timestamp FROM chunks"
+                                      "  WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3)"
+                                      " FROM chunks WHERE topic_id = ?1 AND partition = ?2"
+                                      " AND base_offset >= ?3 AND base_offset <= ?4", r);
+    if (!q)
+        return -1;
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return db_error(s, "read chunks to replace");
+    }
+    bool same = sqlite3_column_int64(q, 0) == r->old_chunks && sqlite3_column_int64(q, 1) == r->base_offset &&
+                sqlite3_column_int64(q, 2) == r->last_offset;
+    int64_t max_ts = sqlite3_column_int64(q, 3), running = sqlite3_column_int64(q, 4);
+    int64_t first_ts = sqlite3_column_int64(q, 5);
+    sqlite3_finalize(q);
+    if (!same)
+        return 0;
+    if (run_over(s, "INSERT OR IGNORE INTO gc_candidates SELECT DISTINCT object_id FROM chunks"
+                    " WHERE topic_id = ?1 AND partition = ?2 AND base_offset >= ?3 AND base_offset <= ?4",
+                 r, "replace chunks") < 0 ||
+        run_over(s, "DELETE FROM chunks WHERE topic_id = ?1 AND partition = ?2 AND base_offset >= ?3"
+                    " AND base_offset <= ?4",
+                 r, "replace chunks") < 0)
+        return -1;
+    q = prepare_over(s, "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_id, pos, len,"
+                        " batch_count, first_timestamp, max_timestamp, running_max_timestamp, cleaned)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", r);
+    if (!q)
+        return -1;
+    sqlite3_bind_int64(q, 5, object_id);
+    sqlite3_bind_int64(q, 6, (int64_t)r->pos);
+    sqlite3_bind_int64(q, 7, r->len);
+    sqlite3_bind_int(q, 8, r->batch_count);
+    sqlite3_bind_int64(q, 9, first_ts);
+    sqlite3_bind_int64(q, 10, max_ts);
+    sqlite3_bind_int64(q, 11, running);
+    sqlite3_bind_int(q, 12, r->cleaned);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 1 : db_error(s, "insert replacing chunk");
+}
+
+static int sq_replace_chunks(struct metastore *m, const char *object_key, uint64_t object_size,
+                             struct chunk_replacement *runs, int n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)m;
+    if (strlen(object_key) >= OBJECT_KEY_MAX) {
+        log_error("metastore: object key too long: %s", object_key);
+        return -1;
+    }
+    if (begin(s) < 0)
+        return -1;
+    sqlite3_stmt *q = stmt(s, S_OBJECT_INSERT);
+    sqlite3_bind_text(q, 1, object_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)object_size);
+    sqlite3_bind_int64(q, 3, wall_ms());
+    if (run(s, q, "insert object") < 0)
+        return abort_tx(s);
+    int64_t object_id = sqlite3_last_insert_rowid(s->db);
+    int replaced = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = replace_run(s, object_id, &runs[i]);
+        if (rc < 0)
+            return abort_tx(s);
+        runs[i].replaced = rc == 1;
+        replaced += rc;
+    }
+    if (replaced == 0) { /* nothing went into it: garbage once the grace period has passed */
+        q = stmt(s, S_GC_CANDIDATE_ADD);
+        sqlite3_bind_int64(q, 1, object_id);
+        if (run(s, q, "gc candidate") < 0)
+            return abort_tx(s);
+    }
+    if (commit(s) < 0)
+        return abort_tx(s);
+    return replaced;
 }
 
 static int sq_log_starts(struct metastore *m, struct log_start_row **out, int *n)
@@ -1680,6 +1814,7 @@ static const struct metastore_ops sqlite_ops = {
     .lease_release = sq_lease_release,
     .retention_offset = sq_retention_offset,
     .trim_partition = sq_trim_partition,
+    .replace_chunks = sq_replace_chunks,
     .log_starts = sq_log_starts,
     .objects_unreferenced = sq_objects_unreferenced,
     .object_forget = sq_object_forget,
