@@ -151,6 +151,7 @@ def test_nothing_lost_while_compacting():
             if i % 8 == 0:
                 p.flush(30)
         p.flush(30)
+        p = None  # closed before the agent stops (no reconnect noise)
         stop_at[0] = time.time()
         stop.set()
         t.join(60)

@@ -273,6 +273,8 @@ static void compact_partition(struct packer *pk, const struct topic_info *t, int
             if (len == 0)
                 break;
             packer_add(pk, t, partition, page + i + s, len);
+            if (!keep(arg, pk->m)) /* GETs and PUTs take time: the lease is renewed between runs */
+                pk->stop = pk->lost = true;
         }
         if (old < n || n < LIST_PAGE)
             return;
@@ -308,8 +310,12 @@ void compaction_round(struct metastore *m, struct objstore *objects, const struc
     struct chunk_ref *page = malloc(sizeof(*page) * LIST_PAGE);
     if (!page)
         abort();
+    /* A round that ran out of budget is continued by the next from the topic it stopped in, so
+     * busy first topics do not starve the others (one round at a time per process). */
+    static int next_topic;
     struct packer pk = {.m = m, .objects = objects, .cfg = cfg, .st = st};
-    for (int t = 0; t < ntopics && !pk.stop; t++) {
+    for (int k = 0; k < ntopics && !pk.stop; k++) {
+        int t = (next_topic + k) % ntopics;
         if (compacted_topic(m, topics[t].id)) /* key compaction rewrites those */
             continue;
         for (int32_t p = 0; p < topics[t].partitions && !pk.stop; p++) {
@@ -317,6 +323,7 @@ void compaction_round(struct metastore *m, struct objstore *objects, const struc
             if (!pk.stop && !keep(arg, m))
                 pk.stop = pk.lost = true;
         }
+        next_topic = pk.stop ? t : 0;
     }
     if (!pk.lost)
         packer_flush(&pk); /* what was read is written, unless the lease was lost */
