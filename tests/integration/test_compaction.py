@@ -48,6 +48,25 @@ def kcat_lines(agent, topic):
     return sorted(l for l in out.split("\n") if l)
 
 
+def offsets_for_times(agent, topic, base):
+    """ListOffsets by timestamp for a few timestamps past base in every partition (the time index)."""
+    c = Consumer({"bootstrap.servers": agent.bootstrap, "group.id": "times"})
+    try:
+        out = []
+        for ts in (0, 5, 333, 1501, 10 ** 6):  # one partition once per request
+            asks = [TopicPartition(topic, p, base + ts) for p in range(PARTITIONS)]
+            out += [(tp.partition, tp.offset) for tp in c.offsets_for_times(asks, timeout=10)]
+        return out
+    finally:
+        c.close()
+
+
+def middle(agent, topic):
+    """kcat from offsets inside what becomes one compacted chunk."""
+    return [kcat(agent, "-C", "-t", topic, "-p", str(p), "-o", str(o), "-c", "3", "-e", "-f", "%o %k %s %T\n")
+            for p, o in ((0, 7), (1, 101), (3, 450))]
+
+
 def check_compaction(start_agent, objects_now, chunks_now):
     """start_agent(env) starts an agent on the same stores; objects_now()/chunks_now() count the
     bucket's objects and the store's chunks."""
@@ -58,6 +77,10 @@ def check_compaction(start_agent, objects_now, chunks_now):
         before = records(a, "tiny")
         before_kcat = kcat_lines(a, "tiny")
         expect(len(before_kcat) == RECORDS, "kcat read %d records" % len(before_kcat))
+        base = min(v[3][1] for v in before.values())
+        before_times = offsets_for_times(a, "tiny", base)
+        expect(len(set(o for _, o in before_times)) > 5, "ListOffsets by time: %r" % before_times)
+        before_middle = middle(a, "tiny")
     finally:
         a.stop()
     objects0, chunks0 = len(objects_now()), chunks_now()
@@ -73,6 +96,9 @@ def check_compaction(start_agent, objects_now, chunks_now):
         expect(after == before, "records differ after compaction: %d of %d equal"
                % (sum(after.get(k) == v for k, v in before.items()), len(before)))
         expect(kcat_lines(b, "tiny") == before_kcat, "kcat reads other records after compaction")
+        after_times = offsets_for_times(b, "tiny", base)
+        expect(after_times == before_times, "ListOffsets by time: %r, before %r" % (after_times, before_times))
+        expect(middle(b, "tiny") == before_middle, "reads from inside a compacted chunk differ")
         expect("compaction: wrote objects/" in b.log_text(), "no compaction log line")
         samples = scrape(int(b.env["SLUICE_HTTP_PORT"]))[0]
         expect(total(samples, "sluice_compactions_total") >= 1, "sluice_compactions_total")
@@ -142,7 +168,8 @@ def test_nothing_lost_while_compacting():
             if err is None:
                 acked[(m.partition(), m.offset())] = m.value()
 
-        p = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 0, "acks": "all"})
+        p = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 0, "acks": "all", "enable.idempotence": True,
+                      "compression.type": "lz4"})
         end = time.time() + 12
         i = 0
         while time.time() < end:
