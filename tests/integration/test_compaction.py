@@ -196,3 +196,18 @@ def test_nothing_lost_while_compacting():
         print("nothing lost: %d records, %d compactions" % (len(acked), log.count("compaction: wrote objects/")))
     finally:
         a.cleanup()
+
+
+def test_compaction_settings_checked():
+    from test_config import agent_rc
+    cases = [
+        ({"SLUICE_COMPACTION_MAX_RUN_BYTES": "32MiB"}, "compaction-max-run-bytes must be between 1KiB and fetch-cache"),
+        ({"SLUICE_COMPACTION_TARGET_BYTES": "512KiB"}, "compaction-target-bytes must be between"),
+        ({"SLUICE_COMPACTION_SMALL_BYTES": "2MiB"}, "compaction-small-bytes must be between 1 and"),
+        ({"SLUICE_COMPACTION_MIN_CHUNKS": "0"}, "invalid value '0' for SLUICE_COMPACTION_MIN_CHUNKS"),
+        ({"SLUICE_COMPACTION_MIN_AGE": "soon"}, "invalid value 'soon' for SLUICE_COMPACTION_MIN_AGE"),
+        ({"SLUICE_COMPACTION_ENABLED": "maybe"}, "invalid value 'maybe' for SLUICE_COMPACTION_ENABLED"),
+    ]
+    for env, want in cases:
+        rc, err = agent_rc([], env)
+        expect(rc == 2 and want in err, "%r: exit %d, %r" % (env, rc, err))
