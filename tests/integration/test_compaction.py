@@ -82,7 +82,8 @@ def check_compaction(start_agent, objects_now, chunks_now):
         expect(len(set(o for _, o in before_times)) > 5, "ListOffsets by time: %r" % before_times)
         before_middle = middle(a, "tiny")
     finally:
-        a.stop()
+        rc = a.stop()
+    expect(rc == 0 and not a.sanitizer_report(), "the first agent: exit %s, %s" % (rc, a.sanitizer_report()))
     objects0, chunks0 = len(objects_now()), chunks_now()
     expect(objects0 >= RECORDS // 8 and chunks0 >= RECORDS // 2,
            "not a log of tiny chunks: %d objects, %d chunks" % (objects0, chunks0))
@@ -125,9 +126,10 @@ def test_compaction_file_sqlite():
 
 def test_compaction_pg_s3():
     pg, s3 = remote_stores()
+    workdir = Agent().workdir  # both agents' (their log is one file)
     try:
         def start(env):
-            return Agent(env=dict(env, SLUICE_METADATA_URL=pg.url, **s3.agent_env("cp"))).start()
+            return Agent(workdir=workdir, env=dict(env, SLUICE_METADATA_URL=pg.url, **s3.agent_env("cp"))).start()
 
         check_compaction(start, lambda: set(s3.objects("cp/objects/")),
                          lambda: int(pg.psql(pg.dbname, "SELECT count(*) FROM chunks")))

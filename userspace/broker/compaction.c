@@ -7,7 +7,8 @@
  * object, one chunk per partition, without changing a single byte a consumer sees.
  *
  * Which partitions qualify. A step of the lifecycle round (lifecycle.c, under its lease: one agent
- * compacts at a time). It asks the store for candidates: partitions with a run of more than
+ * compacts at a time). It lists each partition's chunks from its log start (pages of LIST_PAGE,
+ * topics with cleanup.policy compact skipped: key compaction rewrites those) for runs of more than
  * SLUICE_COMPACTION_MIN_CHUNKS consecutive chunks each below SLUICE_COMPACTION_SMALL_BYTES whose
  * objects are older than SLUICE_COMPACTION_MIN_AGE (a few seconds: the tail is still being
  * fetched hot and may be trimmed or deleted soon). A run is contiguous in offsets (each chunk's
