@@ -16,7 +16,7 @@
  * tail, and at a per-run cap (fetch reads and caches a chunk whole, so a compacted chunk stays
  * small enough to read per request: e.g. 1 MiB; the object holds many runs to reach its target).
  *
- * The new object. Standard object format (storage/object_format.h, written with object_builder):
+ * The new object. Standard object format (storage/object_format.h, written with object_writer as the flusher does):
  * runs of many partitions are packed into one object of about SLUICE_COMPACTION_TARGET_BYTES
  * (default 16 MiB); each run becomes ONE index entry whose bytes are the old chunks' bytes
  * concatenated in offset order, read with ranged GETs of the old objects. The record batches are
