@@ -66,6 +66,18 @@ static const struct setting settings[] = {
     {"object-delete-grace", "SLUICE_OBJECT_DELETE_GRACE", SET_DURATION_MS, S(object_delete_grace_ms), "60s",
      "an object no data points into any more is deleted this long after (reads in flight finish first); "
      "an object never committed is deleted once this old"},
+    {"compaction-enabled", "SLUICE_COMPACTION_ENABLED", SET_BOOL, S(compaction_enabled), "true",
+     "rewrite runs of small chunks into big objects in the background (true/false)"},
+    {"compaction-target-bytes", "SLUICE_COMPACTION_TARGET_BYTES", SET_BYTES, S(compaction_target_bytes), "16MiB",
+     "size of one object written by compaction (runs of many partitions)"},
+    {"compaction-small-bytes", "SLUICE_COMPACTION_SMALL_BYTES", SET_BYTES, S(compaction_small_bytes), "256KiB",
+     "chunks below this size are compacted"},
+    {"compaction-min-chunks", "SLUICE_COMPACTION_MIN_CHUNKS", SET_INT, S(compaction_min_chunks), "8",
+     "a run of small chunks is rewritten when it has more than this many"},
+    {"compaction-max-run-bytes", "SLUICE_COMPACTION_MAX_RUN_BYTES", SET_BYTES, S(compaction_max_run_bytes), "1MiB",
+     "largest chunk compaction writes (fetches read a chunk whole: at most fetch-cache-bytes)"},
+    {"compaction-min-age", "SLUICE_COMPACTION_MIN_AGE", SET_DURATION_MS, S(compaction_min_age_ms), "5s",
+     "objects younger than this are not compacted (the hot tail)"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -293,6 +305,24 @@ static int check_ranges(struct config *c)
     }
     if (c->max_request_bytes < 1024 || c->max_request_bytes > INT32_MAX) {
         fprintf(stderr, "sluice: max-request-bytes must be between 1024 and %d\n", INT32_MAX);
+        return -1;
+    }
+    /* a compacted chunk is read and cached whole by fetches; an object holds at least one run */
+    if (c->compaction_max_run_bytes < 1024 || c->compaction_max_run_bytes > c->fetch_cache_bytes ||
+        c->compaction_max_run_bytes > UINT32_MAX) {
+        fprintf(stderr, "sluice: compaction-max-run-bytes must be between 1KiB and fetch-cache-bytes\n");
+        return -1;
+    }
+    if (c->compaction_target_bytes < c->compaction_max_run_bytes || c->compaction_target_bytes > (1 << 30)) {
+        fprintf(stderr, "sluice: compaction-target-bytes must be between compaction-max-run-bytes and 1GiB\n");
+        return -1;
+    }
+    if (c->compaction_small_bytes < 1 || c->compaction_small_bytes > c->compaction_max_run_bytes) {
+        fprintf(stderr, "sluice: compaction-small-bytes must be between 1 and compaction-max-run-bytes\n");
+        return -1;
+    }
+    if (c->compaction_min_chunks > 100000) {
+        fprintf(stderr, "sluice: compaction-min-chunks must be between 1 and 100000\n");
         return -1;
     }
     if (c->batch_timeout_ms > 60000) {

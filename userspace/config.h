@@ -23,6 +23,12 @@ struct config {
     int64_t retention_bytes;      /* topics' default retention.bytes (-1: none) */
     int64_t retention_check_ms;   /* background jobs look for work this often */
     int64_t object_delete_grace_ms; /* unreferenced objects are deleted this long after */
+    bool compaction_enabled;      /* runs of small chunks are rewritten into big objects */
+    int64_t compaction_target_bytes; /* size of one new object (runs of many partitions) */
+    int64_t compaction_small_bytes;  /* chunks below this are small */
+    int compaction_min_chunks;    /* a run needs more than this many chunks */
+    int64_t compaction_max_run_bytes; /* cap of one new chunk (fetch reads a chunk whole) */
+    int64_t compaction_min_age_ms; /* objects younger than this are not compacted */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;

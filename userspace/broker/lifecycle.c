@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "broker/broker_internal.h"
+#include "broker/compaction.h"
 #include "broker/key_compaction.h"
 #include "metrics/metrics.h"
 #include "storage/objstore.h"
@@ -40,6 +41,7 @@ struct lifecycle_job {
     int64_t chunks_expired;
     int64_t objects_deleted;
     int64_t uncommitted_deleted;
+    struct compaction_stats compaction;
 };
 
 static int64_t config_long(const struct topic_config *cfgs, int n, const char *key, int64_t dflt)
@@ -71,6 +73,8 @@ static bool keep_lease(struct lifecycle_job *j, struct metastore *m)
     }
     return true;
 }
+
+static bool keep_lease_cb(void *j, struct metastore *m) { return keep_lease(j, m); }
 
 /* Drops each partition's chunks that retention.ms or retention.bytes no longer keeps. */
 static void retention_round(struct lifecycle_job *j, struct metastore *m)
@@ -184,6 +188,8 @@ static void lifecycle_run(struct job *job, struct metastore *m)
         return;
     j->renewed_ms = mono_ms();
     retention_round(j, m);
+    if (j->lease == 0 && j->cfg->compaction_enabled)
+        compaction_round(m, j->objects, j->cfg, keep_lease_cb, j, &j->compaction);
     if (j->lease == 0 && key_compaction_round(m, j->objects, LEASE_KIND, j->owner, j->ttl_ms) != 0)
         j->lease = 1;
     if (j->lease == 0)
@@ -202,6 +208,10 @@ static void lifecycle_done(struct broker *b, struct job *job)
         /* what was done counts even if the lease was lost half-way */
         metrics_add(M_CHUNKS_EXPIRED, (uint64_t)j->chunks_expired);
         metrics_add(M_OBJECTS_DELETED, (uint64_t)(j->objects_deleted + j->uncommitted_deleted));
+        metrics_add(M_COMPACTIONS, (uint64_t)j->compaction.objects);
+        metrics_add(M_CHUNKS_COMPACTED, (uint64_t)j->compaction.chunks);
+        metrics_add(M_COMPACTION_BYTES, (uint64_t)j->compaction.bytes);
+        metrics_add(M_COMPACTION_CONFLICTS, (uint64_t)j->compaction.conflicts);
         if (held) {
             if (!lc->held) {
                 log_info("lifecycle: took the lease for retention and garbage collection (owner %s)", j->owner);

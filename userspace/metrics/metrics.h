@@ -29,7 +29,11 @@
     X(M_CHUNKS_EXPIRED, "sluice_chunks_expired_total", "Chunks dropped by retention and DeleteRecords")         \
     X(M_OBJECTS_DELETED, "sluice_objects_deleted_total", "Objects deleted from the bucket (unreferenced or never committed)") \
     X(M_KEY_COMPACTIONS, "sluice_key_compactions_total", "Partitions of compacted topics cleaned (cleanup.policy=compact)") \
-    X(M_RECORDS_CLEANED, "sluice_records_cleaned_total", "Records removed by key compaction (superseded or expired tombstones)")
+    X(M_RECORDS_CLEANED, "sluice_records_cleaned_total", "Records removed by key compaction (superseded or expired tombstones)") \
+    X(M_COMPACTIONS, "sluice_compactions_total", "Objects written by compaction of small chunks and switched in")  \
+    X(M_CHUNKS_COMPACTED, "sluice_chunks_compacted_total", "Small chunks replaced by compaction")                 \
+    X(M_COMPACTION_BYTES, "sluice_compaction_bytes_written_total", "Bytes of objects written by compaction")      \
+    X(M_COMPACTION_CONFLICTS, "sluice_compaction_conflicts_total", "Compaction runs that changed before their switch (left as they were)")
 
 /* Gauges: X(id, name, help). Per worker; zeroed when the worker exits. */
 #define METRICS_GAUGES(X)                                                                                          \
