@@ -78,6 +78,8 @@ static const struct setting settings[] = {
      "largest chunk compaction writes (fetches read a chunk whole: at most fetch-cache-bytes)"},
     {"compaction-min-age", "SLUICE_COMPACTION_MIN_AGE", SET_DURATION_MS, S(compaction_min_age_ms), "5s",
      "objects younger than this are not compacted (the hot tail)"},
+    {"key-compaction-map-bytes", "SLUICE_KEY_COMPACTION_MAP_BYTES", SET_BYTES, S(key_compaction_map_bytes), "32MiB",
+     "key map of one compacted partition's cleaning (keys beyond it wait for the next round)"},
     {"bucket-url", "SLUICE_BUCKET_URL", SET_STRING, S(bucket_url), "file://data/objects",
      "object store: file:///path"},
     {"metadata-url", "SLUICE_METADATA_URL", SET_STRING, S(metadata_url), "sqlite://data/metadata.db",
@@ -319,6 +321,10 @@ static int check_ranges(struct config *c)
     }
     if (c->compaction_small_bytes < 1 || c->compaction_small_bytes > c->compaction_max_run_bytes) {
         fprintf(stderr, "sluice: compaction-small-bytes must be between 1 and compaction-max-run-bytes\n");
+        return -1;
+    }
+    if (c->key_compaction_map_bytes < 4096 || c->key_compaction_map_bytes > ((int64_t)1 << 30)) {
+        fprintf(stderr, "sluice: key-compaction-map-bytes must be between 4KiB and 1GiB\n");
         return -1;
     }
     if (c->compaction_min_chunks > 100000) {

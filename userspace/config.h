@@ -29,6 +29,7 @@ struct config {
     int compaction_min_chunks;    /* a run needs more than this many chunks */
     int64_t compaction_max_run_bytes; /* cap of one new chunk (fetch reads a chunk whole) */
     int64_t compaction_min_age_ms; /* objects younger than this are not compacted */
+    int64_t key_compaction_map_bytes; /* cleanup.policy=compact: the key map of one cleaning */
     char bucket_url[512];
     char metadata_url[512];
     int64_t batch_timeout_ms;

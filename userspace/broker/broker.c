@@ -214,6 +214,13 @@ struct broker *broker_create(const struct config *cfg, struct server *srv, int w
         goto fail;
     }
     b->checker_started = true;
+    if (worker_id == 0) {
+        if (jobs_start(&b->background, 1, cfg->metadata_url, srv, err, sizeof(err)) != 0) {
+            log_error("metadata store %s: %s", cfg->metadata_url, err);
+            goto fail;
+        }
+        b->background_started = true;
+    }
     if (reader_start(&b->reader, b->objects, srv, chunks_read_done) != 0)
         goto fail;
     b->reader_started = true;
@@ -244,6 +251,8 @@ void broker_destroy(struct broker *b)
         jobs_stop(&b->store);
     if (b->checker_started)
         jobs_stop(&b->checker);
+    if (b->background_started)
+        jobs_stop(&b->background);
     if (b->objects)
         objstore_close(b->objects);
     topics_free(b);
@@ -328,6 +337,8 @@ static void broker_on_wakeup(struct broker *b)
         reader_complete(b);
     jobs_complete(&b->store, b);
     jobs_complete(&b->checker, b);
+    if (b->background_started)
+        jobs_complete(&b->background, b);
     struct flush_batch *done = flusher_take_done(&b->flusher);
     bool committed = false;
     while (done) {
@@ -359,13 +370,15 @@ static void broker_begin_drain(struct broker *b)
     produce_maybe_flush(b, mono_ms(), true);
     fetch_cancel_all(b);
     groups_drain(b);
+    atomic_store(&b->lifecycle.stop, true);
     lifecycle_release(b);
 }
 
 static bool broker_drained(struct broker *b)
 {
     return !b->current && b->parked.n == 0 && b->flusher.queued == 0 && !b->waiters && !b->reader.inflight &&
-           b->store.inflight == 0 && b->checker.inflight == 0 && b->group_parked.n == 0;
+           b->store.inflight == 0 && b->checker.inflight == 0 && b->background.inflight == 0 &&
+           b->group_parked.n == 0;
 }
 
 /* ---- the loop's callbacks (server/server.h) ---- */

@@ -3,6 +3,7 @@
 #define SLUICE_BROKER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -297,6 +298,7 @@ struct read_failure {
 /* ---- background jobs (lifecycle.c): retention and garbage collection, on worker 0 ---- */
 
 struct lifecycle {
+    atomic_bool stop;            /* set when the worker drains: a round in progress ends early */
     int64_t next_run_ms;
     bool running;                /* a round is on a store thread */
     bool held;                   /* this worker held the lease after its last round */
@@ -318,6 +320,10 @@ struct broker {
     struct topic_cache topics;
     struct flusher flusher;
     struct jobs checker;         /* one thread checking produced records that take time */
+    /* worker 0: one thread with its own store handle for the lifecycle rounds (retention,
+     * compaction, garbage collection), which may take long: the store threads stay free */
+    struct jobs background;
+    bool background_started;
     bool checker_started;
     struct flush_batch *current; /* accumulating produce data */
     struct buf_pool chunk_bufs;  /* recycled chunk buffers (no fresh memory per flush) */

@@ -45,7 +45,7 @@ struct compaction_stats {
 struct objstore;
 struct config;
 
-/* One round, on a store thread under the lifecycle lease: for every partition of every topic whose
+/* One round, on worker 0's background thread under the lifecycle lease: for every partition of every topic whose
  * cleanup.policy has no "compact", runs of old small chunks are packed into objects of about
  * compaction_target_bytes, stored, and switched in with metastore_replace_chunks. keep(arg, m) is
  * asked between long steps; false (the lease is lost) stops the round. Bounded per round. */

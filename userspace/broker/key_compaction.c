@@ -13,6 +13,7 @@
  * delete horizon of the segment that was cleaned); a partition whose oldest kept tombstone has
  * expired is cleaned even when not dirty enough. */
 #include "broker/key_compaction.h"
+#include "config.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,14 +32,14 @@
 #define MIN_AGE_MS 3000                       /* never clean what was produced just now */
 #define ROUND_BYTES ((size_t)64 << 20)        /* chunk bytes read per partition per round */
 #define RUN_BYTES ((size_t)4 << 20)           /* output of one new chunk */
-#define DEFAULT_MAP_BYTES ((size_t)32 << 20)
 
 struct kc_ctx {
     struct metastore *m;
     struct objstore *objects;
-    const char *lease_kind, *owner;
-    int64_t ttl_ms, renewed_ms;
+    bool (*keep)(void *arg, struct metastore *m);
+    void *keep_arg;
     size_t map_bytes;
+    const char *owner;           /* the agent's id, in new object keys */
 };
 
 static const char *config_get(const struct topic_config *cfgs, int n, const char *key)
@@ -49,15 +50,6 @@ static const char *config_get(const struct topic_config *cfgs, int n, const char
     return NULL;
 }
 
-static bool keep_lease(struct kc_ctx *c)
-{
-    if (mono_ms() - c->renewed_ms > c->ttl_ms / 3) {
-        if (metastore_lease_acquire(c->m, c->lease_kind, c->owner, c->ttl_ms) != 0)
-            return false;
-        c->renewed_ms = mono_ms();
-    }
-    return true;
-}
 
 /* When a partition's oldest kept tombstone expires (its timestamp + delete.retention.ms): it is
  * cleaned then even below min.cleanable.dirty.ratio. Remembered by this worker only (the lease's
@@ -234,20 +226,17 @@ out:
     free(refs);
 }
 
-int key_compaction_round(struct metastore *m, struct objstore *objects, const char *lease_kind, const char *owner,
-                         int64_t ttl_ms)
+void key_compaction_round(struct metastore *m, struct objstore *objects, const struct config *cfg,
+                          bool (*keep)(void *arg, struct metastore *m), void *arg)
 {
-    struct kc_ctx c = {.m = m, .objects = objects, .lease_kind = lease_kind, .owner = owner, .ttl_ms = ttl_ms,
-                       .renewed_ms = mono_ms(), .map_bytes = DEFAULT_MAP_BYTES};
-    const char *env = getenv("SLUICE_KEY_COMPACTION_MAP_BYTES");
-    if (env && strtoull(env, NULL, 10) > 0)
-        c.map_bytes = strtoull(env, NULL, 10);
+    struct kc_ctx c = {.m = m, .objects = objects, .keep = keep, .keep_arg = arg,
+                       .map_bytes = (size_t)cfg->key_compaction_map_bytes, .owner = cfg->agent_id};
     struct topic_info *topics = NULL;
     int ntopics = 0;
     if (metastore_list_topics(m, &topics, &ntopics) != 0)
-        return 0;
-    int lost = 0;
-    for (int t = 0; t < ntopics && !lost; t++) {
+        return;
+    bool stop = false;
+    for (int t = 0; t < ntopics && !stop; t++) {
         struct topic_config *cfgs = NULL;
         int ncfgs = 0;
         if (metastore_topic_configs(m, topics[t].id, &cfgs, &ncfgs) != 0)
@@ -266,13 +255,12 @@ int key_compaction_round(struct metastore *m, struct objstore *objects, const ch
         if (!compacted)
             continue;
         for (int32_t p = 0; p < topics[t].partitions; p++) {
-            if (!keep_lease(&c)) {
-                lost = 1;
+            if (!keep(arg, m)) {
+                stop = true;
                 break;
             }
             clean_partition(&c, &topics[t], p, &r);
         }
     }
     free(topics);
-    return lost;
 }

@@ -1,6 +1,8 @@
-/* Background jobs: retention, deletion of unreferenced objects, garbage collection of objects never
- * committed. Worker 0 of each agent runs a round every retention-check-interval, as one job on a
- * store thread (the loop never waits on the store or the bucket), under the lease "lifecycle" in
+/* Background jobs: retention, compaction of small objects, key compaction of compacted topics,
+ * deletion of unreferenced objects, garbage collection of objects never committed. Worker 0 of each
+ * agent runs a round every retention-check-interval, as one job on its background thread with a
+ * store handle of its own (the loop never waits on the store or the bucket, and a long round never
+ * holds a store thread that fetches and commits need), under the lease "lifecycle" in
  * the metadata store: any number of agents may try, one at a time does the work. The holder keeps
  * renewing the lease round after round; if it dies, the lease expires and another agent takes over.
  *
@@ -8,7 +10,8 @@
  * drops its chunks in one transaction; an object is deleted only once no chunk points into it and
  * the grace period has passed since that was first seen (reads planned before still find it), and
  * forgotten by the store only after the bucket's delete succeeded (deleting a missing key is fine).
- * New job kinds (compaction) add a step to the round or a lease kind of their own. */
+ * When the worker stops, the round ends at its next lease check. New job kinds add a step to the
+ * round or a lease kind of their own. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@ struct lifecycle_job {
     char owner[64];
     int64_t ttl_ms;
     bool scan_bucket;
+    const atomic_bool *stop;     /* the worker is stopping: end the round where it is */
     int64_t renewed_ms;          /* monotonic: when the lease was last taken or renewed */
     /* out: */
     int lease;                   /* metastore_lease_acquire's answer */
@@ -61,9 +65,12 @@ static bool config_deletes(const struct topic_config *cfgs, int n)
 }
 
 /* A long round keeps its lease: renewed every third of its time to live. false when another
- * agent holds it now (this one stalled past the expiry): the round stops. */
+ * agent holds it now (this one stalled past the expiry), or when the worker stops: the round
+ * stops (every step can stop half-way). */
 static bool keep_lease(struct lifecycle_job *j, struct metastore *m)
 {
+    if (atomic_load(j->stop))
+        return false;
     if (mono_ms() - j->renewed_ms > j->ttl_ms / 3) {
         if (metastore_lease_acquire(m, LEASE_KIND, j->owner, j->ttl_ms) == 1) {
             j->lease = 1;
@@ -190,8 +197,8 @@ static void lifecycle_run(struct job *job, struct metastore *m)
     retention_round(j, m);
     if (j->lease == 0 && j->cfg->compaction_enabled)
         compaction_round(m, j->objects, j->cfg, keep_lease_cb, j, &j->compaction);
-    if (j->lease == 0 && key_compaction_round(m, j->objects, LEASE_KIND, j->owner, j->ttl_ms) != 0)
-        j->lease = 1;
+    if (j->lease == 0)
+        key_compaction_round(m, j->objects, j->cfg, keep_lease_cb, j);
     if (j->lease == 0)
         unreferenced_round(j, m);
     if (j->lease == 0 && j->scan_bucket)
@@ -261,7 +268,7 @@ void lifecycle_release(struct broker *b)
     j->base.run = release_run;
     j->base.done = release_done;
     snprintf(j->owner, sizeof(j->owner), "%s", b->self.id);
-    jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->background, &j->base);
 }
 
 int64_t lifecycle_next_deadline(struct broker *b)
@@ -283,11 +290,12 @@ void lifecycle_tick(struct broker *b, int64_t now_ms)
     j->base.run = lifecycle_run;
     j->base.done = lifecycle_done;
     j->cfg = b->cfg;
+    j->stop = &lc->stop;
     j->objects = b->objects;
     snprintf(j->owner, sizeof(j->owner), "%s", b->self.id);
     j->ttl_ms = 3 * b->cfg->retention_check_ms > LEASE_MIN_TTL_MS ? 3 * b->cfg->retention_check_ms
                                                                  : LEASE_MIN_TTL_MS;
     j->scan_bucket = lc->rounds % BUCKET_SCAN_EVERY == 0;
     lc->running = true;
-    jobs_submit(&b->store, &j->base);
+    jobs_submit(&b->background, &j->base);
 }
