@@ -131,6 +131,7 @@ bench: $(BUILD)/bench_commit $(BUILD)/bench_chunk_index
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice MOCK_BROKER=$(CURDIR)/$(BUILD)/mock_broker /usr/bin/python3 tools/bench_perf.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_locality.py
 	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_catchup.py
+	SLUICE_BIN=$(CURDIR)/$(BUILD)/sluice /usr/bin/python3 tools/bench_compaction.py
 
 install: $(BUILD)/sluice
 	install -D -m 0755 $(BUILD)/sluice /usr/local/bin/sluice
