@@ -283,6 +283,10 @@ void lifecycle_tick(struct broker *b, int64_t now_ms)
     struct lifecycle *lc = &b->lifecycle;
     if (b->worker_id != 0 || b->draining || lc->running || now_ms < lc->next_run_ms)
         return;
+    if (lc->next_run_ms == 0) { /* the first round one interval after start, not during it */
+        lc->next_run_ms = now_ms + b->cfg->retention_check_ms;
+        return;
+    }
     lc->next_run_ms = now_ms + b->cfg->retention_check_ms;
     struct lifecycle_job *j = calloc(1, sizeof(*j));
     if (!j)
