@@ -388,6 +388,8 @@ class NetBed:
         for line in rows.splitlines():
             part, key, length = line.split("|")
             m = re.match(r"objects/\d+-([0-9a-f]+-w\d+)-\d+\.obj", key)
+            if not m:  # written by compaction (objects/<ms>-<agent>-compact-<n>.obj): no one flush's writer
+                continue
             d = by_part.setdefault(int(part), {"writers": {}, "objects": 0})
             d["writers"][m.group(1)] = d["writers"].get(m.group(1), 0) + int(length)
             d["objects"] += 1
