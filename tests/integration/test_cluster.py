@@ -198,7 +198,7 @@ def test_killed_agent_slots_move_and_nothing_acked_is_lost():
         agents = [cl.agent() for _ in range(3)]
         wait_for(lambda: converged(agents, [a.port + 1 for a in agents]), 10, "all three agents to own slots")
         admin = AdminClient({"bootstrap.servers": agents[0].bootstrap})
-        admin.create_topics([NewTopic("survive", 8, 1)])["survive"].result(10)
+        admin.create_topics([NewTopic("survive", 8, 1)])["survive"].result(30)  # 10 s timed out once under CI load
         bootstrap = ",".join(a.bootstrap for a in agents)
 
         acked, stop = [], threading.Event()

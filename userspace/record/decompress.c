@@ -168,8 +168,14 @@ static int next_zstd(struct dstream *d, const uint8_t **out, size_t *len)
                                : "zstd data corrupt");
         bool progress = in.pos != d->pos || o.pos > 0;
         d->pos = in.pos;
-        if (r == 0 && d->pos == d->n) /* frame complete and flushed, input used up */
+        if (r == 0 && d->pos == d->n) { /* frame complete and flushed, input used up */
+            /* Streaming lets a compressed block of size 0 through as an empty frame, which
+             * one-shot decoding calls corrupt: output that empty is checked that way too (it
+             * costs no memory: the answer must be 0 bytes). */
+            if (d->produced == 0 && o.pos == 0 && ZSTD_isError(ZSTD_decompress(NULL, 0, d->src, d->n)))
+                return fail(d, "zstd data corrupt");
             d->done = true;
+        }
         else if (!progress)
             return fail(d, "zstd data truncated");
         if (o.pos)
