@@ -67,6 +67,7 @@ def main():
     off = {"SLUICE_COMPACTION_ENABLED": "false", "SLUICE_RETENTION_CHECK_INTERVAL": "1s"}
     on = {"SLUICE_COMPACTION_ENABLED": "true", "SLUICE_RETENTION_CHECK_INTERVAL": "1s",
           "SLUICE_OBJECT_DELETE_GRACE": "2s", "SLUICE_COMPACTION_MIN_AGE": "1s"}
+    agent = None
     try:
         say("compaction of small objects: %d x 1 KiB records at %d MB/s, acks=all, 8 partitions" % (RECORDS, RATE_MB))
         agent = Agent(work, off)
@@ -87,8 +88,11 @@ def main():
             last = now
         took = time.time() - (deadline - (120 if QUICK else 300))
         agent.stop()
+        agent = None
         after = figures(work, off)
     finally:
+        if agent:  # stopped on every path: its process and pinned steering objects go
+            agent.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     def fmt(v):
